@@ -1,0 +1,59 @@
+"""Helpers shared by CLI modules: result printing, option types. Cheap to import."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Callable
+
+import typer
+
+from emotk.core.context import options
+
+# Reusable option declarations.
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config file (see configs/).")
+SetOpt = typer.Option(
+    None, "--set", help="Override a config value, e.g. --set train.lr=1e-4 (repeatable; unknown keys are errors)."
+)
+OverwriteOpt = typer.Option(False, "--overwrite", help="Replace existing outputs.")
+RootOpt = typer.Option(None, "--root", help="Named data root NAME=DIR for ${NAME}/... manifest paths (repeatable).")
+
+
+def emit(result: Any, human: Callable[[Any], None] | str | None = None) -> None:
+    """Print a result: JSON on stdout with --json, else the human form (rich table / text) on stdout."""
+    if options.json:
+        sys.stdout.write(json.dumps(result, ensure_ascii=False, indent=2, default=str) + "\n")
+        sys.stdout.flush()
+        return
+    if human is None:
+        sys.stdout.write(json.dumps(result, ensure_ascii=False, indent=2, default=str) + "\n")
+    elif isinstance(human, str):
+        sys.stdout.write(human.rstrip("\n") + "\n")
+    else:
+        human(result)
+    sys.stdout.flush()
+
+
+def console():
+    """A rich console on stdout for human-readable results (no colour when not a terminal)."""
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
+    from rich.table import Table
+
+    t = Table(title=title, show_lines=False)
+    for c in columns:
+        t.add_column(str(c))
+    for r in rows:
+        t.add_row(*[str(v) for v in r])
+    console().print(t)
+
+
+def not_built(capability: str, issue: str) -> None:
+    """Used by command groups whose capability is not built yet: a plain message and exit 1."""
+    from emotk.errors import EmotkError
+
+    raise EmotkError(f"{capability} is not built yet in emotk {__import__('emotk').__version__} (tracked as: {issue})")

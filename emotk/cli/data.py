@@ -1,0 +1,236 @@
+"""``emotk data``: import corpora, validate manifests, build folds, make the demo corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from emotk.cli.common import ConfigOpt, OverwriteOpt, RootOpt, SetOpt, emit, table
+
+app = typer.Typer(help="Corpora and manifests: prepare, validate, split, synth, merge, filter, transcribe.",
+                  no_args_is_help=True)
+
+
+@app.command("datasets")
+def datasets() -> None:
+    """List the dataset importers."""
+    import importlib
+
+    from emotk.data.prepare import IMPORTERS
+
+    rows = []
+    for name, module in IMPORTERS.items():
+        mod = importlib.import_module(module)
+        rows.append({"dataset": name, "description": getattr(mod, "DESCRIPTION", "")})
+    emit(rows, lambda r: table("dataset importers", ["dataset", "description"], [[x["dataset"], x["description"]] for x in r]))
+
+
+@app.command("prepare")
+def prepare(
+    dataset: str = typer.Argument(..., help="Importer name (see `emotk data datasets`)."),
+    root: Path = typer.Argument(..., help="Corpus folder, as distributed."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: manifest.jsonl, label_map*.json, prepare.json."),
+    root_name: Optional[str] = typer.Option(None, "--root-name", help="Write paths as ${NAME}/... (portable manifests)."),
+    workers: int = typer.Option(4, "--workers", "-j", help="Parallel header reads / audio extraction."),
+    option: Optional[List[str]] = typer.Option(None, "--option", help="Importer option KEY=VALUE (repeatable)."),
+    strict: bool = typer.Option(False, "--strict", help="Fail on the first unreadable audio file instead of skipping it."),
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """Turn a corpus folder into a manifest + label map (+ summary with official-count checks)."""
+    from emotk.data.prepare import get_importer
+    from emotk.data.prepare.base import PrepareOptions, write_result
+    from emotk.errors import DataError, UsageError
+
+    importer = get_importer(dataset)
+    extra = {}
+    known = getattr(importer, "OPTIONS", {})
+    for item in option or []:
+        if "=" not in item:
+            raise UsageError(f"--option {item!r}: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        if key not in known:
+            import difflib
+
+            close = difflib.get_close_matches(key, list(known), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise UsageError(f"--option {key}: unknown option for {dataset}{hint}; known: {', '.join(known) or 'none'}")
+        extra[key] = value
+    if not root.is_dir():
+        raise DataError(f"{root}: corpus folder not found")
+    out.mkdir(parents=True, exist_ok=True)
+    opts = PrepareOptions(out_dir=out, root_name=root_name, workers=workers, skip_bad=not strict, extra=extra)
+    if (out / "manifest.jsonl").exists() and not overwrite:
+        from emotk.errors import OutputExistsError
+
+        raise OutputExistsError(f"{out / 'manifest.jsonl'} already exists; pass --overwrite to replace it")
+    result = importer.prepare(root, opts)
+    summary = write_result(result, opts, overwrite=overwrite)
+
+    def human(s: dict) -> None:
+        rows = [["utterances", s["utterances"]], ["hours", s["hours"]], ["speakers", s["speakers"]],
+                ["manifest", s["manifest"]], ["sha256", s["manifest_sha256"][:16]], ["warnings", len(s["warnings"])]]
+        for key, counts in s["counts"].items():
+            rows.append([key, ", ".join(f"{k}={v}" for k, v in counts.items())])
+        table(f"{s['dataset']}", ["", ""], rows)
+
+    emit(summary, human)
+
+
+@app.command("validate")
+def validate(
+    manifest: Path = typer.Argument(..., help="Manifest (JSONL) to check."),
+    label_map: Optional[Path] = typer.Option(None, "--label-map", help="Label map JSON (default: label_map.json beside the manifest, if any)."),
+    label_field: str = typer.Option("emotion", "--label-field", help="Field checked against the label map."),
+    root: Optional[List[str]] = RootOpt,
+    sr: int = typer.Option(16000, "--sr", help="Target sample rate; other rates are warnings."),
+    no_audio: bool = typer.Option(False, "--no-audio", help="Only check the manifest text, not the audio files."),
+    no_decode: bool = typer.Option(False, "--no-decode", help="Check audio headers only (faster; misses NaN/corrupt data)."),
+    workers: int = typer.Option(4, "--workers", "-j"),
+) -> None:
+    """Check schema, duplicate ids, audio files (exist, decode, rates, durations, NaN), labels. Exit 1 on errors."""
+    from emotk.data.labels import LabelMap
+    from emotk.data.manifest import parse_roots
+    from emotk.data.validate import validate_manifest
+
+    lm = None
+    if label_map is not None:
+        lm = LabelMap.load(label_map)
+    elif (manifest.parent / "label_map.json").is_file():
+        lm = LabelMap.load(manifest.parent / "label_map.json")
+    report = validate_manifest(
+        manifest, roots=parse_roots(root), label_map=lm, label_field=label_field, check_audio=not no_audio,
+        decode=not no_decode, target_sr=sr, workers=workers,
+    )
+
+    def human(rep) -> None:
+        for issue in rep.issues:
+            typer.echo(issue.format(rep.manifest))
+        status = "ok" if rep.ok else "FAILED"
+        typer.echo(f"{rep.manifest}: {status}: {rep.utterances} utterances, {rep.seconds / 3600:.3f} h, "
+                   f"{len(rep.errors)} errors, {len(rep.warnings)} warnings"
+                   + (f", label map '{lm.name}'" if lm else ""))
+
+    emit(report.to_dict() if _json() else report, human)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _json() -> bool:
+    from emotk.core.context import options
+
+    return options.json
+
+
+@app.command("split")
+def split(
+    manifest: Path = typer.Argument(..., help="Manifest to split."),
+    out: Path = typer.Option(..., "--out", "-o", help="Protocol JSON to write (or a folder with --write-manifests)."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="Apply a committed protocol (name or file) instead of building folds."),
+    folds: int = typer.Option(5, "--folds", "-k", help="Number of folds."),
+    by: str = typer.Option("speaker", "--by", help="Manifest field that must not cross splits."),
+    seed: int = typer.Option(0, "--seed", help="Shuffle seed (the fold rule sorts values first)."),
+    n_valid: Optional[int] = typer.Option(None, "--valid", help="Units in each validation set."),
+    n_test: Optional[int] = typer.Option(None, "--test", help="Units in each test set (default: n/folds)."),
+    write_manifests: bool = typer.Option(False, "--write-manifests", help="Write OUT/<fold>/{train,valid,test}.jsonl."),
+    root: Optional[List[str]] = RootOpt,
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """Deterministic speaker-independent folds for any manifest (sorted values + seed), or apply a committed protocol."""
+    from emotk.core.io import check_writable
+    from emotk.data.manifest import Manifest, parse_roots
+    from emotk.data import protocols as P
+
+    m = Manifest.load(manifest, roots=parse_roots(root))
+    if protocol:
+        proto = P.find_protocol(protocol)
+    else:
+        proto = P.make_folds(m, n_folds=folds, unit=by, seed=seed, n_valid=n_valid, n_test=n_test)
+    if write_manifests:
+        if out.exists() and any(out.iterdir()) and not overwrite:
+            from emotk.errors import OutputExistsError
+
+            raise OutputExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
+        summary = P.write_split_manifests(m, proto, out)
+    else:
+        check_writable(out, overwrite)
+        proto.save(out)
+        summary = {"protocol": str(out), "name": proto.name, "sha256": proto.sha256, "unit": proto.unit,
+                   "folds": {f: {k: len(v) for k, v in proto.assign(m, f).items()} for f in proto.fold_names}}
+    emit(summary)
+
+
+@app.command("synth")
+def synth(
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder for the demo corpus."),
+    config: Optional[Path] = ConfigOpt,
+    set_: Optional[List[str]] = SetOpt,
+    workers: int = typer.Option(2, "--workers", "-j"),
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """Make the built-in demo corpus (espeak-ng speakers x emotion styles, parallel sentences, dialogues)."""
+    from emotk.core.config import resolve
+    from emotk.data.synth import SynthConfig, synthesize
+
+    resolved = resolve(SynthConfig, "data.synth", config, set_ or [])
+    summary = synthesize(out, resolved.config, overwrite=overwrite, workers=workers)
+    emit(summary)
+
+
+@app.command("merge")
+def merge(
+    manifests: List[Path] = typer.Argument(..., help="Manifests to concatenate."),
+    out: Path = typer.Option(..., "--out", "-o"),
+    root: Optional[List[str]] = RootOpt,
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """Concatenate manifests (paths made absolute; duplicate ids are an error)."""
+    from emotk.core.io import check_writable
+    from emotk.data.manifest import Manifest, merge as merge_manifests, parse_roots
+
+    roots = parse_roots(root)
+    merged = merge_manifests(Manifest.load(p, roots=roots) for p in manifests)
+    check_writable(out, overwrite)
+    sha = merged.save(out)
+    emit({"manifest": str(out), "utterances": len(merged), "sha256": sha})
+
+
+@app.command("filter")
+def filter_(
+    manifest: Path = typer.Argument(...),
+    out: Path = typer.Option(..., "--out", "-o"),
+    where: Optional[List[str]] = typer.Option(None, "--where", help="FIELD=V1,V2 (repeatable; all must hold)."),
+    min_duration: Optional[float] = typer.Option(None, "--min-duration"),
+    max_duration: Optional[float] = typer.Option(None, "--max-duration"),
+    root: Optional[List[str]] = RootOpt,
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """Keep the records that match every condition (paths made absolute)."""
+    from emotk.core.io import check_writable
+    from emotk.data.manifest import Manifest, parse_roots
+    from emotk.errors import UsageError
+
+    m = Manifest.load(manifest, roots=parse_roots(root))
+    conditions = {}
+    for item in where or []:
+        if "=" not in item:
+            raise UsageError(f"--where {item!r}: expected FIELD=VALUE[,VALUE...]")
+        key, values = item.split("=", 1)
+        conditions[key] = set(values.split(","))
+
+    def keep(rec: dict) -> bool:
+        for key, values in conditions.items():
+            if str(rec.get(key)) not in values:
+                return False
+        d = rec.get("duration")
+        if min_duration is not None and (d is None or d < min_duration):
+            return False
+        if max_duration is not None and (d is None or d > max_duration):
+            return False
+        return True
+
+    kept = m.filter(keep).with_absolute_paths()
+    check_writable(out, overwrite)
+    sha = kept.save(out)
+    emit({"manifest": str(out), "utterances": len(kept), "dropped": len(m) - len(kept), "sha256": sha})

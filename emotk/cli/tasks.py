@@ -1,0 +1,40 @@
+"""Task command groups. Each becomes a thin layer over its core package as that capability lands."""
+
+from __future__ import annotations
+
+import typer
+
+from emotk.cli.common import not_built
+
+
+def _group(help_text: str, capability: str, issue: str) -> typer.Typer:
+    app = typer.Typer(help=help_text, invoke_without_command=True, no_args_is_help=False)
+
+    @app.callback()
+    def _callback(ctx: typer.Context) -> None:
+        if ctx.invoked_subcommand is None:
+            not_built(capability, issue)
+
+    return app
+
+
+pretrain_app = _group(
+    "[not built yet] Emotion-aware pre-training: CARE and LLM-supervised text pre-training.",
+    "emotk pretrain (CARE, text pre-training)", "issue 5",
+)
+ser_app = _group(
+    "[not built yet] Speech emotion recognition: SUPERB downstream, VAD regression, ABHINAYA.",
+    "emotk ser", "issue 4",
+)
+erc_app = _group(
+    "[not built yet] Emotion recognition in conversations: HCAM and MiSTER-E.",
+    "emotk erc (HCAM, MiSTER-E)", "a later issue",
+)
+transfer_app = _group(
+    "[not built yet] S2S-ZEST speech-to-speech emotion style transfer.",
+    "emotk transfer (S2S-ZEST)", "issue 6",
+)
+evaluate_app = _group(
+    "[not built yet] Evaluation protocols: SER/ERC reports and emotion-style-transfer settings SSST..USUE.",
+    "emotk evaluate", "issue 7",
+)

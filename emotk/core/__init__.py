@@ -1,0 +1,1 @@
+"""Task-independent machinery: config, run directories, provenance, I/O helpers, logging."""

@@ -1,0 +1,1 @@
+"""Data: manifests, audio I/O, label maps, protocols, dataset importers and the demo corpus."""

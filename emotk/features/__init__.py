@@ -1,0 +1,1 @@
+"""Feature extraction: SSL upstreams, F0, acoustic targets, content tokens, transcripts, text embeddings."""
