@@ -85,27 +85,13 @@ def _hoist_global_flags(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; turn expected failures into one-line messages and documented exit codes."""
-    import click
-
-    from emotk.errors import EXIT_FAILED, EXIT_USAGE, EmotkError
+    from emotk.errors import EXIT_FAILED, EmotkError
 
     args = _hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
     verbose = any(a in ("-v", "-vv", "-vvv", "--verbose") for a in args)
     command = typer.main.get_command(app)
     try:
         rc = command.main(args=args, prog_name="emotk", standalone_mode=False)
-    except click.exceptions.UsageError as e:
-        e.show()
-        sys.exit(EXIT_USAGE)
-    except click.exceptions.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        sys.stderr.write("emotk: aborted\n")
-        sys.exit(130)
-    except KeyboardInterrupt:
-        sys.stderr.write("emotk: interrupted\n")
-        sys.exit(130)
     except EmotkError as e:
         if verbose:
             import traceback
@@ -113,9 +99,21 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         sys.stderr.write(f"emotk: error: {e}\n")
         sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("emotk: interrupted\n")
+        sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)  # e.g. `emotk ... | head`
-    except Exception as e:  # an unexpected failure: still one line unless --verbose
+    except Exception as e:
+        # Typer vendors click in recent versions, so match click's exception kinds by shape, not by class.
+        if hasattr(e, "show") and isinstance(getattr(e, "exit_code", None), int):  # UsageError (2), ClickException (1)
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(getattr(e, "exit_code", None), int):  # Exit raised instead of returned
+            sys.exit(e.exit_code)
+        if type(e).__name__ == "Abort":
+            sys.stderr.write("emotk: aborted\n")
+            sys.exit(130)
         if verbose:
             import traceback
 
