@@ -72,7 +72,7 @@ def build_protocols() -> list[Protocol]:
             "16 train / 3 valid / 4 test singers (emotk.data.protocols.split_units, seed 0, n_test 4, n_valid 3: "
             "fold k tests shuffled positions 4k..4k+3 and validates on 4k+4..4k+6, so 20 singers are tested once "
             "and 3 never). Speakers are named like RAVDESS speech ('ravdess-01'). Classes: neutral, calm, happy, "
-            "sad, angry, fear."),
+            "sad, angry, fearful."),
         folds=split_units(singers, n_folds=5, seed=0, n_valid=3, n_test=4)))
 
     protos.append(Protocol(
