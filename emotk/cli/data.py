@@ -14,16 +14,23 @@ app = typer.Typer(help="Corpora and manifests: prepare, validate, split, synth, 
 
 
 @app.command("datasets")
-def datasets() -> None:
-    """List the dataset importers."""
+def datasets(name: Optional[str] = typer.Argument(None, help="Show one importer's expected layout and options.")) -> None:
+    """List the dataset importers (or show one importer's layout and options)."""
     import importlib
 
-    from emotk.data.prepare import IMPORTERS
+    from emotk.data.prepare import IMPORTERS, get_importer
 
+    if name is not None:
+        mod = get_importer(name)
+        info = {"dataset": mod.DATASET, "description": mod.DESCRIPTION, "layout": mod.LAYOUT.strip(),
+                "options": dict(getattr(mod, "OPTIONS", {}))}
+        emit(info, lambda i: typer.echo(f"{i['dataset']}: {i['description']}\n\nExpected layout:\n{i['layout']}\n\nOptions (--option KEY=VALUE):\n"
+                                        + ("\n".join(f"  {k}: {v}" for k, v in i["options"].items()) or "  none")))
+        return
     rows = []
-    for name, module in IMPORTERS.items():
+    for key, module in IMPORTERS.items():
         mod = importlib.import_module(module)
-        rows.append({"dataset": name, "description": getattr(mod, "DESCRIPTION", "")})
+        rows.append({"dataset": key, "description": getattr(mod, "DESCRIPTION", "")})
     emit(rows, lambda r: table("dataset importers", ["dataset", "description"], [[x["dataset"], x["description"]] for x in r]))
 
 
