@@ -115,7 +115,10 @@ def prosody_by_style(manifest_path: Path, max_per_style: int = 40) -> dict[str, 
     out = {}
     for style in sorted(by_style):
         f0s, rates, levels = [], [], []
-        for rec in by_style[style][:max_per_style]:
+        recs = by_style[style]
+        step = max(1, len(recs) // max_per_style)  # spread over all speakers, not the first few
+        chosen = recs[::step][:max_per_style]
+        for rec in chosen:
             wav = load_audio(m.resolve_path(rec))
             f0 = extract_f0(wav, 16000, cfg)
             voiced = f0[f0 > 0]
@@ -127,7 +130,7 @@ def prosody_by_style(manifest_path: Path, max_per_style: int = 40) -> dict[str, 
         allf0 = np.concatenate(f0s) if f0s else np.zeros(1)
         semis = 12 * np.log2(allf0[allf0 > 0] / 100.0) if (allf0 > 0).any() else np.zeros(1)
         out[style] = {
-            "utterances": len(by_style[style][:max_per_style]),
+            "utterances": len(chosen),
             "mean_f0_hz": round(float(allf0.mean()), 1),
             "f0_range_semitones": round(float(semis.std()), 2),
             "words_per_s": round(float(np.mean(rates)), 2),
