@@ -8,9 +8,11 @@ from typing import List, Optional
 import typer
 
 from emotk.cli.common import ConfigOpt, OverwriteOpt, RootOpt, SetOpt, emit, table
+from emotk.cli.features import transcribe_command
 
 app = typer.Typer(help="Corpora and manifests: prepare, validate, split, synth, merge, filter, transcribe.",
                   no_args_is_help=True)
+app.command("transcribe")(transcribe_command)
 
 
 @app.command("datasets")
