@@ -113,7 +113,7 @@ def test_committed_label_map_matches():
 
 
 def test_cli_prepare(tmp_path, capsys):
-    main = pytest.importorskip("emotk.cli.main").main
+    from emotk.cli.main import main
     root = tmp_path / "cafe"
     _tree(root)
     with pytest.raises(SystemExit) as exc:

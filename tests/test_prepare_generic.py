@@ -150,7 +150,7 @@ def test_wrong_root(tmp_path):
 
 
 def test_cli_prepare(tmp_path, capsys):
-    main = pytest.importorskip("emotk.cli.main").main
+    from emotk.cli.main import main
     root = tmp_path / "c"
     _tree(root)
     with pytest.raises(SystemExit) as exc:

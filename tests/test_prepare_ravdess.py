@@ -138,7 +138,7 @@ def test_committed_label_maps_match():
 
 
 def test_cli_prepare(tmp_path, capsys):
-    main = pytest.importorskip("emotk.cli.main").main
+    from emotk.cli.main import main
     root = tmp_path / "RAVDESS"
     _tree(root)
     with pytest.raises(SystemExit) as exc:

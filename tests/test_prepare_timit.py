@@ -120,7 +120,7 @@ def test_wrong_root(tmp_path):
 
 
 def test_cli_prepare(tmp_path, capsys):
-    main = pytest.importorskip("emotk.cli.main").main
+    from emotk.cli.main import main
     _tree(tmp_path / "data")
     with pytest.raises(SystemExit) as exc:
         main(["--json", "data", "prepare", "timit", str(tmp_path / "data"), "-o", str(tmp_path / "cli"),
