@@ -15,6 +15,7 @@ from emotk.cli import config as config_cli
 from emotk.cli import data as data_cli
 from emotk.cli import demo as demo_cli
 from emotk.cli import features as features_cli
+from emotk.cli import launch as launch_cli
 from emotk.cli import models as models_cli
 from emotk.cli import tasks as tasks_cli
 from emotk.core.context import options, set_offline
@@ -66,6 +67,7 @@ app.add_typer(tasks_cli.erc_app, name="erc")
 app.add_typer(tasks_cli.transfer_app, name="transfer")
 app.add_typer(tasks_cli.evaluate_app, name="evaluate")
 app.add_typer(config_cli.app, name="config")
+app.add_typer(launch_cli.app, name="launch")
 app.command("demo")(demo_cli.demo)
 
 # Flags that take no value and may appear anywhere on the command line (hoisted before the command).
