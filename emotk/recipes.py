@@ -15,6 +15,7 @@ from emotk.errors import UsageError
 TASKS: dict[str, str] = {
     "data.synth": "emotk.data.synth:SynthConfig",
     "demo": "emotk.demo:DemoConfig",
+    "ser.superb": "emotk.models.ser.config:SerConfig",
 }
 
 

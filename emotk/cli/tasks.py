@@ -22,10 +22,6 @@ pretrain_app = _group(
     "[not built yet] Emotion-aware pre-training: CARE and LLM-supervised text pre-training.",
     "emotk pretrain (CARE, text pre-training)", "issue 5",
 )
-ser_app = _group(
-    "[not built yet] Speech emotion recognition: SUPERB downstream, VAD regression, ABHINAYA.",
-    "emotk ser", "issue 4",
-)
 erc_app = _group(
     "[not built yet] Emotion recognition in conversations: HCAM and MiSTER-E.",
     "emotk erc (HCAM, MiSTER-E)", "a later issue",

@@ -1,0 +1,156 @@
+"""``emotk ser``: SUPERB-protocol speech emotion recognition (train, evaluate, predict). Thin: options -> one core call."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from emotk.cli.common import ConfigOpt, OverwriteOpt, RootOpt, SetOpt, emit, table
+
+app = typer.Typer(
+    help="Speech emotion recognition: SUPERB downstream on a frozen upstream (or lld features), VAD regression.",
+    no_args_is_help=True,
+)
+
+TASK = "ser.superb"
+
+
+def _device() -> str | None:
+    from emotk.core.context import options
+
+    return options.device
+
+
+def _metric_rows(agg: dict) -> list[list[str]]:
+    rows = []
+    for name, v in agg.items():
+        values = ", ".join(f"{x:.4f}" for x in v["values"])
+        rows.append([name, f"{v['mean']:.4f} ± {v['std']:.4f}", values])
+    return rows
+
+
+@app.command("train")
+def train(
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Manifest (JSONL); default: data.manifest of the config."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="Protocol name (e.g. ravdess-5fold) or protocol JSON file."),
+    fold: Optional[str] = typer.Option(None, "--fold", help="Fold name or 0-based index."),
+    all_folds: bool = typer.Option(False, "--all-folds", help="Run every fold of the protocol."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="Runs per fold (seeds train.seed, +1, ...); default: the config's seeds."),
+    config: Optional[str] = ConfigOpt,
+    set_: Optional[List[str]] = SetOpt,
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (runs/, summary.json, export/)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue: skip finished runs, resume the interrupted one."),
+    overwrite: bool = OverwriteOpt,
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable audio during feature extraction (listed)."),
+    root: Optional[List[str]] = RootOpt,
+) -> None:
+    """Train the SUPERB SER downstream for each (fold, seed); print the test metrics (mean ± std)."""
+    from emotk.core.config import resolve
+    from emotk.core.context import options
+    from emotk.data.manifest import parse_roots
+    from emotk.models.ser.config import SerConfig
+    from emotk.models.ser.pipeline import train as run_train
+    from emotk.recipes import find_config
+
+    if fold is not None and all_folds:
+        from emotk.errors import UsageError
+
+        raise UsageError("give either --fold or --all-folds, not both")
+    overrides = list(set_ or [])
+    if data is not None:
+        overrides.append(f"data.manifest={json.dumps(str(data))}")
+    if protocol is not None:
+        overrides.append(f"data.protocol={json.dumps(protocol)}")
+    if fold is not None:
+        overrides.append(f"data.fold={json.dumps(str(fold))}")
+    if all_folds:
+        overrides.append("data.fold=all")
+    if seeds is not None:
+        overrides.append(f"seeds={seeds}")
+    if options.seed is not None:
+        overrides.append(f"train.seed={options.seed}")
+    resolved = resolve(SerConfig, TASK, find_config(config) if config else None, overrides)
+    summary = run_train(resolved, out, resume=resume, overwrite=overwrite, skip_bad=skip_bad,
+                        roots=parse_roots(root), device=_device(), argv=["emotk", *sys.argv[1:]])
+    from emotk.train import distributed as dist
+
+    if not dist.is_main():  # under torchrun/srun only rank 0 prints the result
+        return
+
+    def human(s: dict) -> None:
+        split = "test" if "test" in s else "valid"
+        if split in s:
+            table(f"ser {s['upstream']} — {split} ({s['runs_total']} runs; folds {', '.join(s['folds'])})",
+                  ["metric", "mean ± std", "per run"], _metric_rows(s[split]))
+        typer.echo(f"summary: {Path(out) / 'summary.json'}")
+        typer.echo(f"export:  {Path(out) / 'export'} (from {s.get('export', {}).get('from')})")
+
+    emit(summary, human)
+
+
+@app.command("evaluate")
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="Output folder of `ser train` (or one of its runs/*)."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Score another manifest instead of the run's."),
+    split: str = typer.Option("test", "--split", help="train, valid, test, or all (every usable utterance)."),
+    root: Optional[List[str]] = RootOpt,
+) -> None:
+    """Score the selected checkpoints on a split: report, predictions, confusion matrix (JSON + PNG) per run."""
+    from emotk.data.manifest import parse_roots
+    from emotk.models.ser.pipeline import evaluate as run_evaluate
+
+    result = run_evaluate(run_dir, manifest=str(data) if data else None, split=split, roots=parse_roots(root),
+                          device=_device())
+
+    def human(r: dict) -> None:
+        table(f"ser evaluate — {r['split']} ({len(r['runs'])} runs)", ["metric", "mean ± std", "per run"],
+              _metric_rows(r["aggregate"]))
+        for e in r["runs"]:
+            typer.echo(f"report: {Path(r['run_dir']) / e['report']}")
+
+    emit(result, human)
+
+
+@app.command("predict")
+def predict(
+    inputs: List[str] = typer.Argument(..., help="Audio files, JSONL manifests, or - (paths / JSON records on stdin)."),
+    model: Path = typer.Option(..., "--model", "-m", help="Export folder (RUN_DIR/export) or a run folder."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the JSONL here instead of stdout."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Report bad inputs on stderr and go on."),
+    batch_size: int = typer.Option(16, "--batch-size", "-b", help="Utterances per forward pass."),
+    overwrite: bool = OverwriteOpt,
+    root: Optional[List[str]] = RootOpt,
+) -> None:
+    """Predict emotions: one JSON object per input (id, label, probabilities), JSONL on stdout."""
+    from emotk.core.io import atomic_path, check_writable
+    from emotk.data.manifest import parse_roots
+    from emotk.models.ser.inference import predict as run_predict
+    from emotk.models.ser.pipeline import resolve_device
+
+    if out is not None:
+        check_writable(out, overwrite)
+    results = run_predict(model, list(inputs), skip_bad=skip_bad, batch_size=batch_size,
+                          device=resolve_device(_device()), roots=parse_roots(root))
+    skipped = []
+
+    def write(stream) -> None:
+        for r in results:
+            if "skipped" in r:
+                skipped.append(r)
+                continue
+            stream.write(json.dumps(r, ensure_ascii=False) + "\n")
+            stream.flush()
+
+    if out is None:
+        write(sys.stdout)
+    else:
+        with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            write(f)
+    if skipped:
+        sys.stderr.write(f"emotk: skipped {len(skipped)} bad input(s):\n")
+        for r in skipped:
+            sys.stderr.write(f"  {r['id']}: {r['skipped']}\n")

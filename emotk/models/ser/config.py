@@ -1,0 +1,130 @@
+"""``SerConfig``: the schema of task ``ser.superb`` (configs/ser/*.yaml).
+
+Sections mirror the builders: ``data`` (manifest, protocol + fold, labels, crop/pad/segments), ``upstream``
+(frozen encoder or ``lld``, stored layers, feature cache), ``model`` (SUPERB downstream), ``train``
+(:class:`emotk.train.config.TrainConfig`), ``loss`` (a name of :data:`emotk.losses.LOSSES` + its arguments).
+Thesis values (METHODS.md §1 downstream) are the defaults: batch 32, AdamW lr 1e-4, 50 epochs, head hidden 256,
+crop 30 s / pad 1 s, 5 seeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+from emotk.errors import ConfigError
+from emotk.train.config import TrainConfig
+
+TASK = "ser.superb"
+CLASSIFICATION_METRICS = ("weighted_f1", "balanced_accuracy", "macro_f1", "accuracy", "loss")
+REGRESSION_TARGETS = ("valence", "arousal", "dominance")
+
+
+@dataclass
+class SerData:
+    """Which utterances, which split, which labels."""
+
+    manifest: str = ""  # JSONL manifest (or --data)
+    protocol: str = ""  # committed protocol name or protocol JSON file; "" = the records' own `split` field
+    fold: str = ""  # fold name or 0-based index; "all" = every fold (--all-folds); "" = the protocol's only fold
+    label_field: str = "emotion"  # classification label field of the manifest
+    label_map: str = ""  # label map name (data_manifests/<dataset>/label_map[.<name>].json) or file; "" = auto
+    targets: list[str] = field(default_factory=lambda: list(REGRESSION_TARGETS))  # regression fields
+    max_seconds: float = 30.0  # crop: the first max_seconds of each utterance are encoded (0 = no crop)
+    min_seconds: float = 1.0  # pad: shorter utterances are zero-padded to min_seconds
+    segment_seconds: float = 0.0  # cut longer utterances into consecutive windows (DAIC-WOZ: 10 s); 0 = off
+    min_segment_seconds: float = 1.0  # a final window shorter than this is dropped (when segmenting)
+
+
+@dataclass
+class SerUpstream:
+    """The frozen feature extractor; its features are cached once per utterance."""
+
+    name: str = "wavlm-base-plus"  # registry name (emotk models list) or "lld" (acoustic descriptors, 1 layer)
+    path: Optional[str] = None  # explicit local copy of the upstream
+    layers: Any = "all"  # "all" or a list of layer indices to store and combine
+    dtype: Literal["float32", "float16"] = "float16"  # feature storage precision
+    cache_dir: str = ""  # feature cache root; "" = <output dir>/features (shared by every fold and seed)
+    # emotk.features.acoustic.AcousticConfig fields for name "lld"; normalise defaults to "none" here, because a
+    # per-utterance normalisation would remove exactly the utterance-level means that mean pooling keeps
+    lld: Optional[dict[str, Any]] = None
+
+
+@dataclass
+class SerModel:
+    """The SUPERB downstream (emotk.models.ser.superb)."""
+
+    head_hidden: int = 256  # 2-layer FFN hidden width (thesis)
+    dropout: float = 0.0
+    pooling: Literal["mean", "attentive_stats"] = "mean"  # thesis: masked mean pooling
+    layer_norm: bool = False  # normalise each layer before the weighted sum (s3prl option)
+    compat: Literal["thesis", "reference"] = "thesis"  # reference: head without ReLU (CARE reference code)
+    feature_norm: bool = False  # standardise features per layer and dim with training-set statistics (lld)
+
+
+@dataclass
+class SerLoss:
+    """A loss of emotk.losses by name; class counts of the training split are passed when it needs them."""
+
+    name: str = "ce"  # ce | wce | focal | wfocal | vs (classification); ccc | mse | l1 (regression)
+    options: dict[str, Any] = field(default_factory=dict)  # keyword arguments, e.g. {gamma: 2.0}
+
+
+@dataclass
+class SerConfig:
+    """Task ``ser.superb``: SUPERB-protocol speech emotion recognition (classification or VAD regression)."""
+
+    task_type: Literal["classification", "regression"] = "classification"
+    seeds: int = 5  # runs per fold, seeds train.seed .. train.seed + seeds - 1 (mean ± std reported)
+    data: SerData = field(default_factory=SerData)
+    upstream: SerUpstream = field(default_factory=SerUpstream)
+    model: SerModel = field(default_factory=SerModel)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    loss: SerLoss = field(default_factory=SerLoss)
+
+    def validate(self) -> None:
+        """Consistency checks with messages that say what to change."""
+        self.train.validate()
+        up = self.upstream
+        if up.layers != "all":
+            if not isinstance(up.layers, list) or not up.layers or not all(
+                    isinstance(i, int) and not isinstance(i, bool) for i in up.layers):
+                raise ConfigError(f"upstream.layers: expected \"all\" or a non-empty list of layer indices, "
+                                  f"got {up.layers!r}")
+        if up.name == "lld" and up.layers not in ("all", [0], [-1]):
+            raise ConfigError("upstream.layers: the lld upstream has a single layer; use \"all\"")
+        if up.name != "lld" and up.lld is not None:
+            raise ConfigError("upstream.lld: acoustic settings only apply to upstream.name: lld")
+        d = self.data
+        if d.max_seconds < 0 or d.min_seconds < 0 or d.segment_seconds < 0:
+            raise ConfigError("data.max_seconds / min_seconds / segment_seconds must be >= 0")
+        if d.max_seconds and d.min_seconds > d.max_seconds:
+            raise ConfigError(f"data.min_seconds ({d.min_seconds}) is larger than data.max_seconds ({d.max_seconds})")
+        if self.seeds < 1:
+            raise ConfigError(f"seeds: need at least 1 run, got {self.seeds}")
+        if self.model.head_hidden < 0 or not 0 <= self.model.dropout < 1:
+            raise ConfigError("model.head_hidden must be >= 0 and model.dropout in [0, 1)")
+        if self.task_type == "regression":
+            if not d.targets:
+                raise ConfigError("data.targets: regression needs at least one target field, e.g. [valence, arousal, dominance]")
+            if self.loss.name not in ("ccc", "mse", "l1"):
+                raise ConfigError(f"loss.name: '{self.loss.name}' is a classification loss; regression uses "
+                                  "ccc (thesis), mse or l1")
+            allowed = ("ccc", "loss", *(f"ccc_{t}" for t in d.targets))
+        else:
+            if self.loss.name in ("ccc", "mse", "l1"):
+                raise ConfigError(f"loss.name: '{self.loss.name}' is a regression loss; set task_type: regression "
+                                  "or use ce / wce / focal / wfocal / vs")
+            allowed = CLASSIFICATION_METRICS
+        if self.train.select_metric not in allowed:
+            raise ConfigError(f"train.select_metric: '{self.train.select_metric}' is not a {self.task_type} metric; "
+                              f"choose one of {', '.join(allowed)}")
+
+    def feature_config(self) -> Any:
+        """The :class:`emotk.models.ser.features.SerFeatures` that keys the feature cache."""
+        from emotk.models.ser.features import SerFeatures
+
+        up = self.upstream
+        return SerFeatures(upstream=up.name, path=up.path, layers=None if up.layers == "all" else list(up.layers),
+                           dtype=up.dtype, max_seconds=self.data.max_seconds, min_seconds=self.data.min_seconds,
+                           lld={"normalise": "none", **(up.lld or {})} if up.name == "lld" else None)
