@@ -15,7 +15,9 @@ from emotk.errors import UsageError
 TASKS: dict[str, str] = {
     "data.synth": "emotk.data.synth:SynthConfig",
     "demo": "emotk.demo:DemoConfig",
+    "pretrain.care": "emotk.models.care.config:CareConfig",
     "ser.superb": "emotk.models.ser.config:SerConfig",
+    "pretrain.text": "emotk.models.text.pretrain:TextPretrainConfig",
 }
 
 

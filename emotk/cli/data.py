@@ -9,10 +9,12 @@ import typer
 
 from emotk.cli.common import ConfigOpt, OverwriteOpt, RootOpt, SetOpt, emit, table
 from emotk.cli.features import transcribe_command
+from emotk.cli.text_pretrain import label_command
 
-app = typer.Typer(help="Corpora and manifests: prepare, validate, split, synth, merge, filter, transcribe.",
+app = typer.Typer(help="Corpora and manifests: prepare, validate, split, synth, merge, filter, transcribe, label.",
                   no_args_is_help=True)
 app.command("transcribe")(transcribe_command)
+app.command("label")(label_command)
 
 
 @app.command("datasets")
