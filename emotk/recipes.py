@@ -18,6 +18,8 @@ TASKS: dict[str, str] = {
     "pretrain.care": "emotk.models.care.config:CareConfig",
     "ser.superb": "emotk.models.ser.config:SerConfig",
     "pretrain.text": "emotk.models.text.pretrain:TextPretrainConfig",
+    "transfer.zest": "emotk.models.zest.config:ZestConfig",
+    "transfer.vocoder": "emotk.models.zest.vocoder.config:VocoderConfig",
 }
 
 

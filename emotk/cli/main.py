@@ -17,6 +17,7 @@ from emotk.cli import demo as demo_cli
 from emotk.cli import features as features_cli
 from emotk.cli import launch as launch_cli
 from emotk.cli import ser as ser_cli
+from emotk.cli import transfer as transfer_cli
 from emotk.cli import models as models_cli
 from emotk.cli import tasks as tasks_cli
 from emotk.core.context import options, set_offline
@@ -65,7 +66,7 @@ app.add_typer(models_cli.app, name="models")
 app.add_typer(tasks_cli.pretrain_app, name="pretrain")
 app.add_typer(ser_cli.app, name="ser")
 app.add_typer(tasks_cli.erc_app, name="erc")
-app.add_typer(tasks_cli.transfer_app, name="transfer")
+app.add_typer(transfer_cli.app, name="transfer")
 app.add_typer(tasks_cli.evaluate_app, name="evaluate")
 app.add_typer(config_cli.app, name="config")
 app.add_typer(launch_cli.app, name="launch")

@@ -26,10 +26,6 @@ erc_app = _group(
     "[not built yet] Emotion recognition in conversations: HCAM and MiSTER-E.",
     "emotk erc (HCAM, MiSTER-E)", "a later issue",
 )
-transfer_app = _group(
-    "[not built yet] S2S-ZEST speech-to-speech emotion style transfer.",
-    "emotk transfer (S2S-ZEST)", "issue 6",
-)
 evaluate_app = _group(
     "[not built yet] Evaluation protocols: SER/ERC reports and emotion-style-transfer settings SSST..USUE.",
     "emotk evaluate", "issue 7",

@@ -234,6 +234,9 @@ def _ecapa_parts():
 def build_tiny_ecapa(device: str = "cpu"):
     """Tiny ECAPA-TDNN speaker encoder as a speechbrain ``EncoderClassifier`` (24 mel bands, 16-d output):
     ``model.encode_batch(wav (B, T))`` -> (B, 1, 16)."""
+    from emotk.compat import ensure_torchaudio_importable
+
+    ensure_torchaudio_importable()  # speechbrain imports torchaudio, whose CUDA-only wheel fails here
     from speechbrain.inference.speaker import EncoderClassifier
 
     with _seeded("tiny-ecapa"):

@@ -1,0 +1,183 @@
+"""``emotk transfer``: S2S-ZEST emotion style transfer (convert, batch, train stages, bundle). Thin: options ->
+one core call (emotk.models.zest), result on stdout.
+
+    emotk transfer --src a.wav --ref b.wav -o out.wav --model BUNDLE [--synth world|bigvgan]
+    emotk transfer --pairs pairs.jsonl --out-dir DIR --model BUNDLE [--shard i/N] [--resume]
+    emotk transfer train --stage speaker|analysis|vocoder --data M.jsonl -o RUN [-c CONFIG] [--set k=v] [--resume]
+    emotk transfer bundle --speaker RUN --analysis RUN [--vocoder EXPORT] -o BUNDLE
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from emotk.cli.common import ConfigOpt, OverwriteOpt, SetOpt, emit
+
+app = typer.Typer(
+    help="S2S-ZEST speech-to-speech emotion style transfer: convert (default), batch, train, bundle.",
+    invoke_without_command=True, no_args_is_help=False,
+)
+
+TASK = "transfer.zest"
+
+
+def _device() -> str:
+    from emotk.core.context import options
+
+    dev = options.device or "cpu"
+    if dev == "auto":
+        import torch
+
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+    return dev
+
+
+@app.callback()
+def convert(
+    ctx: typer.Context,
+    src: Optional[Path] = typer.Option(None, "--src", help="Source speech (content and speaker)."),
+    ref: Optional[Path] = typer.Option(None, "--ref", help="Emotional reference speech."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output audio file (.wav/.flac)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model bundle folder (emotk transfer bundle)."),
+    synth: Optional[str] = typer.Option(None, "--synth", help="world or bigvgan (default: the bundle's transfer.synth)."),
+    pairs: Optional[Path] = typer.Option(None, "--pairs", help="Batch mode: JSONL of {\"src\", \"ref\", \"id\"?}."),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Batch mode: output folder (<id>.wav + log)."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="Batch mode: run shard i/N (pairs with index % N == i)."),
+    resume: bool = typer.Option(False, "--resume", help="Batch mode: skip pairs already finished."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Batch mode: log bad inputs and go on."),
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """Convert --src to the emotion of --ref (or every pair of --pairs) with a trained model bundle."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from emotk.errors import UsageError
+
+    if model is None:
+        if src is None and pairs is None:
+            typer.echo(ctx.get_help())
+            raise typer.Exit(0)
+        raise UsageError("--model: give the model bundle folder (built by `emotk transfer bundle`)")
+    if pairs is not None:
+        if src or ref or out:
+            raise UsageError("batch mode (--pairs) takes --out-dir, not --src/--ref/-o")
+        if out_dir is None:
+            raise UsageError("--pairs needs --out-dir")
+    else:
+        if src is None or ref is None or out is None:
+            raise UsageError("give --src, --ref and -o/--out (or --pairs with --out-dir)")
+        if shard or resume or out_dir:
+            raise UsageError("--shard/--resume/--out-dir only apply to batch mode (--pairs)")
+    from emotk.core.io import check_writable
+    from emotk.models.zest.bundle import load_bundle
+    from emotk.models.zest import pipeline
+
+    if pairs is None:
+        check_writable(out, overwrite)
+    bundle = load_bundle(model, device=_device())
+    if pairs is None:
+        result = pipeline.transfer_files(bundle, src, ref, out, synth=synth, overwrite=overwrite)
+        emit(result, lambda r: typer.echo(
+            f"{r['out']}: {r['frames_before']} -> {r['frames_after']} frames, mean F0 {r['mean_f0_before']} -> "
+            f"{r['mean_f0_after']} Hz, reference emotion {r['reference_emotion']} ({r['synth']})"))
+        return
+    result = pipeline.transfer_batch(bundle, pairs, out_dir, shard=shard, resume=resume, overwrite=overwrite,
+                                     synth=synth, skip_bad=skip_bad)
+    emit(result, lambda r: typer.echo(
+        f"shard {r['shard']}: {r['ok']} converted, {r['skipped_done']} already done, {r['error']} failed "
+        f"of {r['pairs']}; log {r['log']}"))
+
+
+@app.command("train")
+def train(
+    stage: str = typer.Option(..., "--stage", help="speaker, analysis or vocoder."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Training manifest (JSONL)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory."),
+    speaker: Optional[Path] = typer.Option(None, "--speaker", help="Speaker-stage run (needed by --stage analysis)."),
+    config: Optional[str] = ConfigOpt,
+    set_: Optional[List[str]] = SetOpt,
+    resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint."),
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """Train one S2S-ZEST stage (speaker encoder, joint analysis models, or the BigVGAN vocoder)."""
+    from emotk.core.context import options
+    from emotk.errors import EmotkError, UsageError
+    from emotk.recipes import find_config
+
+    if stage not in ("speaker", "analysis", "vocoder"):
+        raise UsageError(f"--stage: {stage!r} is not one of speaker, analysis, vocoder")
+    overrides = list(set_ or [])
+    if data is not None:
+        overrides.append(f"data.manifest={json.dumps(str(data))}")
+    argv = ["emotk", *sys.argv[1:]]
+    if stage == "vocoder":
+        emit(_train_vocoder(data, config, list(set_ or []), out, resume, overwrite))
+        return
+    from emotk.core.config import resolve
+    from emotk.models.zest.analysis import train_stage
+    from emotk.models.zest.config import ZestConfig
+
+    if options.seed is not None:
+        overrides += [f"train.seed={options.seed}", f"speaker_train.seed={options.seed}"]
+    resolved = resolve(ZestConfig, TASK, find_config(config) if config else None, overrides)
+    summary = train_stage(resolved, stage, out, speaker_run=str(speaker) if speaker else None, resume=resume,
+                          overwrite=overwrite, device=options.device, argv=argv)
+    from emotk.train import distributed as dist
+
+    if dist.is_main():
+        emit(summary, lambda s: typer.echo(f"{s['stage']} stage {s['stopped']} after {s.get('steps')} steps; "
+                                           f"best {s.get('best')}; run {s['run_dir']}"))
+
+
+def _train_vocoder(data: Optional[Path], config: Optional[str], overrides: list[str], out: Path, resume: bool,
+                   overwrite: bool) -> dict:
+    """Delegate to the vocoder package's ``train_vocoder`` (data: a folder of .npz items from `vocoder-data`)."""
+    from emotk.core.config import resolve
+    from emotk.errors import EmotkError, UsageError
+    from emotk.recipes import find_config
+
+    try:
+        from emotk.models.zest.vocoder import train as vtrain
+        from emotk.models.zest.vocoder.config import VocoderConfig
+    except ModuleNotFoundError:
+        raise EmotkError("the vocoder stage is not built in this emotk version "
+                         "(emotk.models.zest.vocoder.train is missing)") from None
+    if data is None or not Path(data).is_dir():
+        raise UsageError("--stage vocoder: --data must be a folder of vocoder items; make it with "
+                         "`emotk transfer vocoder-data --model BUNDLE --data M.jsonl -o DIR`")
+    resolved = resolve(VocoderConfig, vtrain.TASK, find_config(config) if config else None, overrides)
+    return vtrain.train_vocoder(resolved, str(data), out, resume=resume, overwrite=overwrite)
+
+
+@app.command("vocoder-data")
+def vocoder_data(
+    model: Path = typer.Option(..., "--model", "-m", help="Model bundle folder (speaker + analysis models)."),
+    data: Path = typer.Option(..., "--data", "-d", help="Manifest (JSONL) of the vocoder's training audio."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for one <id>.npz per utterance."),
+    resume: bool = typer.Option(False, "--resume", help="Keep items already written."),
+) -> None:
+    """Write vocoder training items (tokens, F0, s, e-bar, wav) computed with a bundle's analysis models."""
+    from emotk.models.zest.bundle import load_bundle
+    from emotk.models.zest.pipeline import export_vocoder_items
+
+    result = export_vocoder_items(load_bundle(model, device=_device()), data, out, resume=resume)
+    emit(result, lambda r: typer.echo(f"{r['written']} items written, {r['kept']} kept, in {r['out_dir']}"))
+
+
+@app.command("bundle")
+def bundle(
+    speaker: Path = typer.Option(..., "--speaker", help="Speaker-stage run directory."),
+    analysis: Path = typer.Option(..., "--analysis", help="Analysis-stage run directory."),
+    out: Path = typer.Option(..., "--out", "-o", help="Bundle folder to write."),
+    vocoder: Optional[Path] = typer.Option(None, "--vocoder", help="Exported BigVGAN generator folder."),
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """Assemble an inference bundle (safetensors + JSON) from the stage runs' best checkpoints."""
+    from emotk.models.zest.bundle import assemble_bundle
+
+    result = assemble_bundle(speaker, analysis, out, vocoder=str(vocoder) if vocoder else None, overwrite=overwrite)
+    emit(result, lambda r: typer.echo(f"bundle: {r['bundle']} (parameters {r['parameters']})"))

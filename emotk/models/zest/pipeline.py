@@ -1,0 +1,402 @@
+"""S2S-ZEST emotion style transfer (thesis Fig. 5.5): source speech + emotional reference -> converted speech.
+
+Source -> content tokens t (tokenizer), de-duplicated into t' with durations d; x-vector -> speaker embedding s.
+Reference -> emotion frames E_ref and utterance embedding e-bar_ref. Then
+
+* d-hat = Dpred(t', s, e-bar_ref), rounded and clamped to within +-40 % of d (thesis; ``transfer.duration_clamp:
+  min1`` = the reference code's only-at-least-1 clamp), every unit >= 1 frame;
+* t_conv = dup(t', d-hat);
+* f-hat_conv = F0pred(C_conv, s + E_ref): the reference's emotion frames are **linearly interpolated in time to
+  len(t_conv)** before s is added (the F0 predictor sees one conditioning frame per output frame, as in
+  training, where E and the tokens come from the same utterance);
+* the waveform comes from a pluggable synthesiser: ``world`` (WORLD re-synthesis of the source with the new
+  durations and F0, :func:`emotk.models.zest.world_synth.world_synthesize`) or ``bigvgan`` (the S2S-ZEST
+  vocoder, inputs t_conv, f-hat_conv, s, e-bar_ref).
+
+:func:`transfer_batch` runs a pairs JSONL file (``--shard i/N`` for SLURM arrays, ``--resume`` after a kill):
+each output is written atomically, then a line is appended to the shard's JSONL log; a resumed run skips the
+pairs whose log line says ``ok`` and whose output exists.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from emotk.errors import AudioError, DataError, EmotkError, OutputExistsError, UsageError
+
+log = logging.getLogger("emotk.zest")
+
+SAMPLE_RATE = 16000
+MIN_SECONDS = 0.25  # shortest usable source / reference
+SILENCE_PEAK = 1e-4  # peak |amplitude| below which an input counts as silent (-80 dBFS)
+SYNTHS = ("world", "bigvgan")
+
+
+@dataclass
+class SourceAnalysis:
+    """wav (N,) 16 kHz; tokens (T,); units t' (U,); durations d (U,); speaker_embedding s (128,); f0 (T,) Hz."""
+
+    wav: np.ndarray
+    tokens: np.ndarray
+    units: np.ndarray
+    durations: np.ndarray
+    speaker_embedding: np.ndarray
+    f0: np.ndarray
+
+
+@dataclass
+class ReferenceAnalysis:
+    """emotion_frames E_ref (T_r, 128); emotion_embedding e-bar_ref (128,); emotion_probs (C,) of the head."""
+
+    emotion_frames: np.ndarray
+    emotion_embedding: np.ndarray
+    emotion_probs: np.ndarray
+
+
+@dataclass
+class Conversion:
+    """predicted (U,) fractional frames before the clamp; durations d-hat (U,) int; tokens t_conv (sum d-hat,);
+    f0 f-hat_conv (sum d-hat,) Hz."""
+
+    predicted: np.ndarray
+    durations: np.ndarray
+    tokens: np.ndarray
+    f0: np.ndarray
+
+
+def check_input(wav: np.ndarray, what: str) -> np.ndarray:
+    """Raise AudioError for audio that is too short or silent; return it as float32."""
+    wav = np.asarray(wav, dtype=np.float32)
+    if wav.ndim != 1:
+        raise AudioError(f"{what}: expected mono audio, got shape {wav.shape}")
+    if wav.size < MIN_SECONDS * SAMPLE_RATE:
+        raise AudioError(f"{what}: too short for emotion transfer ({wav.size / SAMPLE_RATE * 1000:.0f} ms < "
+                         f"{MIN_SECONDS * 1000:.0f} ms)")
+    if not np.isfinite(wav).all():
+        raise AudioError(f"{what}: audio contains NaN or infinite samples")
+    if float(np.max(np.abs(wav))) < SILENCE_PEAK:
+        raise AudioError(f"{what}: audio is silent (peak below -80 dBFS)")
+    return wav
+
+
+def read_input(path: str | os.PathLike, what: str) -> np.ndarray:
+    """Any format/rate/channel count soundfile reads -> checked mono 16 kHz float32 (AudioError otherwise)."""
+    from emotk.data.audio import load_audio
+
+    return check_input(load_audio(path, sr=SAMPLE_RATE, min_duration=0.0), f"{what} {path}")
+
+
+def analyse_source(bundle: Any, wav: np.ndarray, f0: bool = True) -> SourceAnalysis:
+    """Content tokens, their de-duplication, s and (optionally) the YAAPT F0 of a 16 kHz source waveform."""
+    import torch
+
+    from emotk.features.f0 import F0Config, extract_f0
+    from emotk.features.frames import num_frames
+    from emotk.features.tokens import dedup
+    from emotk.models.zest.analysis import content_tokens
+
+    wav = wav[: num_frames(len(wav)) * 320]
+    tokens = content_tokens([wav], bundle.tokenizer, bundle.content_frames())[0]
+    units, durations = dedup(tokens)
+    xvec = bundle.xvectors().batch([wav])
+    with torch.inference_mode():
+        s = bundle.speaker.embed(torch.from_numpy(xvec).to(bundle.device))[0].float().cpu().numpy()
+    c = bundle.config.f0
+    track = extract_f0(wav, SAMPLE_RATE, F0Config(backend=c.backend, alignment=c.alignment)) if f0 else \
+        np.zeros(len(tokens), np.float32)
+    return SourceAnalysis(wav, tokens, units, durations, s, track)
+
+
+def analyse_reference(bundle: Any, wav: np.ndarray) -> ReferenceAnalysis:
+    """E_ref, e-bar_ref and the emotion head's probabilities of a 16 kHz reference waveform."""
+    import torch
+
+    from emotk.features.frames import num_frames
+
+    n = num_frames(len(wav))
+    x = torch.from_numpy(np.ascontiguousarray(wav[: n * 320]))[None].to(bundle.device)
+    with torch.inference_mode():
+        out = bundle.analysis.emotion(x, torch.tensor([x.shape[1]]), torch.tensor([n]))
+        probs = out["emotion_logits"].softmax(-1)[0]
+    return ReferenceAnalysis(out["emotion_frames"][0].float().cpu().numpy(),
+                             out["emotion_embedding"][0].float().cpu().numpy(), probs.float().cpu().numpy())
+
+
+def interpolate_frames(frames: np.ndarray, length: int) -> np.ndarray:
+    """Linear interpolation of (T, D) frames to (length, D) (end points kept; a single frame is repeated)."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).T[None]  # (1, D, T)
+    if x.shape[-1] == 1:
+        return np.repeat(frames[:1], length, axis=0).astype(np.float32)
+    y = torch.nn.functional.interpolate(x, size=int(length), mode="linear", align_corners=True)
+    return y[0].T.contiguous().numpy()
+
+
+def convert(bundle: Any, source: SourceAnalysis, reference: ReferenceAnalysis) -> Conversion:
+    """Predict and clamp the durations, expand the tokens and predict the F0 contour (see the module doc)."""
+    import torch
+
+    from emotk.features.tokens import dup
+    from emotk.models.zest.duration import clamp_durations
+
+    model, dev, t = bundle.analysis, bundle.device, bundle.config.transfer
+    s = torch.from_numpy(source.speaker_embedding)[None].to(dev)
+    e_bar = torch.from_numpy(reference.emotion_embedding)[None].to(dev)
+    units = torch.from_numpy(source.units)[None].to(dev)
+    with torch.inference_mode():
+        raw = model.duration_predictor(units, torch.ones_like(units, dtype=torch.bool), s, e_bar)
+        predicted = model.duration_predictor.to_frames(raw)[0].float().cpu().numpy()
+    durations = clamp_durations(predicted, source.durations, mode=t.duration_clamp, ratio=t.clamp_ratio)
+    tokens = dup(source.units, durations)
+    cond = interpolate_frames(reference.emotion_frames, len(tokens)) + source.speaker_embedding[None]
+    with torch.inference_mode():
+        tok = torch.from_numpy(tokens)[None].to(dev)
+        mask = torch.ones_like(tok, dtype=torch.bool)
+        f0 = model.f0_predictor.predict_hz(tok, mask, torch.from_numpy(cond)[None].to(dev), mask)
+    return Conversion(predicted, durations, tokens, f0[0].float().cpu().numpy())
+
+
+def _optional(module: str, what: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and module.startswith(e.name):
+            raise EmotkError(f"the {what} synthesiser is not built in this emotk version ({module} is missing)") \
+                from None
+        raise
+
+
+_VOCODERS: dict[tuple[str, str], Any] = {}
+
+
+def synthesise(bundle: Any, source: SourceAnalysis, reference: ReferenceAnalysis, conv: Conversion,
+               synth: str) -> np.ndarray:
+    """Waveform (N',) float32 16 kHz of the conversion with synthesiser ``world`` or ``bigvgan``."""
+    if synth == "world":
+        world = _optional("emotk.models.zest.world_synth", "WORLD")
+        wav = world.world_synthesize(source.wav, SAMPLE_RATE, source.durations, conv.durations, conv.f0)
+    elif synth == "bigvgan":
+        path = bundle.vocoder
+        if not path:
+            raise UsageError("synth bigvgan needs a vocoder: assemble the bundle with --vocoder EXPORT_DIR")
+        _optional("emotk.models.zest.vocoder.export", "BigVGAN")
+        from emotk.models.zest.vocoder import load_generator, synthesize
+
+        key = (str(path), bundle.device)
+        if key not in _VOCODERS:
+            _VOCODERS[key] = load_generator(path, expect_features={"num_tokens": int(bundle.tokenizer.n_clusters)},
+                                            device=bundle.device)
+        wav = synthesize(_VOCODERS[key], conv.tokens, conv.f0, source.speaker_embedding, reference.emotion_embedding)
+    else:
+        raise UsageError(f"unknown synthesiser {synth!r} (choose {' or '.join(SYNTHS)})")
+    return np.asarray(wav, dtype=np.float32).reshape(-1)
+
+
+def _voiced_mean(f0: np.ndarray, floor: float) -> float | None:
+    v = np.asarray(f0, dtype=np.float64)
+    v = v[v >= floor]
+    return round(float(v.mean()), 2) if v.size else None
+
+
+def transfer(bundle: Any, source_wav: np.ndarray, reference_wav: np.ndarray,
+             synth: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """Convert ``source_wav`` to the emotion of ``reference_wav`` (both mono 16 kHz float) -> (wav, log).
+
+    log: durations before/after (frames per unit and totals), mean voiced F0 before (YAAPT of the source) and
+    after (predicted), the reference's predicted emotion, the synthesiser and the output length.
+    """
+    from emotk.features.f0 import F0Config
+
+    synth = synth or bundle.config.transfer.synth
+    if synth not in SYNTHS:
+        raise UsageError(f"unknown synthesiser {synth!r} (choose {' or '.join(SYNTHS)})")
+    src = analyse_source(bundle, check_input(source_wav, "source"))
+    ref = analyse_reference(bundle, check_input(reference_wav, "reference"))
+    conv = convert(bundle, src, ref)
+    wav = synthesise(bundle, src, ref, conv, synth)
+    floor = F0Config().f0_floor
+    top = int(np.argmax(ref.emotion_probs))
+    info = {
+        "synth": synth, "units": int(len(src.units)),
+        "durations_before": src.durations.tolist(), "durations_after": conv.durations.tolist(),
+        "frames_before": int(src.durations.sum()), "frames_after": int(conv.durations.sum()),
+        "mean_f0_before": _voiced_mean(src.f0, floor), "mean_f0_after": _voiced_mean(conv.f0, floor),
+        "reference_emotion": bundle.emotions[top], "reference_emotion_prob": round(float(ref.emotion_probs[top]), 4),
+        "samples": int(wav.size), "seconds": round(wav.size / SAMPLE_RATE, 3),
+    }
+    return wav, info
+
+
+def transfer_files(bundle: Any, src: str | os.PathLike, ref: str | os.PathLike, out: str | os.PathLike,
+                   synth: str | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Read two audio files, transfer, write ``out`` atomically (16-bit WAV/FLAC by suffix); return the log."""
+    from emotk.core.io import check_writable
+    from emotk.data.audio import save_audio
+
+    check_writable(out, overwrite)
+    wav, info = transfer(bundle, read_input(src, "source"), read_input(ref, "reference"), synth)
+    save_audio(out, wav, SAMPLE_RATE)
+    return {"src": str(src), "ref": str(ref), "out": str(out), **info}
+
+
+# ----------------------------------------------------------------------------------------------- batch
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"i/N"`` (0 <= i < N) -> (i, N); None -> (0, 1). UsageError otherwise."""
+    if not text:
+        return 0, 1
+    try:
+        i, n = (int(x) for x in str(text).split("/"))
+    except ValueError:
+        raise UsageError(f"--shard: expected i/N (e.g. 0/4), got {text!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise UsageError(f"--shard: need 0 <= i < N, got {text!r}")
+    return i, n
+
+
+def read_pairs(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Pairs JSONL: one ``{"src": PATH, "ref": PATH, "id"?: NAME}`` a line (paths relative to the file's folder).
+
+    Returns dicts with absolute ``src``/``ref`` and a unique ``id`` (default: the 0-based line index, 6 digits).
+    DataError names file:line for bad JSON, a missing key, an unsafe or duplicate id.
+    """
+    from emotk.data.manifest import iter_jsonl
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"pairs file not found: {path}")
+    pairs, seen = [], {}
+    for lineno, rec, err in iter_jsonl(path):
+        if err is not None:
+            raise DataError(f"{path}:{lineno}: {err}")
+        if not isinstance(rec, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object")
+        for key in ("src", "ref"):
+            if not isinstance(rec.get(key), str) or not rec[key]:
+                raise DataError(f"{path}:{lineno}: key '{key}' is missing (an audio path)")
+        uid = str(rec.get("id", f"{len(pairs):06d}"))
+        if not uid or "/" in uid or "\\" in uid or uid.startswith("."):
+            raise DataError(f"{path}:{lineno}: key 'id': {uid!r} cannot be a file name")
+        if uid in seen:
+            raise DataError(f"{path}:{lineno}: duplicate id '{uid}' (first on line {seen[uid]})")
+        seen[uid] = lineno
+        base = path.parent
+        pairs.append({"id": uid, "src": str((base / rec["src"]).resolve()), "ref": str((base / rec["ref"]).resolve()),
+                      "line": lineno})
+    return pairs
+
+
+def _log_name(shard: tuple[int, int]) -> str:
+    return "transfer.jsonl" if shard[1] == 1 else f"transfer.shard-{shard[0]}-of-{shard[1]}.jsonl"
+
+
+def finished_ids(out_dir: Path) -> set[str]:
+    """Ids logged ``ok`` in any ``transfer*.jsonl`` of ``out_dir`` whose output file still exists."""
+    done: set[str] = set()
+    for logf in sorted(out_dir.glob("transfer*.jsonl")):
+        for line in logf.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a kill: that pair is redone
+                continue
+            if rec.get("status") == "ok" and (out_dir / str(rec.get("out", ""))).is_file():
+                done.add(str(rec["id"]))
+    return done
+
+
+def transfer_batch(bundle: Any, pairs_file: str | os.PathLike, out_dir: str | os.PathLike, *,
+                   shard: str | None = None, resume: bool = False, overwrite: bool = False,
+                   synth: str | None = None, skip_bad: bool = False, fmt: str = "wav",
+                   transfer_fn: Callable[..., tuple[np.ndarray, dict]] | None = None) -> dict[str, Any]:
+    """Transfer every pair of this shard into ``out_dir/<id>.<fmt>``; log one JSON line per pair.
+
+    shard "i/N": pairs with index % N == i. resume: skip pairs already finished (see :func:`finished_ids`);
+    without it an existing log or output is an OutputExistsError unless ``overwrite``. skip_bad: a bad input
+    is logged with status "error" and the batch goes on (else the AudioError stops it). Returns counts, the log
+    path and the skipped pairs.
+    """
+    from emotk.core.io import check_writable
+    from emotk.data.audio import save_audio
+
+    i, n = parse_shard(shard)
+    fn = transfer_fn or transfer
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pairs = [p for k, p in enumerate(read_pairs(pairs_file)) if k % n == i]
+    log_path = out_dir / _log_name((i, n))
+    done = finished_ids(out_dir) if resume else set()
+    if not resume and not overwrite:
+        check_writable(log_path, False)
+        for p in pairs:
+            check_writable(out_dir / f"{p['id']}.{fmt}", False)
+    if overwrite and not resume and log_path.exists():
+        log_path.unlink()
+    counts = {"ok": 0, "skipped_done": 0, "error": 0}
+    errors = []
+    with open(log_path, "a", encoding="utf-8") as logf:
+        for p in pairs:
+            name = f"{p['id']}.{fmt}"
+            if p["id"] in done:
+                counts["skipped_done"] += 1
+                continue
+            try:
+                wav, info = fn(bundle, read_input(p["src"], "source"), read_input(p["ref"], "reference"), synth)
+            except AudioError as e:
+                if not skip_bad:
+                    raise
+                counts["error"] += 1
+                errors.append({"id": p["id"], "error": str(e)})
+                logf.write(json.dumps({"id": p["id"], "status": "error", "error": str(e)}) + "\n")
+                logf.flush()
+                continue
+            save_audio(out_dir / name, wav, SAMPLE_RATE)  # atomic: a kill never leaves half a file
+            rec = {"id": p["id"], "status": "ok", "out": name, "src": p["src"], "ref": p["ref"],
+                   **{k: v for k, v in info.items() if k not in ("durations_before", "durations_after")}}
+            logf.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            logf.flush()
+            os.fsync(logf.fileno())
+            counts["ok"] += 1
+    return {"pairs": len(pairs), "shard": f"{i}/{n}", **counts, "log": str(log_path), "out_dir": str(out_dir),
+            "errors": errors}
+
+
+def export_vocoder_items(bundle: Any, manifest: Any, out_dir: str | os.PathLike,
+                         resume: bool = False) -> dict[str, Any]:
+    """Vocoder training items from a manifest: ``out_dir/<id>.npz`` with ``tokens`` (T,), ``f0`` (T,) Hz (YAAPT),
+    ``speaker`` s, ``emotion`` e-bar of the utterance itself and ``wav`` (T·320,) (emotk.models.zest.vocoder.train).
+
+    Each file is written atomically; ``resume`` keeps existing ones (else an existing file is an error).
+    Returns counts and the folder.
+    """
+    from emotk.core.io import atomic_path
+    from emotk.data.audio import load_audio
+    from emotk.data.manifest import Manifest
+
+    m = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = kept = 0
+    for r in m:
+        target = out_dir / f"{r['id']}.npz"
+        if target.exists():
+            if not resume:
+                raise OutputExistsError(f"{target} already exists; pass --resume to keep existing items")
+            kept += 1
+            continue
+        wav = check_input(load_audio(m.resolve_path(r), start=r.get("start"), end=r.get("end")), str(r["id"]))
+        src = analyse_source(bundle, wav)
+        ref = analyse_reference(bundle, src.wav)
+        with atomic_path(target, suffix=".npz") as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, tokens=src.tokens, f0=src.f0.astype(np.float32), speaker=src.speaker_embedding,
+                         emotion=ref.emotion_embedding, wav=src.wav[: len(src.tokens) * 320])
+        written += 1
+    return {"written": written, "kept": kept, "out_dir": str(out_dir)}
