@@ -16,6 +16,7 @@ from emotk.cli import data as data_cli
 from emotk.cli import demo as demo_cli
 from emotk.cli import features as features_cli
 from emotk.cli import launch as launch_cli
+from emotk.cli import pretrain as pretrain_cli
 from emotk.cli import ser as ser_cli
 from emotk.cli import transfer as transfer_cli
 from emotk.cli import models as models_cli
@@ -63,7 +64,7 @@ def _global(
 app.add_typer(data_cli.app, name="data")
 app.add_typer(features_cli.app, name="features")
 app.add_typer(models_cli.app, name="models")
-app.add_typer(tasks_cli.pretrain_app, name="pretrain")
+app.add_typer(pretrain_cli.app, name="pretrain")
 app.add_typer(ser_cli.app, name="ser")
 app.add_typer(tasks_cli.erc_app, name="erc")
 app.add_typer(transfer_cli.app, name="transfer")

@@ -18,10 +18,6 @@ def _group(help_text: str, capability: str, issue: str) -> typer.Typer:
     return app
 
 
-pretrain_app = _group(
-    "[not built yet] Emotion-aware pre-training: CARE and LLM-supervised text pre-training.",
-    "emotk pretrain (CARE, text pre-training)", "issue 5",
-)
 erc_app = _group(
     "[not built yet] Emotion recognition in conversations: HCAM and MiSTER-E.",
     "emotk erc (HCAM, MiSTER-E)", "a later issue",

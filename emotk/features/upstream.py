@@ -125,6 +125,15 @@ def register_upstream(cls: type["Upstream"]) -> type["Upstream"]:
     return cls
 
 
+# Upstream names "PREFIX:WHERE" of models trained by emotk -> "module:function" building the encoder module,
+# called as function(name, path=path, device=device) (imported only when such a name is used).
+UPSTREAM_PREFIXES: dict[str, str] = {
+    "care": "emotk.models.care.upstream:upstream_module",
+    "care-semantic": "emotk.models.care.upstream:upstream_module",
+    "care-acoustic": "emotk.models.care.upstream:upstream_module",
+}
+
+
 def upstream_kinds() -> list[str]:
     """Sorted names accepted by ``Upstream.from_model(kind=...)``."""
     return sorted(_ADAPTERS)
@@ -203,8 +212,17 @@ class Upstream(nn.Module, metaclass=abc.ABCMeta):
         """Load a registered pretrained model with ``emotk.hub.load(name, path=path, device=device)`` and wrap it.
 
         name: registry name ("wavlm-base-plus", "tiny-wavlm", "whisper-tiny.en-ct2", ...); path: explicit
-        location (overrides the registry's search). Returns the adapter on ``device``.
+        location (overrides the registry's search). A name ``PREFIX:WHERE`` with a prefix of
+        :data:`UPSTREAM_PREFIXES` (``care:RUN_DIR``, ``care-semantic:DIR``, ...) loads an emotk-trained encoder.
+        Returns the adapter on ``device``.
         """
+        prefix = name.partition(":")[0] if ":" in name else None
+        if prefix in UPSTREAM_PREFIXES:  # emotk-trained upstreams: "care:RUN_DIR", ...
+            import importlib
+
+            module, func = UPSTREAM_PREFIXES[prefix].split(":")
+            encoder = getattr(importlib.import_module(module), func)(name, path=path, device=device)
+            return Upstream.from_model(encoder, trainable=trainable, **options).to(device)
         from emotk import hub  # lazy: the hub pulls in transformers
 
         loaded = hub.load(name, path=path, device=device)
