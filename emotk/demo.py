@@ -2,7 +2,8 @@
 
 Stages (each later capability adds its own): corpus (synthesise or reuse the cached demo corpus) ->
 validate -> split (speaker-independent folds) -> prosody (per-style F0 / rate / energy, showing that the
-styles differ the way the corpus promises). Every stage's result lands in one summary JSON in the run dir.
+styles differ the way the corpus promises) -> ser (SUPERB SER head on the built-in lld descriptors, every
+speaker fold, mean ± std of the test metrics). Every stage's result lands in one summary JSON in the run dir.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from emotk.data.synth import SynthConfig
 
 log = get_logger("demo")
 
-STAGES = ("corpus", "validate", "split", "prosody")
+STAGES = ("corpus", "validate", "split", "prosody", "ser")
 
 
 @dataclass
@@ -27,6 +28,7 @@ class DemoConfig:
     folds: int = 3  # speaker-independent folds over the demo speakers
     seed: int = 0
     stages: list[str] = field(default_factory=lambda: list(STAGES))
+    ser_config: str = "ser/demo"  # recipe for the SER stage (configs/ser/demo.yaml)
 
     def validate(self) -> None:
         from emotk.errors import ConfigError
@@ -34,6 +36,8 @@ class DemoConfig:
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown:
             raise ConfigError(f"config key 'stages': unknown stage '{unknown[0]}' (known: {', '.join(STAGES)})")
+        if "ser" in self.stages and "split" not in self.stages:
+            raise ConfigError("config key 'stages': the 'ser' stage needs the 'split' stage (its speaker folds)")
         if self.folds < 2:
             raise ConfigError("config key 'folds': need at least 2 folds")
 
@@ -92,9 +96,33 @@ def run_demo(resolved: Resolved, out_dir: Path, overwrite: bool = False, corpus_
         summary["stages"]["prosody"] = {"per_style": prosody_by_style(manifest_path),
                                         "seconds": round(time.perf_counter() - t0, 2)}
 
+    if "ser" in cfg.stages:
+        t0 = time.perf_counter()
+        summary["stages"]["ser"] = {**ser_stage(cfg, manifest_path, out_dir), "seconds": round(time.perf_counter() - t0, 2)}
+
     summary["seconds"] = round(time.perf_counter() - t_all, 2)
     atomic_write_json(out_dir / "summary.json", summary)
     return summary
+
+
+def ser_stage(cfg: DemoConfig, manifest_path: Path, out_dir: Path) -> dict[str, Any]:
+    """Train/evaluate SUPERB SER on every demo speaker fold; returns test metrics (mean ± std over folds)."""
+    from emotk.core.config import resolve
+    from emotk.models.ser.config import SerConfig
+    from emotk.models.ser.pipeline import train as ser_train
+    from emotk.recipes import find_config
+
+    overrides = [f"data.manifest={manifest_path}", f"data.protocol={out_dir / 'protocol.json'}", f"train.seed={cfg.seed}"]
+    resolved = resolve(SerConfig, "ser.superb", find_config(cfg.ser_config), overrides)
+    result = ser_train(resolved, out_dir / "ser", overwrite=True, argv=["emotk", "demo"])
+    metrics = ("weighted_f1", "balanced_accuracy", "accuracy", "macro_f1")
+    return {
+        "upstream": resolved.config.upstream.name,
+        "folds": len(result.get("folds", [])),
+        "classes": result.get("classes"),
+        "test": {m: {"mean": result["test"][m]["mean"], "std": result["test"][m]["std"]} for m in metrics if m in result["test"]},
+        "run_dir": str(out_dir / "ser"),
+    }
 
 
 def prosody_by_style(manifest_path: Path, max_per_style: int = 40) -> dict[str, dict[str, float]]:

@@ -17,7 +17,7 @@ def demo(
     corpus: Optional[Path] = typer.Option(None, "--corpus", help="Reuse/build the demo corpus here (default: inside the run dir)."),
     overwrite: bool = OverwriteOpt,
 ) -> None:
-    """Synthesise the demo corpus (offline), validate it, split it by speaker, measure per-style prosody; print a summary."""
+    """Synthesise the demo corpus (offline), validate, split by speaker, measure per-style prosody, train SER; print a summary."""
     from emotk.core.config import resolve
     from emotk.demo import DemoConfig, run_demo
     from emotk.recipes import configs_dir
@@ -47,4 +47,10 @@ def _human(s: dict) -> None:
         p = st["prosody"]["per_style"]
         table("per-style prosody (demo corpus)", ["style", "mean F0 (Hz)", "F0 range (st)", "words/s", "level (dBFS)"],
               [[k, v["mean_f0_hz"], v["f0_range_semitones"], v["words_per_s"], v["level_dbfs"]] for k, v in p.items()])
+    if "ser" in st:
+        ser = st["ser"]
+        table(f"speech emotion recognition on the demo corpus (SUPERB head on {ser['upstream']}, "
+              f"{ser['folds']} speaker folds, test mean ± std)",
+              ["metric", "value (%)"],
+              [[k, f"{v['mean'] * 100:.1f} ± {v['std'] * 100:.1f}"] for k, v in ser["test"].items()])
     typer.echo(f"run dir: {s['run_dir']}  (config hash {s['config_hash'][:12]}, total {s['seconds']} s)")

@@ -1,0 +1,33 @@
+"""`emotk demo` end to end through the real entry point (the README Quick start's main job)."""
+
+import json
+
+import pytest
+
+from conftest import have_espeak
+
+pytestmark = pytest.mark.skipif(not have_espeak(), reason="espeak-ng is not installed (apt-get install espeak-ng)")
+
+
+def test_demo_runs_every_stage(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOTK_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "demo"
+    res = cli("--json", "demo", "-o", out)
+    assert res.code == 0, res.err[-2000:]
+    summary = json.loads(res.out)
+    st = summary["stages"]
+    assert set(st) == {"corpus", "validate", "split", "prosody", "ser"}
+    assert st["corpus"]["utterances"] >= 250 and st["corpus"]["speakers"] >= 6
+    assert st["validate"]["ok"] and st["validate"]["errors"] == 0
+    assert len(st["split"]["folds"]) == 3
+    prosody = st["prosody"]["per_style"]
+    assert prosody["sad"]["mean_f0_hz"] < prosody["angry"]["mean_f0_hz"]
+    assert prosody["sad"]["words_per_s"] < prosody["angry"]["words_per_s"]
+    assert prosody["sad"]["level_dbfs"] < prosody["angry"]["level_dbfs"] - 6
+    # 4 balanced styles: chance is 25 %; the lld head must do clearly better on held-out speakers
+    assert st["ser"]["test"]["balanced_accuracy"]["mean"] > 0.45
+    run = json.loads((out / "run.json").read_text())
+    assert run["config_hash"] == summary["config_hash"] and "demo_manifest" in run["inputs"]
+    assert json.loads((out / "summary.json").read_text())["stages"]["ser"]["folds"] == 3
+    again = cli("demo", "-o", out)
+    assert again.code == 1 and "--overwrite" in again.err
