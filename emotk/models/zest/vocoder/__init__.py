@@ -1,0 +1,31 @@
+"""The S2S-ZEST vocoder: a 16 kHz BigVGAN generator conditioned on content tokens, F0, speaker and emotion.
+
+One concept per module, as in NVIDIA BigVGAN: ``activations`` (SnakeBeta), ``resample`` (anti-aliased x2 filters),
+``amp`` (anti-aliased multi-periodicity blocks), ``generator``, ``discriminators`` (MPD + MRD), ``losses``,
+``config`` (every hyper-parameter), ``train`` (the GAN TrainTask and :func:`train_vocoder`), ``export``
+(generator-only artefact: :func:`export_generator`, :func:`load_generator`) and ``synthesis`` (chunked,
+constant-memory synthesis). Importing this package is cheap; torch loads with the sub-modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "VocoderConfig": "emotk.models.zest.vocoder.config",
+    "GeneratorConfig": "emotk.models.zest.vocoder.config",
+    "VocoderGenerator": "emotk.models.zest.vocoder.generator",
+    "train_vocoder": "emotk.models.zest.vocoder.train",
+    "export_generator": "emotk.models.zest.vocoder.export",
+    "load_generator": "emotk.models.zest.vocoder.export",
+    "synthesize": "emotk.models.zest.vocoder.synthesis",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'emotk.models.zest.vocoder' has no attribute {name!r}")

@@ -1,0 +1,96 @@
+"""Vocoder losses: LSGAN adversarial terms, feature matching and the log-mel L1 reconstruction loss.
+
+The mel spectrogram is computed with ``torch.stft`` and a Slaney-style mel filterbank (librosa's default),
+so nothing here needs torchaudio or librosa.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from emotk.models.zest.vocoder.config import LossConfig
+
+
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    """Slaney mel scale: linear below 1 kHz (3 mels per 200 Hz), logarithmic above."""
+    f = np.asarray(f, dtype=np.float64)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = math.log(6.4) / 27.0
+    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, f / f_sp)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, dtype=np.float64)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = math.log(6.4) / 27.0
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """Triangular Slaney-normalised mel filters, shape (n_mels, n_fft // 2 + 1), float32."""
+    freqs = np.linspace(0.0, sr / 2.0, n_fft // 2 + 1)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    widths = np.diff(edges)
+    ramps = edges[:, None] - freqs[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (edges[2:n_mels + 2] - edges[:n_mels]))[:, None]
+    return weights.astype(np.float32)
+
+
+class MelSpectrogram(nn.Module):
+    """Waveform (B, N) at ``sr`` -> log-mel (B, n_mels, frames): reflect-padded STFT (no centring),
+    magnitude, mel filterbank, ``log(clamp(x, 1e-5))``."""
+
+    def __init__(self, cfg: LossConfig, sr: int = 16000):
+        super().__init__()
+        self.cfg = cfg
+        self.register_buffer("window", torch.hann_window(cfg.win), persistent=False)
+        self.register_buffer("basis", torch.from_numpy(mel_filterbank(sr, cfg.n_fft, cfg.n_mels, cfg.fmin,
+                                                                      cfg.fmax)), persistent=False)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        c = self.cfg
+        pad = (c.n_fft - c.hop) // 2
+        x = F.pad(wav.float().unsqueeze(1), (pad, pad), mode="reflect" if wav.shape[-1] > pad else "constant")
+        spec = torch.stft(x.squeeze(1), c.n_fft, c.hop, c.win, self.window, center=False, return_complex=True)
+        mag = torch.sqrt(spec.real.pow(2) + spec.imag.pow(2) + 1e-9)
+        return torch.log(torch.clamp(self.basis @ mag, min=1e-5))
+
+
+def mel_l1(mel: MelSpectrogram, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Mean |log-mel(real) - log-mel(fake)| over (B, N) waveforms (unweighted; the loss uses x lambda_mel)."""
+    return F.l1_loss(mel(fake), mel(real))
+
+
+def discriminator_loss(real_logits: list[torch.Tensor], fake_logits: list[torch.Tensor]) -> torch.Tensor:
+    """LSGAN: Σ_k mean((1 - D_k(real))²) + mean(D_k(fake)²)."""
+    total = real_logits[0].new_zeros(())
+    for r, g in zip(real_logits, fake_logits):
+        total = total + torch.mean((1.0 - r) ** 2) + torch.mean(g ** 2)
+    return total
+
+
+def generator_adversarial_loss(fake_logits: list[torch.Tensor]) -> torch.Tensor:
+    """LSGAN: Σ_k mean((1 - D_k(fake))²)."""
+    total = fake_logits[0].new_zeros(())
+    for g in fake_logits:
+        total = total + torch.mean((1.0 - g) ** 2)
+    return total
+
+
+def feature_matching_loss(real_fmaps: list[list[torch.Tensor]], fake_fmaps: list[list[torch.Tensor]]) -> torch.Tensor:
+    """Σ over sub-discriminators and layers of mean |f_real - f_fake| (real features detached); x lambda_fm later."""
+    total = fake_fmaps[0][0].new_zeros(())
+    for rs, gs in zip(real_fmaps, fake_fmaps):
+        for r, g in zip(rs, gs):
+            total = total + torch.mean(torch.abs(r.detach() - g))
+    return total
