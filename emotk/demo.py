@@ -3,7 +3,8 @@
 Stages (each later capability adds its own): corpus (synthesise or reuse the cached demo corpus) ->
 validate -> split (speaker-independent folds) -> prosody (per-style F0 / rate / energy, showing that the
 styles differ the way the corpus promises) -> ser (SUPERB SER head on the built-in lld descriptors, every
-speaker fold, mean ± std of the test metrics). Every stage's result lands in one summary JSON in the run dir.
+speaker fold, mean ± std of the test metrics) -> care (pre-train a tiny CARE on the corpus and compare SER on
+its upstream with the same architecture untrained). Every stage's result lands in one summary JSON in the run dir.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from emotk.data.synth import SynthConfig
 
 log = get_logger("demo")
 
-STAGES = ("corpus", "validate", "split", "prosody", "ser")
+STAGES = ("corpus", "validate", "split", "prosody", "ser", "care")
 
 
 @dataclass
@@ -29,6 +30,7 @@ class DemoConfig:
     seed: int = 0
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     ser_config: str = "ser/demo"  # recipe for the SER stage (configs/ser/demo.yaml)
+    care_steps: int = 300  # tiny-CARE pre-training steps in the care stage
 
     def validate(self) -> None:
         from emotk.errors import ConfigError
@@ -36,8 +38,9 @@ class DemoConfig:
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown:
             raise ConfigError(f"config key 'stages': unknown stage '{unknown[0]}' (known: {', '.join(STAGES)})")
-        if "ser" in self.stages and "split" not in self.stages:
-            raise ConfigError("config key 'stages': the 'ser' stage needs the 'split' stage (its speaker folds)")
+        for stage in ("ser", "care"):
+            if stage in self.stages and "split" not in self.stages:
+                raise ConfigError(f"config key 'stages': the '{stage}' stage needs the 'split' stage (its speaker folds)")
         if self.folds < 2:
             raise ConfigError("config key 'folds': need at least 2 folds")
 
@@ -99,6 +102,12 @@ def run_demo(resolved: Resolved, out_dir: Path, overwrite: bool = False, corpus_
     if "ser" in cfg.stages:
         t0 = time.perf_counter()
         summary["stages"]["ser"] = {**ser_stage(cfg, manifest_path, out_dir), "seconds": round(time.perf_counter() - t0, 2)}
+
+    if "care" in cfg.stages:
+        from emotk.models.care.demo import care_demo_stage
+
+        summary["stages"]["care"] = care_demo_stage(manifest_path, out_dir / "protocol.json", out_dir / "care", cfg.seed,
+                                                    steps=cfg.care_steps)
 
     summary["seconds"] = round(time.perf_counter() - t_all, 2)
     atomic_write_json(out_dir / "summary.json", summary)

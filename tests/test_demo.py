@@ -16,7 +16,7 @@ def test_demo_runs_every_stage(cli, tmp_path, monkeypatch):
     assert res.code == 0, res.err[-2000:]
     summary = json.loads(res.out)
     st = summary["stages"]
-    assert set(st) == {"corpus", "validate", "split", "prosody", "ser"}
+    assert set(st) == {"corpus", "validate", "split", "prosody", "ser", "care"}
     assert st["corpus"]["utterances"] >= 250 and st["corpus"]["speakers"] >= 6
     assert st["validate"]["ok"] and st["validate"]["errors"] == 0
     assert len(st["split"]["folds"]) == 3
@@ -26,6 +26,10 @@ def test_demo_runs_every_stage(cli, tmp_path, monkeypatch):
     assert prosody["sad"]["level_dbfs"] < prosody["angry"]["level_dbfs"] - 6
     # 4 balanced styles: chance is 25 %; the lld head must do clearly better on held-out speakers
     assert st["ser"]["test"]["balanced_accuracy"]["mean"] > 0.45
+    care = st["care"]
+    assert care["pretrain"]["semantic_loss"]["last"] < care["pretrain"]["semantic_loss"]["first"]
+    assert care["pretrain"]["acoustic_loss"]["last"] < care["pretrain"]["acoustic_loss"]["first"]
+    assert set(care["care"]["test"]) >= {"weighted_f1", "balanced_accuracy"} and set(care["untrained"]["test"])
     run = json.loads((out / "run.json").read_text())
     assert run["config_hash"] == summary["config_hash"] and "demo_manifest" in run["inputs"]
     assert json.loads((out / "summary.json").read_text())["stages"]["ser"]["folds"] == 3

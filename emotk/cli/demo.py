@@ -53,4 +53,18 @@ def _human(s: dict) -> None:
               f"{ser['folds']} speaker folds, test mean ± std)",
               ["metric", "value (%)"],
               [[k, f"{v['mean'] * 100:.1f} ± {v['std'] * 100:.1f}"] for k, v in ser["test"].items()])
+    if "care" in st:
+        care = st["care"]
+        pre = care["pretrain"]
+
+        def cell(name: str, metric: str) -> str:
+            v = care[name]["test"][metric]
+            return f"{v['mean'] * 100:.1f} ± {v['std'] * 100:.1f}"
+
+        title = (f"CARE pre-training on the demo corpus ({pre['steps']} steps; semantic loss "
+                 f"{pre['semantic_loss']['first']:.3f} -> {pre['semantic_loss']['last']:.3f}, acoustic "
+                 f"{pre['acoustic_loss']['first']:.3f} -> {pre['acoustic_loss']['last']:.3f}): SER test mean ± std (%)")
+        table(title, ["upstream", "weighted_f1", "balanced_accuracy"],
+              [[label, cell(name, "weighted_f1"), cell(name, "balanced_accuracy")]
+               for name, label in (("care", "tiny CARE"), ("untrained", "same architecture, untrained"))])
     typer.echo(f"run dir: {s['run_dir']}  (config hash {s['config_hash'][:12]}, total {s['seconds']} s)")
