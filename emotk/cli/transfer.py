@@ -5,6 +5,7 @@ one core call (emotk.models.zest), result on stdout.
     emotk transfer --pairs pairs.jsonl --out-dir DIR --model BUNDLE [--shard i/N] [--resume]
     emotk transfer train --stage speaker|analysis|vocoder --data M.jsonl -o RUN [-c CONFIG] [--set k=v] [--resume]
     emotk transfer bundle --speaker RUN --analysis RUN [--vocoder EXPORT] -o BUNDLE
+    emotk transfer augment --model BUNDLE --data M.jsonl --classes happy,sad -o DIR [--per-class 100]
 """
 
 from __future__ import annotations
@@ -166,6 +167,33 @@ def vocoder_data(
 
     result = export_vocoder_items(load_bundle(model, device=_device()), data, out, resume=resume)
     emit(result, lambda r: typer.echo(f"{r['written']} items written, {r['kept']} kept, in {r['out_dir']}"))
+
+
+@app.command("augment")
+def augment(
+    model: Path = typer.Option(..., "--model", "-m", help="Model bundle folder."),
+    data: Path = typer.Option(..., "--data", "-d", help="Manifest; its training part gives sources and references."),
+    classes: str = typer.Option(..., "--classes", help="Target emotion classes, comma-separated (e.g. happy,sad)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (wavs/ + manifest.jsonl)."),
+    per_class: int = typer.Option(100, "--per-class", help="Utterances kept per class (top-k by emotion score)."),
+    oversample: float = typer.Option(2.0, "--oversample", help="Candidates generated per kept utterance."),
+    sources: Optional[str] = typer.Option(None, "--sources", help="Source classes, comma-separated (default: all others)."),
+    synth: Optional[str] = typer.Option(None, "--synth", help="world or bigvgan (default: the bundle's)."),
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """Emotion-transfer augmentation for SER: convert, score by emotion similarity, keep the top-k per class."""
+    from emotk.core.context import options
+    from emotk.models.zest.augment import augment as run_augment
+    from emotk.models.zest.bundle import load_bundle
+
+    split = lambda text: [c.strip() for c in text.split(",") if c.strip()]  # noqa: E731
+    result = run_augment(load_bundle(model, device=_device()), data, split(classes), out, per_class=per_class,
+                         oversample=oversample, source_classes=split(sources) if sources else None, synth=synth,
+                         seed=options.seed or 0, overwrite=overwrite)
+    emit(result, lambda r: typer.echo(
+        f"{r['utterances']} augmented utterances -> {r['manifest']} ("
+        + ", ".join(f"{c}: {v['kept']}/{v['candidates']} kept, score {v['mean_score_kept']}"
+                    for c, v in r["classes"].items()) + ")"))
 
 
 @app.command("bundle")

@@ -1,0 +1,324 @@
+"""The S2S-ZEST stage of ``emotk demo``: a tiny transfer model trained and measured on the demo corpus.
+
+:func:`zest_demo_stage` holds out ``test_speakers`` speakers (seeded), trains a K-means log-mel tokenizer, the
+speaker stage and the analysis stage of the tiny recipe (``configs/transfer/zest-tiny.yaml``) on the others,
+assembles a bundle and converts the held-out parallel sentences between every ordered pair of styles with the
+WORLD backend. The reference of a conversion is the same sentence spoken by another held-out speaker in the
+target style, so both the source speaker and the reference are unseen in training (zero-shot).
+
+Measured per conversion (F0 with the bundle's extractor, voiced frames only): mean log-F0 of the source, of the
+converted output (re-extracted from the synthesised audio) and of the reference; whether the output's mean log-F0
+moved from the source's toward the reference's; whether it moved in the direction the reference speaker's own
+F0 moves between the two styles on that sentence (speaker-independent: a male source and a female reference
+differ in F0 whatever the emotion); the fraction of outputs with any voiced frame; and the output length against the predicted durations
+(``320 * sum(d_hat)`` samples). Neutral -> other-style outputs are saved as WAV files, with a PNG of the F0
+contours of one example per target style.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emotk.errors import DataError
+
+log = logging.getLogger("emotk.zest")
+
+HOP = 320  # samples per 50 Hz frame at 16 kHz
+# The demo's settings on top of configs/transfer/zest-tiny.yaml: WORLD (DIO) F0 targets instead of YAAPT, about
+# 14x faster on the demo corpus; the measured log-F0 uses the same extractor for source, output and reference.
+DEMO_OVERRIDES = ("f0.backend=world",)
+
+
+def _mean_log_f0(f0: np.ndarray, floor: float) -> float | None:
+    """Mean of ln(F0 / Hz) over voiced frames (F0 >= floor); None when nothing is voiced."""
+    v = np.asarray(f0, dtype=np.float64)
+    v = v[v >= floor]
+    return float(np.log(v).mean()) if v.size else None
+
+
+def _held_out_split(manifest: Any, test_speakers: int, seed: int) -> tuple[list[str], list[str]]:
+    """(training speakers, held-out speakers), both sorted; the held-out ones are a seeded draw."""
+    speakers = sorted({str(r["speaker"]) for r in manifest if r.get("speaker")})
+    if len(speakers) < test_speakers + 1 or test_speakers < 2:
+        raise DataError(f"{manifest.path}: the S2S-ZEST demo needs at least {test_speakers + 1} speakers and "
+                        f"test_speakers >= 2 (found {len(speakers)} speakers)")
+    rng = np.random.default_rng(seed)
+    held = sorted(speakers[i] for i in rng.permutation(len(speakers))[:test_speakers])
+    return [s for s in speakers if s not in held], held
+
+
+def plan_conversions(records: list[dict[str, Any]], held: list[str], styles: list[str],
+                     max_per_pair: int | None = None) -> list[tuple[dict[str, Any], dict[str, Any], str]]:
+    """Held-out (source record, reference record, target style) triples for every ordered style pair.
+
+    records: parallel-sentence records (``speaker``, ``emotion``, ``sentence``). The source is (speaker X, style
+    a, sentence s), the reference (speaker Y != X, style b, sentence s), with Y the next held-out speaker after X.
+    ``max_per_pair`` keeps the first that many triples of each style pair (sorted by sentence, then speaker).
+    """
+    index = {(r["speaker"], r["emotion"], r["sentence"]): r for r in records}
+    sentences = sorted({r["sentence"] for r in records})
+    out = []
+    for a in styles:
+        for b in styles:
+            if a == b:
+                continue
+            pair = []
+            for s in sentences:
+                for k, x in enumerate(held):
+                    y = held[(k + 1) % len(held)]
+                    src, ref = index.get((x, a, s)), index.get((y, b, s))
+                    if src is not None and ref is not None:
+                        pair.append((src, ref, b))
+            out.extend(pair[:max_per_pair] if max_per_pair else pair)
+    return out
+
+
+def train_demo_bundle(train_manifest: Path, out_dir: Path, seed: int, config: str = "transfer/zest-tiny",
+                      overrides: list[str] | tuple[str, ...] = (), fraction: float = 0.5) -> dict[str, Any]:
+    """Tokenizer + speaker stage + analysis stage + bundle on ``train_manifest`` under ``out_dir``.
+
+    Config: ``config`` < :data:`DEMO_OVERRIDES` < ``overrides``.
+    Returns {"bundle": path, "tokenizer": {...}, "speaker": summary, "analysis": summary, "seconds": {...}}.
+    Every output is replaced (the demo is rerun from scratch).
+    """
+    from emotk.core.config import resolve
+    from emotk.features.tokens import train_tokenizer
+    from emotk.models.zest.analysis import train_stage
+    from emotk.models.zest.bundle import assemble_bundle
+    from emotk.models.zest.config import TASK, ZestConfig
+    from emotk.recipes import find_config
+
+    secs: dict[str, float] = {}
+    t0 = time.perf_counter()
+    base = resolve(ZestConfig, TASK, find_config(config), [])
+    tok_path = out_dir / "tokens.safetensors"
+    tok = train_tokenizer(train_manifest, "logmel", tok_path, n_clusters=base.config.tokens.n_clusters,
+                          fraction=fraction, seed=seed, overwrite=True)
+    secs["tokenizer"] = round(time.perf_counter() - t0, 2)
+    sets = [*DEMO_OVERRIDES, f"tokens.tokenizer={tok_path}", f"data.manifest={train_manifest}",
+            f"train.seed={seed}", f"speaker_train.seed={seed}", *overrides]
+    resolved = resolve(ZestConfig, TASK, find_config(config), sets)
+    t0 = time.perf_counter()
+    spk = train_stage(resolved, "speaker", out_dir / "speaker", overwrite=True, argv=["emotk", "demo"])
+    secs["speaker"] = round(time.perf_counter() - t0, 2)
+    t0 = time.perf_counter()
+    ana_dir = out_dir / "analysis"
+    if ana_dir.exists():
+        shutil.rmtree(ana_dir)
+    (ana_dir / "cache").mkdir(parents=True)  # same corpus, same cache key: reuse the speaker stage's analysis
+    shutil.copy2(out_dir / "speaker" / "cache" / "analysis.npz", ana_dir / "cache" / "analysis.npz")
+    ana = train_stage(resolved, "analysis", out_dir / "analysis", speaker_run=str(out_dir / "speaker"),
+                      overwrite=True, argv=["emotk", "demo"])
+    secs["analysis"] = round(time.perf_counter() - t0, 2)
+    bundle = assemble_bundle(out_dir / "speaker", out_dir / "analysis", out_dir / "bundle", overwrite=True)
+    return {"bundle": bundle["bundle"], "tokenizer": {"path": str(tok_path), "n_clusters": tok.get("n_clusters")},
+            "speaker": {k: spk.get(k) for k in ("stopped", "steps", "best")},
+            "analysis": {k: ana.get(k) for k in ("stopped", "steps", "best")}, "seconds": secs}
+
+
+def plot_f0_examples(examples: list[dict[str, Any]], path: Path) -> Path:
+    """One panel per example: source, converted and reference F0 contours (Hz, unvoiced gaps) over seconds.
+
+    examples: dicts with ``title`` and ``source``/``converted``/``reference`` (T,) 50 Hz F0 arrays. Written
+    atomically as PNG (matplotlib, Agg backend); returns ``path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from emotk.core.io import atomic_path
+
+    fig, axes = plt.subplots(len(examples), 1, figsize=(8, 2.4 * len(examples)), squeeze=False)
+    for ax, ex in zip(axes[:, 0], examples):
+        for key, style in (("source", "-"), ("converted", "-"), ("reference", "--")):
+            f0 = np.asarray(ex[key], dtype=np.float64)
+            ax.plot(np.arange(len(f0)) * HOP / 16000, np.where(f0 > 0, f0, np.nan), style, label=key, lw=1.4)
+        ax.set_title(ex["title"], fontsize=9)
+        ax.set_ylabel("F0 (Hz)")
+        ax.legend(fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+    return path
+
+
+def measure_conversions(bundle: Any, manifest: Any, triples: list[tuple[dict, dict, str]], out_dir: Path,
+                        save_from: str = "neutral", records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Convert every (source, reference, target) triple with WORLD and measure log-F0 movement and durations.
+
+    Saves ``out_dir/wavs/<source id>--to-<target>.wav`` for sources of style ``save_from`` and the F0 plot
+    ``out_dir/f0_before_after.png`` (first ``save_from`` example per target style). Returns the measurements:
+    overall and per-pair mean log-F0 (source / converted / reference), the fraction moved toward the reference,
+    and duration checks (output samples vs 320 * predicted frames). With ``records`` (the parallel records),
+    each row also gets the speaker-independent style direction: the reference speaker's own log-F0 change from
+    the source style to the target style on the same sentence, and whether the conversion moved the same way.
+    """
+    from emotk.data.audio import load_audio, save_audio
+    from emotk.features.f0 import F0Config, extract_f0
+    from emotk.models.zest import pipeline
+
+    c = bundle.config.f0
+    f0_cfg = F0Config(backend=c.backend, alignment=c.alignment)
+    floor = f0_cfg.f0_floor
+    sources: dict[str, Any] = {}
+    refs: dict[str, tuple[Any, np.ndarray]] = {}
+    rows, examples, saved = [], {}, []
+    index = {(r["speaker"], r["emotion"], r.get("sentence")): r for r in records or []}
+    f0_by_id: dict[str, np.ndarray] = {}
+
+    def f0_of(rec: dict[str, Any]) -> np.ndarray:
+        if rec["id"] not in f0_by_id:
+            f0_by_id[rec["id"]] = extract_f0(load_audio(manifest.resolve_path(rec)), 16000, f0_cfg)
+        return f0_by_id[rec["id"]]
+
+    for src_rec, ref_rec, target in triples:
+        sid, rid = src_rec["id"], ref_rec["id"]
+        if sid not in sources:
+            wav = pipeline.check_input(load_audio(manifest.resolve_path(src_rec)), sid)
+            sources[sid] = pipeline.analyse_source(bundle, wav)
+        if rid not in refs:
+            wav = pipeline.check_input(load_audio(manifest.resolve_path(ref_rec)), rid)
+            refs[rid] = (pipeline.analyse_reference(bundle, wav), extract_f0(wav, 16000, f0_cfg))
+        src, (ref, ref_f0) = sources[sid], refs[rid]
+        conv = pipeline.convert(bundle, src, ref)
+        out = pipeline.synthesise(bundle, src, ref, conv, "world")
+        out_f0 = extract_f0(out, 16000, f0_cfg)
+        m_src, m_out, m_ref = (_mean_log_f0(x, floor) for x in (src.f0, out_f0, ref_f0))
+        frames = int(conv.durations.sum())
+        row = {"source": sid, "reference": rid, "source_style": src_rec["emotion"], "target": target,
+               "log_f0_source": m_src, "log_f0_converted": m_out, "log_f0_reference": m_ref,
+               "log_f0_predicted": _mean_log_f0(conv.f0, floor),
+               "frames_source": int(src.durations.sum()), "frames_predicted_raw": float(np.sum(conv.predicted)),
+               "frames_after": frames, "frames_reference": int(len(ref_f0)), "samples_out": int(out.size)}
+        if None not in (m_src, m_out, m_ref):
+            row["moved_toward_reference"] = bool(abs(m_out - m_ref) < abs(m_src - m_ref))
+        same = index.get((ref_rec["speaker"], src_rec["emotion"], ref_rec.get("sentence")))
+        m_same = _mean_log_f0(f0_of(same), floor) if same is not None else None
+        if None not in (m_same, m_ref):
+            row["style_shift_reference"] = m_ref - m_same  # the reference speaker's own source->target change
+            if None not in (m_src, m_out):
+                row["style_shift_converted"] = m_out - m_src
+                row["moved_in_style_direction"] = bool(np.sign(m_out - m_src) == np.sign(m_ref - m_same))
+        rows.append(row)
+        if src_rec["emotion"] == save_from:
+            name = f"{sid}--to-{target}.wav"
+            save_audio(out_dir / "wavs" / name, out, 16000)
+            saved.append(str(Path("wavs") / name))
+            examples.setdefault(target, {"title": f"{sid} -> {target} (reference {rid})", "source": src.f0,
+                                         "converted": out_f0, "reference": ref_f0})
+    plot = None
+    if examples:
+        plot = plot_f0_examples([examples[k] for k in sorted(examples)], out_dir / "f0_before_after.png")
+    return {"rows": rows, "summary": summarise(rows), "wavs": saved, "plot": str(plot) if plot else None}
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(float(np.mean(values)), 4) if values else None
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Aggregate conversion rows: overall and per (source style -> target) means of log-F0, the fraction whose
+    mean log-F0 moved toward the reference, and duration agreement (|samples - 320 * frames| in samples,
+    output/source and reference/source length ratios)."""
+
+    def block(rs: list[dict[str, Any]]) -> dict[str, Any]:
+        judged = [r for r in rs if "moved_toward_reference" in r]
+        ok = [r for r in judged if r["moved_toward_reference"]]
+        styled = [r for r in rs if "moved_in_style_direction" in r]
+        return {
+            "conversions": len(rs),
+            "log_f0_source": _mean([r["log_f0_source"] for r in judged]),
+            "log_f0_converted": _mean([r["log_f0_converted"] for r in judged]),
+            "log_f0_reference": _mean([r["log_f0_reference"] for r in judged]),
+            "moved_toward_reference": round(len(ok) / len(judged), 4) if judged else None,
+            "style_shift_reference": _mean([r["style_shift_reference"] for r in styled]),
+            "style_shift_converted": _mean([r["style_shift_converted"] for r in styled]),
+            "moved_in_style_direction": round(float(np.mean([r["moved_in_style_direction"] for r in styled])), 4)
+            if styled else None,
+            "voiced_outputs": round(len(judged) / len(rs), 4) if rs else None,
+            "length_ratio_out": _mean([r["frames_after"] / max(r["frames_source"], 1) for r in rs]),
+            "length_ratio_reference": _mean([r["frames_reference"] / max(r["frames_source"], 1) for r in rs]),
+        }
+
+    pairs = sorted({(r["source_style"], r["target"]) for r in rows})
+    off = [abs(r["samples_out"] - HOP * r["frames_after"]) for r in rows]
+    toward_len = [abs(r["frames_after"] - r["frames_reference"]) < abs(r["frames_source"] - r["frames_reference"])
+                  for r in rows if r["frames_reference"] != r["frames_source"]]
+    return {
+        **block(rows),
+        "per_pair": {f"{a}->{b}": block([r for r in rows if (r["source_style"], r["target"]) == (a, b)])
+                     for a, b in pairs},
+        "durations": {
+            "max_abs_samples_off": int(max(off)) if off else None,
+            "all_follow_predictions": bool(all(o <= HOP for o in off)),
+            "clamped_vs_raw_frames": _mean([r["frames_after"] / max(r["frames_predicted_raw"], 1e-6) for r in rows]),
+            "length_moved_toward_reference": round(float(np.mean(toward_len)), 4) if toward_len else None,
+        },
+    }
+
+
+def zest_demo_stage(manifest_path: Path, out_dir: Path, seed: int, *, test_speakers: int = 2,
+                    max_per_pair: int | None = None, config: str = "transfer/zest-tiny",
+                    overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """Train a tiny S2S-ZEST on the demo corpus and measure emotion transfer on held-out speakers.
+
+    manifest_path: the demo corpus manifest (parallel records carry ``sentence``; dialogue turns are used for
+    training only). out_dir: the stage folder (replaced files: train.jsonl, tokenizer, speaker/, analysis/,
+    bundle/, wavs/, f0_before_after.png, conversions.jsonl). seed: the held-out draw and training seeds.
+    test_speakers: speakers held out (>= 2). max_per_pair: cap on conversions per ordered style pair (None = all
+    held-out sentences x speakers). config / overrides: the recipe and ``--set``-style overrides (after
+    :data:`DEMO_OVERRIDES`).
+    Returns a JSON-ready dict: speakers (train / held out), the training summary, the overall and per-pair
+    log-F0 measurements, the duration checks, paths (bundle, wavs, plot, rows) and seconds per step.
+    """
+    import json
+
+    from emotk.core.io import atomic_write_text
+    from emotk.data.manifest import Manifest
+    from emotk.models.zest.bundle import load_bundle
+
+    t_all = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    m = Manifest.load(manifest_path)
+    train_spk, held = _held_out_split(m, test_speakers, seed)
+    train = Manifest.from_records([r for r in m.with_absolute_paths() if str(r.get("speaker")) in train_spk])
+    train.save(out_dir / "train.jsonl")
+    trained = train_demo_bundle(out_dir / "train.jsonl", out_dir, seed, config=config, overrides=overrides)
+    bundle = load_bundle(trained["bundle"])
+    parallel = [r for r in m if r.get("sentence") and r.get("dialogue") is None and r.get("speaker") in held]
+    styles = sorted({r["emotion"] for r in parallel})
+    missing = [s for s in styles if s not in bundle.emotions]
+    if missing or "neutral" not in styles:
+        raise DataError(f"{manifest_path}: held-out styles {styles} do not match the trained ones {bundle.emotions}")
+    order = ["neutral"] + [s for s in styles if s != "neutral"]
+    triples = plan_conversions(parallel, held, order, max_per_pair)
+    t0 = time.perf_counter()
+    measured = measure_conversions(bundle, m, triples, out_dir, records=parallel)
+    secs = {**trained["seconds"], "convert": round(time.perf_counter() - t0, 2)}
+    rows_path = out_dir / "conversions.jsonl"
+    atomic_write_text(rows_path, "".join(json.dumps(r) + "\n" for r in measured["rows"]))
+    secs["total"] = round(time.perf_counter() - t_all, 2)
+    s = measured["summary"]
+    log.info("zest demo: %d conversions, mean log-F0 moved toward the reference in %.0f %%", s["conversions"],
+             100 * (s["moved_toward_reference"] or 0))
+    return {
+        "train_speakers": train_spk, "held_out_speakers": held, "styles": order,
+        "training": {k: trained[k] for k in ("tokenizer", "speaker", "analysis")},
+        **{k: s[k] for k in ("conversions", "log_f0_source", "log_f0_converted", "log_f0_reference",
+                             "moved_toward_reference", "style_shift_reference", "style_shift_converted",
+                             "moved_in_style_direction", "voiced_outputs", "length_ratio_out",
+                             "length_ratio_reference")},
+        "per_pair": s["per_pair"], "durations": s["durations"],
+        "bundle": trained["bundle"], "wavs": [str(out_dir / w) for w in measured["wavs"]],
+        "plot": measured["plot"], "conversions_log": str(rows_path), "seconds": secs,
+    }
