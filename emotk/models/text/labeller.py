@@ -20,6 +20,7 @@ raw, never fatal. :func:`label_manifest` runs a labeller over a manifest with an
 
 from __future__ import annotations
 
+import abc
 import csv
 import hashlib
 import json
@@ -101,7 +102,7 @@ class FatalLabelError(EmotkError):
 
 
 # ---- labellers -----------------------------------------------------------------------------------------------------
-class Labeller:
+class Labeller(abc.ABC):
     """Base of the pluggable labellers: ``answer(items)`` returns one :class:`Answer` per ``(id, text)`` item.
 
     ``model_id`` and ``prompt`` identify the answers (progress file header, response-cache key); ``cacheable``
@@ -121,8 +122,9 @@ class Labeller:
         """What makes two runs' answers interchangeable (checked when resuming)."""
         return {"labeller": self.kind, "model": self.model_id, "prompt": self.prompt}
 
+    @abc.abstractmethod
     def answer(self, items: Sequence[tuple[str, str]]) -> list[Answer]:
-        raise NotImplementedError
+        """One Answer per (id, text) item, in order."""
 
     def _count(self, n: int = 1) -> None:
         with self._lock:
