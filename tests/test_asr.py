@@ -153,9 +153,10 @@ def _speech_clip(tmp_path: Path) -> tuple[Path, str]:
         rec = json.loads((root / "manifest.jsonl").read_text().splitlines()[0])
         return root / rec["path"], rec["text"]
     if shutil.which("espeak-ng"):
-        text = "The quick brown fox jumps over the lazy dog"
+        # a voice, rate and sentence that tiny.en transcribes exactly (espeak-ng 1.51)
+        text = "I would like a cup of coffee with milk"
         wav = tmp_path / "espeak.wav"
-        subprocess.run(["espeak-ng", "-w", str(wav), text], check=True, capture_output=True)
+        subprocess.run(["espeak-ng", "-v", "en-us+m3", "-s", "140", "-w", str(wav), text], check=True, capture_output=True)
         return wav, text
     pytest.skip("no speech clip: ../shared/data/ravdess and espeak-ng are both absent")
 
