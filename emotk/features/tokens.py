@@ -462,24 +462,13 @@ class KMeansTokenizer:
 # ---------------------------------------------------------------------------------------------
 # content frames of each feature space
 # ---------------------------------------------------------------------------------------------
-def _mel_filterbank(n_mels: int, n_fft: int, sr: int = 16000, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
-    """Triangular HTK-mel filters (n_mels, n_fft // 2 + 1), unnormalised."""
-    fmax = sr / 2 if fmax is None else fmax
-    mel = lambda f: 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)  # noqa: E731
-    hz = lambda m: 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)  # noqa: E731
-    edges = hz(np.linspace(mel(fmin), mel(fmax), n_mels + 2))
-    freqs = np.linspace(0.0, sr / 2, n_fft // 2 + 1)
-    lower = (freqs[None, :] - edges[:-2, None]) / np.maximum(edges[1:-1, None] - edges[:-2, None], 1e-9)
-    upper = (edges[2:, None] - freqs[None, :]) / np.maximum(edges[2:, None] - edges[1:-1, None], 1e-9)
-    return np.maximum(0.0, np.minimum(lower, upper)).astype(np.float32)
-
-
 def logmel_frames(wav: np.ndarray, n_mels: int = 80, n_fft: int = 512, win: int = 400) -> np.ndarray:
     """50 Hz log-mel frames: wav (N,) 16 kHz -> (N // 320, n_mels) float32, natural log of power + 1e-6.
 
     A 25 ms Hann window centred on sample 320 i + 160 (the input is padded by 40 samples on each side,
     the soft-HuBERT convention of :mod:`emotk.features.frames`), so frame i describes [320 i, 320 (i+1)).
     """
+    from emotk.features.acoustic import mel_filterbank
     from emotk.features.frames import HOP, num_frames
 
     x = np.asarray(wav, dtype=np.float32)
@@ -491,7 +480,7 @@ def logmel_frames(wav: np.ndarray, n_mels: int = 80, n_fft: int = 512, win: int 
     idx = np.arange(win)[None, :] + HOP * np.arange(n)[:, None]
     frames = x[idx] * np.hanning(win + 1)[:-1].astype(np.float32)
     power = np.abs(np.fft.rfft(frames, n=n_fft, axis=1)) ** 2
-    return np.log(power @ _mel_filterbank(n_mels, n_fft).T + 1e-6).astype(np.float32)
+    return np.log(power @ mel_filterbank(n_mels, n_fft).T.astype(np.float32) + 1e-6).astype(np.float32)
 
 
 def mfcc_frames(wav: np.ndarray, n_mfcc: int = 20, n_mels: int = 40) -> np.ndarray:
