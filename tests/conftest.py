@@ -25,20 +25,62 @@ class CliResult:
     err: str
 
 
-@pytest.fixture
-def cli(capsys):
-    """Run the real ``emotk`` entry point in-process: ``cli("data", "validate", path)`` -> CliResult."""
+@pytest.fixture(autouse=True)
+def _fresh_global_options():
+    """Each test starts with default global CLI options (an in-process ``--json`` run must not leak into the next
+    test, e.g. one that drives a sub-app through typer's CliRunner without the global callback)."""
+    import dataclasses
+
+    from emotk.core import context
+
+    saved = dataclasses.replace(context.options)
+    for f in dataclasses.fields(context.GlobalOptions):
+        setattr(context.options, f.name, f.default)
+    yield
+    for f in dataclasses.fields(context.GlobalOptions):
+        setattr(context.options, f.name, getattr(saved, f.name))
+
+
+def run_cli(*args, stdin: str | None = None) -> tuple[int, str, str]:
+    """Run ``emotk ARGS`` in-process through the real entry point -> (exit code, stdout, stderr).
+
+    A plain function (not a fixture) so module-scoped fixtures can use it too; ``stdin`` feeds standard input.
+    """
+    import contextlib
+    import io
+    import sys
+
     from emotk.cli.main import main
 
+    out, err = io.StringIO(), io.StringIO()
+    old_stdin = sys.stdin
+    if stdin is not None:
+        sys.stdin = io.StringIO(stdin)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main([str(a) for a in args])
+                code = 0
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.stdin = old_stdin
+    return code, out.getvalue(), err.getvalue()
+
+
+def json_out(text: str):
+    """The JSON document at the end of a command's stdout (log lines may precede it)."""
+    import json
+
+    return json.loads(text[text.index("{"):])
+
+
+@pytest.fixture
+def cli():
+    """``cli("data", "validate", path)`` -> CliResult(code, out, err), through the real entry point."""
+
     def run(*args: str) -> CliResult:
-        capsys.readouterr()
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        captured = capsys.readouterr()
-        return CliResult(code, captured.out, captured.err)
+        return CliResult(*run_cli(*args))
 
     return run
 

@@ -13,7 +13,7 @@ import pytest
 
 from emotk.errors import DataError, OutputExistsError, UsageError
 from emotk.features.asr import make_backend, normalize_english, transcribe_manifest, word_error_rate
-from tests.conftest import write_wav
+from conftest import write_wav
 
 
 class FakeASR:

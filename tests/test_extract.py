@@ -14,7 +14,7 @@ from emotk.features.cache import FeatureCache
 from emotk.features.extract import (
     EXTRACTORS, ExtractorSpec, cache_path, make_config, register_extractor, run_extraction,
 )
-from tests.conftest import write_wav
+from conftest import write_wav
 
 
 def _frame_rms(wav: np.ndarray) -> np.ndarray:

@@ -7,8 +7,6 @@ random ``tiny-wavlm`` upstream (3 layers: the layer-sum path, export and predict
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import signal
@@ -16,39 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import have_espeak, write_wav
+from conftest import have_espeak, json_out, run_cli, write_wav
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs" / "ser").glob("*.yaml"))
-
-
-def run_cli(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
-    """Run ``emotk ARGS`` in-process through the real entry point -> (exit code, stdout, stderr)."""
-    from emotk.cli.main import main
-
-    out, err = io.StringIO(), io.StringIO()
-    old_stdin = None
-    if stdin is not None:
-        import sys
-
-        old_stdin, sys.stdin = sys.stdin, io.StringIO(stdin)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main([str(a) for a in args])
-                code = 0
-            except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    finally:
-        if old_stdin is not None:
-            import sys
-
-            sys.stdin = old_stdin
-    return code, out.getvalue(), err.getvalue()
-
-
-def _json_out(text: str) -> dict:
-    return json.loads(text[text.index("{"):])
 
 
 def _train_losses(run: Path) -> list[float]:
@@ -279,7 +248,7 @@ def lld_run(demo):
     out = demo["root"] / "lld"
     code, stdout, stderr = run_cli("--json", *_lld_args(demo, out))
     assert code == 0, stderr
-    return {"out": out, "summary": _json_out(stdout)}
+    return {"out": out, "summary": json_out(stdout)}
 
 
 def test_train_lld_loss_falls_and_summary_has_metrics(lld_run):
@@ -334,7 +303,7 @@ def test_predict_matches_evaluation_and_handles_bad_inputs(lld_run, demo, tmp_pa
 def test_evaluate_writes_reports(lld_run):
     code, stdout, stderr = run_cli("--json", "ser", "evaluate", lld_run["out"])
     assert code == 0, stderr
-    result = _json_out(stdout)
+    result = json_out(stdout)
     assert result["aggregate"]["weighted_f1"]["mean"] == pytest.approx(lld_run["summary"]["test"]["weighted_f1"]["mean"])
     assert (lld_run["out"] / result["runs"][0]["report"]).is_file()
     code, _, stderr = run_cli("ser", "evaluate", lld_run["out"], "--split", "nope")
@@ -361,7 +330,7 @@ def test_resume_after_interruption_gives_the_same_result(lld_run, demo, monkeypa
     assert code == 1 and "--overwrite or --resume" in stderr  # never overwrites silently
     code, stdout, stderr = run_cli("--json", *_lld_args(demo, out, "--resume"))
     assert code == 0, stderr
-    resumed = _json_out(stdout)
+    resumed = json_out(stdout)
     for split in ("test", "valid"):
         for metric, agg in lld_run["summary"][split].items():
             assert resumed[split][metric]["values"] == pytest.approx(agg["values"], abs=1e-6), metric
@@ -373,7 +342,7 @@ def test_tiny_wavlm_upstream_and_usage_errors(demo):
                                    "--protocol", demo["protocol"], "--fold", "0", "--set", "train.optim.lr=0.01",
                                    "--set", "model.feature_norm=true", "-o", out)
     assert code == 0, stderr
-    summary = _json_out(stdout)
+    summary = json_out(stdout)
     export = json.loads((out / "export" / "config.json").read_text())
     assert export["dims"] == {"num_layers": 3, "dim": 32, "num_outputs": 4}  # every layer of the upstream
     assert export["features"]["upstream"] == "tiny-wavlm" and summary["upstream"] == "tiny-wavlm"
@@ -408,7 +377,7 @@ def test_regression_vad(demo, tmp_path):
                                    "--set", "train.select_metric=ccc", "--set", "upstream.name=lld",
                                    "--set", "model.feature_norm=true", "--set", "train.epochs=4", "-o", out)
     assert code == 0, stderr
-    summary = _json_out(stdout)
+    summary = json_out(stdout)
     assert {"ccc", "ccc_valence", "ccc_arousal", "ccc_dominance", "pearson", "loss"} <= set(summary["test"])
     assert summary["target_names"] == ["valence", "arousal", "dominance"]
     losses = _train_losses(out / "runs" / "f0-seed0")

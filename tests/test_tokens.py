@@ -195,7 +195,7 @@ def test_logmel_and_mfcc_follow_the_frame_rule():
 
 
 def test_train_tokenizer_from_a_manifest_decodes_only_the_chosen_utterances(tmp_path):
-    from tests.conftest import write_wav
+    from conftest import write_wav
 
     lines = []
     for i in range(10):

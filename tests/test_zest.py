@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import have_espeak
+from conftest import have_espeak
 
 REPO = Path(__file__).resolve().parents[1]
 HAVE_WORLD = importlib.util.find_spec("emotk.models.zest.world_synth") is not None

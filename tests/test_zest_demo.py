@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import have_espeak
+from conftest import have_espeak
 
 
 @pytest.fixture(autouse=True)
