@@ -21,6 +21,8 @@ Minimal task::
 
 from __future__ import annotations
 
+import abc
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,16 +55,16 @@ class StepState:
     cache: dict[str, Any] = field(default_factory=dict)
 
 
-class TrainTask:
+class TrainTask(abc.ABC):
     """Base class of every trainable task. Override the hooks; defaults are documented per method."""
 
+    @abc.abstractmethod
     def build_model(self) -> Any:
         """Return the ``nn.Module`` to train (on CPU; the trainer moves it). Called once, after seeding."""
-        raise NotImplementedError(f"{type(self).__name__} must define build_model()")
 
+    @abc.abstractmethod
     def train_dataset(self) -> Any:
         """Return the training set: any object with ``__len__`` and ``__getitem__(int)`` (a torch Dataset)."""
-        raise NotImplementedError(f"{type(self).__name__} must define train_dataset()")
 
     def valid_dataset(self) -> Any | None:
         """Return the validation set used for model selection and early stopping, or None (no selection)."""
@@ -88,6 +90,7 @@ class TrainTask:
         """
         return None
 
+    @abc.abstractmethod
     def training_step(self, model: Any, batch: Any, state: StepState) -> dict:
         """Compute the loss of one micro-batch: return ``{"loss": scalar Tensor, other scalars ...}``.
 
@@ -95,7 +98,6 @@ class TrainTask:
         count so the gradient equals that of the whole global batch). Other scalar entries are averaged and
         logged to ``metrics.jsonl``.
         """
-        raise NotImplementedError(f"{type(self).__name__} must define training_step()")
 
     def validation_step(self, model: Any, batch: Any) -> dict[str, Any]:
         """Per-item outputs of one validation batch (model in eval mode, no grad).
