@@ -94,7 +94,7 @@ def prepare_corpus(cfg: Any, manifest: Any, cache_dir: str | os.PathLike, device
     from emotk.data.manifest import Manifest
     from emotk.features.f0 import F0Config, extract_f0
     from emotk.features.frames import num_frames
-    from emotk.features.tokens import ContentFrames, KMeansTokenizer, select_training_ids
+    from emotk.features.tokens import ContentFrames, select_training_ids
     from emotk.models.zest.speaker import XVectorExtractor
 
     m = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest)
@@ -233,7 +233,7 @@ class AnalysisModel(torch.nn.Module):
         self.emotion = EmotionEncoder(upstream, num_emotions, num_speakers, dim=e.dim, kernel=e.kernel,
                                       layers=e.layers, adv_weight=e.adv_weight)
         self.f0_predictor = F0Predictor(num_tokens, cond_dim=e.dim, hidden=f.hidden, heads=f.heads, kernel=f.kernel,
-                                        positional=f.positional, target=f.target)
+                                        positional=f.positional, target=f.target, scale=f.scale)
         self.duration_predictor = DurationPredictor(num_tokens, speaker_dim=cfg.speaker.dim, emotion_dim=e.dim,
                                                     hidden=du.hidden, kernel=du.kernel, layers=du.layers,
                                                     dropout=du.dropout, target=du.target)

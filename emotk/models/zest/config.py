@@ -52,7 +52,7 @@ class ZestF0:
 class ZestSpeaker:
     """ECAPA-TDNN x-vector (frozen) + 2 FC layers -> speaker embedding s; GRL emotion adversary."""
 
-    ecapa: str = "ecapa-voxceleb"  # hub name of the x-vector model (tiny-ecapa for tests)
+    ecapa: str = "ecapa-voxceleb"  # hub name of the x-vector model (tiny-ecapa for tests; resemblyzer: emotk option)
     ecapa_path: Optional[str] = None  # explicit local copy
     hidden: int = 256  # first FC width
     dim: int = 128  # s; the vocoder conditioning and s + E need 128
@@ -84,6 +84,7 @@ class ZestF0Predictor:
     kernel: int = 3
     positional: Literal["none", "sinusoidal"] = "none"  # sinusoidal: add positions to Q and K (emotk option)
     target: Literal["hz", "log"] = "hz"  # log: predict log(F0 + 1), L1 still in Hz (reference)
+    scale: float = 1.0  # Hz per output unit for target hz (1 = thesis; the tiny recipe uses 100: faster to fit)
 
 
 @dataclass
@@ -160,6 +161,8 @@ class ZestConfig:
                        ("emotion.kernel", self.emotion.kernel)):
             if k < 1 or k % 2 == 0:
                 raise ConfigError(f"{key}: must be an odd number >= 1 (same-length convolutions), got {k}")
+        if not self.f0_predictor.scale > 0:
+            raise ConfigError(f"f0_predictor.scale: must be > 0, got {self.f0_predictor.scale}")
         if not 0.0 < self.transfer.clamp_ratio < 1.0:
             raise ConfigError(f"transfer.clamp_ratio: must be in (0, 1), got {self.transfer.clamp_ratio}")
         if self.tokens.n_clusters < 2:

@@ -3,7 +3,8 @@
 Content tokens (B, T) are embedded to ``hidden``; the keys/values are the speaker embedding added to every
 emotion frame (B, T_e, 128), projected to ``hidden``; multi-head attention (4 heads) masks padded key frames;
 the head is Conv1d(k3) -> LeakyReLU -> Conv1d(k1) (reference) giving one value per token frame. With
-``target="hz"`` (thesis) the output is F0 in Hz; with ``"log"`` (reference) it is log(F0 + 1) and
+``target="hz"`` (thesis) the output is F0 in Hz (times ``scale``: an emotk option, 1 = thesis; a larger scale
+lets a small or briefly trained predictor reach speech F0 without huge output weights); with ``"log"`` (reference) it is log(F0 + 1) and
 :meth:`F0Predictor.to_hz` maps it back, so the L1 loss is in Hz either way. Unvoiced frames have target 0 and
 count in the loss (thesis).
 """
@@ -30,13 +31,14 @@ class F0Predictor(nn.Module):
     """tokens (B, T), token mask (B, T), conditioning s + E (B, T_e, cond_dim), cond mask (B, T_e) -> (B, T).
 
     num_tokens: K; cond_dim: width of s and E (128); hidden 256; heads 4; kernel 3; positional "none" or
-    "sinusoidal" (adds positions to queries and keys); target "hz" or "log".
+    "sinusoidal" (adds positions to queries and keys); target "hz" or "log"; scale: Hz per output unit (hz target).
     """
 
     def __init__(self, num_tokens: int, cond_dim: int = 128, hidden: int = 256, heads: int = 4, kernel: int = 3,
-                 positional: str = "none", target: str = "hz") -> None:
+                 positional: str = "none", target: str = "hz", scale: float = 1.0) -> None:
         super().__init__()
         self.num_tokens, self.target, self.positional = int(num_tokens), target, positional
+        self.scale = float(scale)
         self.token_embedding = nn.Embedding(num_tokens, hidden)
         self.cond_proj = nn.Linear(cond_dim, hidden)
         self.attention = nn.MultiheadAttention(hidden, heads, batch_first=True)
@@ -57,7 +59,7 @@ class F0Predictor(nn.Module):
 
     def to_hz(self, raw: torch.Tensor) -> torch.Tensor:
         """Raw output -> F0 in Hz (B, T), >= 0 when ``target == "log"``."""
-        return torch.expm1(raw) if self.target == "log" else raw
+        return torch.expm1(raw) if self.target == "log" else raw * self.scale
 
     def predict_hz(self, tokens: torch.Tensor, mask: torch.Tensor, cond: torch.Tensor,
                    cond_mask: torch.Tensor) -> torch.Tensor:

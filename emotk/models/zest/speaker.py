@@ -48,8 +48,10 @@ class SpeakerEncoder(nn.Module):
 
 
 class XVectorExtractor:
-    """Frozen ECAPA-TDNN x-vectors: list of 16 kHz waveforms -> (B, D) float32 numpy (one utterance at a time,
-    so padding never enters a statistic). ``name``: hub name (ecapa-voxceleb, tiny-ecapa); ``path``: local copy."""
+    """Frozen speaker vectors: list of 16 kHz waveforms -> (B, D) float32 numpy (one utterance at a time, so
+    padding never enters a statistic). ``name``: hub name of an ECAPA-TDNN (ecapa-voxceleb, tiny-ecapa; thesis) or
+    ``resemblyzer`` (the GE2E d-vector that ships inside the resemblyzer wheel: an emotk option with real speaker
+    information and no download, used by the demo); ``path``: local copy."""
 
     def __init__(self, name: str = "ecapa-voxceleb", path: str | None = None, device: str = "cpu") -> None:
         from emotk import hub
@@ -59,9 +61,16 @@ class XVectorExtractor:
         self.name = name
         self.loaded = hub.load(name, path=path, device=device)
         self.device = device
+        self._dvector = None
+        if self.loaded.family == "resemblyzer":
+            from emotk.features.speaker import SpeakerEmbedder
+
+            self._dvector = SpeakerEmbedder(encoder=self.loaded.model)
         self.dim = int(self(np.zeros(16000, np.float32) + 1e-3 * np.sin(np.arange(16000, dtype=np.float32)))[0].shape[0])
 
     def __call__(self, *wavs: np.ndarray) -> list[np.ndarray]:
+        if self._dvector is not None:
+            return [self._dvector.embed(w) for w in wavs]
         out = []
         with torch.inference_mode():
             for w in wavs:
