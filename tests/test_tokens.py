@@ -214,3 +214,25 @@ def test_train_tokenizer_from_a_manifest_decodes_only_the_chosen_utterances(tmp_
     assert (tmp_path / "tok.safetensors").is_file()
     with pytest.raises(OutputExistsError):
         train_tokenizer(tmp_path / "m.jsonl", "logmel", tmp_path / "tok", n_clusters=4, frames_fn=frames_fn)
+
+
+def test_utterance_cmvn_removes_level_and_rejects_unknown_modes():
+    from emotk.features.tokens import utterance_cmvn
+
+    rng = np.random.default_rng(3)
+    t = np.arange(16000 * 2) / 16000
+    wav = (0.3 * np.sign(np.sin(2 * np.pi * 140 * t)) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+           + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+    loud, quiet = logmel_frames(wav), logmel_frames(0.05 * wav)
+    assert np.abs(loud - quiet).mean() > 2.0  # a 26 dB level difference shifts every log-mel band
+    for mode in ("mean", "meanvar"):
+        a, b = utterance_cmvn(loud, mode), utterance_cmvn(quiet, mode)
+        assert a.shape == loud.shape and a.dtype == np.float32
+        assert np.abs(a - b).mean() < 0.05, mode  # the level is gone (up to the 1e-6 floor of the log)
+    mv = utterance_cmvn(loud, "meanvar")
+    assert np.allclose(mv.mean(axis=0), 0.0, atol=0.2)  # active frames are nearly all frames here
+    assert np.array_equal(utterance_cmvn(loud, "none"), loud)
+    with pytest.raises(UsageError, match="cmvn"):
+        utterance_cmvn(loud, "global")
+    frames = ContentFrames(FeatureSpace("mfcc", None, None, {"cmvn": "meanvar"}))([wav, 0.05 * wav])
+    assert np.abs(frames[0] - frames[1]).mean() < 0.05

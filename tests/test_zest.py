@@ -444,3 +444,32 @@ def test_bigvgan_backend_and_vocoder_items(bundle_dir, demo, tmp_path):
     assert r.exit_code == 0, (r.output, r.exception)
     train, _ = load_items(str(tmp_path / "items"), 32, 32)
     assert len(train) == 2 and all(len(it["wav"]) == 320 * len(it["tokens"]) == 320 * len(it["f0"]) for it in train)
+
+
+def test_f0_predictor_scale_maps_raw_outputs_to_hz():
+    import torch
+
+    from emotk.models.zest.f0_predictor import F0Predictor
+
+    raw = torch.tensor([[0.0, 1.2, 2.5]])
+    assert torch.allclose(F0Predictor(8, cond_dim=4, hidden=8, scale=100.0).to_hz(raw), raw * 100.0)
+    assert torch.allclose(F0Predictor(8, cond_dim=4, hidden=8).to_hz(raw), raw)  # thesis: Hz directly
+    assert torch.allclose(F0Predictor(8, cond_dim=4, hidden=8, target="log").to_hz(raw), torch.expm1(raw))
+
+
+def test_resemblyzer_speaker_front_end_separates_voices(tmp_path):
+    from emotk.models.zest.speaker import XVectorExtractor
+
+    t = np.arange(16000 * 2) / 16000
+
+    def voice(f0: float, seed: int) -> np.ndarray:  # a pulse-train vowel with a speaker-specific pitch and formant
+        rng = np.random.default_rng(seed)
+        src = (np.sin(2 * np.pi * f0 * t) > 0.95).astype(np.float64)
+        kernel = np.exp(-np.arange(200) / (20 + seed)) * np.sin(2 * np.pi * (500 + 300 * seed) * np.arange(200) / 16000)
+        return (0.3 * np.convolve(src, kernel)[: t.size] + 0.003 * rng.standard_normal(t.size)).astype(np.float32)
+
+    ext = XVectorExtractor("resemblyzer")
+    assert ext.dim == 256
+    a1, a2, b = ext.batch([voice(110, 1), voice(112, 1) * 0.7, voice(230, 4)])
+    assert a1.shape == (256,) and np.isclose(np.linalg.norm(a1), 1.0, atol=1e-4)
+    assert float(a1 @ a2) > float(a1 @ b)  # the same "speaker" is closer than another one
