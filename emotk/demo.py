@@ -4,7 +4,9 @@ Stages (each later capability adds its own): corpus (synthesise or reuse the cac
 validate -> split (speaker-independent folds) -> prosody (per-style F0 / rate / energy, showing that the
 styles differ the way the corpus promises) -> ser (SUPERB SER head on the built-in lld descriptors, every
 speaker fold, mean ± std of the test metrics) -> care (pre-train a tiny CARE on the corpus and compare SER on
-its upstream with the same architecture untrained). Every stage's result lands in one summary JSON in the run dir.
+its upstream with the same architecture untrained) -> zest (train a tiny S2S-ZEST, convert held-out sentences
+between every pair of styles with the WORLD backend, save the wavs and a before/after F0 plot, measure how far
+F0 moves toward the reference). Every stage's result lands in one summary JSON in the run dir.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from emotk.data.synth import SynthConfig
 
 log = get_logger("demo")
 
-STAGES = ("corpus", "validate", "split", "prosody", "ser", "care")
+STAGES = ("corpus", "validate", "split", "prosody", "ser", "care", "zest")
 
 
 @dataclass
@@ -31,6 +33,9 @@ class DemoConfig:
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     ser_config: str = "ser/demo"  # recipe for the SER stage (configs/ser/demo.yaml)
     care_steps: int = 300  # tiny-CARE pre-training steps in the care stage
+    zest_config: str = "transfer/zest-demo"  # S2S-ZEST recipe of the zest stage (configs/transfer/zest-demo.yaml)
+    zest_test_sentences: int = 2  # parallel sentences held out of S2S-ZEST training (converted in the zest stage)
+    zest_set: list[str] = field(default_factory=list)  # --set-style overrides of the zest recipe (e.g. train.epochs=2)
 
     def validate(self) -> None:
         from emotk.errors import ConfigError
@@ -108,6 +113,13 @@ def run_demo(resolved: Resolved, out_dir: Path, overwrite: bool = False, corpus_
 
         summary["stages"]["care"] = care_demo_stage(manifest_path, out_dir / "protocol.json", out_dir / "care", cfg.seed,
                                                     steps=cfg.care_steps)
+
+    if "zest" in cfg.stages:
+        from emotk.models.zest.demo import zest_demo_stage
+
+        z = zest_demo_stage(manifest_path, out_dir / "zest", cfg.seed, test_sentences=cfg.zest_test_sentences,
+                            config=cfg.zest_config, overrides=cfg.zest_set)
+        summary["stages"]["zest"] = {k: v for k, v in z.items() if k != "per_pair"}
 
     summary["seconds"] = round(time.perf_counter() - t_all, 2)
     atomic_write_json(out_dir / "summary.json", summary)

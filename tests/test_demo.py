@@ -1,6 +1,7 @@
 """`emotk demo` end to end through the real entry point (the README Quick start's main job)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -12,11 +13,12 @@ pytestmark = pytest.mark.skipif(not have_espeak(), reason="espeak-ng is not inst
 def test_demo_runs_every_stage(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("EMOTK_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "demo"
-    res = cli("--json", "demo", "-o", out)
+    # the zest stage with 2 training epochs (the shipped 20 take ~4 min here); its recipe is tested on its own
+    res = cli("--json", "demo", "-o", out, "--set", "zest_set=[train.epochs=2,speaker_train.epochs=1]")
     assert res.code == 0, res.err[-2000:]
     summary = json.loads(res.out)
     st = summary["stages"]
-    assert set(st) == {"corpus", "validate", "split", "prosody", "ser", "care"}
+    assert set(st) == {"corpus", "validate", "split", "prosody", "ser", "care", "zest"}
     assert st["corpus"]["utterances"] >= 250 and st["corpus"]["speakers"] >= 6
     assert st["validate"]["ok"] and st["validate"]["errors"] == 0
     assert len(st["split"]["folds"]) == 3
@@ -30,6 +32,9 @@ def test_demo_runs_every_stage(cli, tmp_path, monkeypatch):
     assert care["pretrain"]["semantic_loss"]["last"] < care["pretrain"]["semantic_loss"]["first"]
     assert care["pretrain"]["acoustic_loss"]["last"] < care["pretrain"]["acoustic_loss"]["first"]
     assert set(care["care"]["test"]) >= {"weighted_f1", "balanced_accuracy"} and set(care["untrained"]["test"])
+    zest = st["zest"]
+    assert zest["conversions"] == 288 and zest["durations"]["all_follow_predictions"]
+    assert Path(zest["plot"]).is_file() and all(Path(w).is_file() for w in zest["wavs"])
     run = json.loads((out / "run.json").read_text())
     assert run["config_hash"] == summary["config_hash"] and "demo_manifest" in run["inputs"]
     assert json.loads((out / "summary.json").read_text())["stages"]["ser"]["folds"] == 3

@@ -1,8 +1,8 @@
 """The S2S-ZEST demo stage (emotk.models.zest.demo) and emotion-transfer augmentation (emotk transfer augment).
 
 The integration tests build a tiny espeak-ng corpus (4 speakers x 4 styles x 2 sentences; skipped without
-espeak-ng), run the demo stage with one training epoch (2 speakers train, 2 held out) and reuse its bundle for the
-augmentation tests.
+espeak-ng), run the demo stage with one training epoch (1 sentence trains, 1 is held out and converted) and reuse
+its bundle for the augmentation tests.
 """
 
 from __future__ import annotations
@@ -27,17 +27,18 @@ def _one_thread():
 
 
 # ---- pure helpers (no corpus) ---------------------------------------------------------------------------------------
-def test_plan_conversions_pairs_every_ordered_style_pair_across_speakers():
+def test_plan_conversions_pairs_every_ordered_style_pair_in_both_settings():
     from emotk.models.zest.demo import plan_conversions
 
     recs = [{"id": f"{s}-{e}-{n}", "speaker": s, "emotion": e, "sentence": n}
             for s in ("a", "b") for e in ("neutral", "happy", "sad") for n in ("s1", "s2")]
-    triples = plan_conversions(recs, ["a", "b"], ["neutral", "happy", "sad"])
-    assert len(triples) == 6 * 2 * 2  # 6 ordered pairs x 2 sentences x 2 source speakers
-    for src, ref, target in triples:
-        assert src["sentence"] == ref["sentence"] and src["speaker"] != ref["speaker"]
-        assert ref["emotion"] == target != src["emotion"]
-    assert len(plan_conversions(recs, ["a", "b"], ["neutral", "happy", "sad"], max_per_pair=1)) == 6
+    plan = plan_conversions(recs, ["neutral", "happy", "sad"])
+    assert len(plan) == 2 * 6 * 2 * 2  # 2 settings x 6 ordered pairs x 2 sentences x 2 source speakers
+    for src, ref, target, setting in plan:
+        assert src["sentence"] == ref["sentence"] and ref["emotion"] == target != src["emotion"]
+        assert (src["speaker"] == ref["speaker"]) == (setting == "SSST")
+    assert len(plan_conversions(recs, ["neutral", "happy", "sad"], max_per_pair=1)) == 12
+    assert {x[3] for x in plan_conversions(recs, ["neutral", "sad"], settings=("DSST",))} == {"DSST"}
 
 
 def test_plan_candidates_is_seeded_distinct_and_prefers_other_speakers():
@@ -67,19 +68,22 @@ def stage(tmp_path_factory):
     root = tmp_path_factory.mktemp("zest-demo")
     manifest = ensure_demo_corpus(root / "cache", cfg=SynthConfig(speakers=_speakers()[:4],
                                                                    sentences=_sentences()[:2], dialogues=[]))
-    result = zest_demo_stage(manifest, root / "stage", seed=0, max_per_pair=1,
-                             overrides=["train.epochs=1", "speaker_train.epochs=1", "f0.backend=world"])
+    result = zest_demo_stage(manifest, root / "stage", seed=0, test_sentences=1, max_per_pair=1,
+                             overrides=["train.epochs=1", "speaker_train.epochs=1", "tokens.n_clusters=8"])
     return {"root": root, "manifest": manifest, "result": result}
 
 
 def test_demo_stage_structure_files_and_durations(stage):
     r = stage["result"]
-    assert len(r["held_out_speakers"]) == 2 and len(r["train_speakers"]) == 2
-    assert not set(r["held_out_speakers"]) & set(r["train_speakers"])
+    assert len(r["held_out_sentences"]) == 1 and len(r["train_sentences"]) == 1
+    assert not set(r["held_out_sentences"]) & set(r["train_sentences"])
+    train = [json.loads(x) for x in (Path(r["bundle"]).parent / "train.jsonl").read_text().splitlines()]
+    assert train and all(x["sentence"] in r["train_sentences"] for x in train)  # held-out texts never trained on
     assert r["styles"][0] == "neutral" and sorted(r["styles"]) == ["angry", "happy", "neutral", "sad"]
-    assert r["conversions"] == 12 and len(r["per_pair"]) == 12 and "neutral->sad" in r["per_pair"]
+    assert r["conversions"] == 24 and len(r["per_pair"]) == 12 and "neutral->sad" in r["per_pair"]
+    assert sorted(r["settings"]) == ["DSST", "SSST"] and all(v["conversions"] == 12 for v in r["settings"].values())
     rows = [json.loads(x) for x in Path(r["conversions_log"]).read_text().splitlines()]
-    assert len(rows) == 12
+    assert len(rows) == 24
     for row in rows:  # source and reference are real speech; a 1-epoch model may predict no voiced frame at all
         assert 3.5 < row["log_f0_source"] < 6.5 and 3.5 < row["log_f0_reference"] < 6.5  # ln(33 Hz) .. ln(665 Hz)
     judged = [row for row in rows if row["log_f0_converted"] is not None]
@@ -90,7 +94,10 @@ def test_demo_stage_structure_files_and_durations(stage):
         assert row["moved_in_style_direction"] == (np.sign(row["style_shift_converted"])
                                                    == np.sign(row["style_shift_reference"]))
     assert all("style_shift_reference" in row for row in rows)  # every held-out sentence exists in every style
-    assert r["voiced_outputs"] == pytest.approx(len(judged) / 12, abs=1e-4)
+    assert r["voiced_outputs"] == pytest.approx(len(judged) / 24, abs=1e-4)
+    for row in rows:  # the shift against the model's own reconstruction of the source
+        if row["log_f0_reconstructed"] is not None and row["log_f0_converted"] is not None:
+            assert row["shift_vs_reconstruction"] == pytest.approx(row["log_f0_converted"] - row["log_f0_reconstructed"])
     if judged:
         assert r["moved_toward_reference"] == pytest.approx(np.mean([x["moved_toward_reference"] for x in judged]), abs=1e-4)
     # files: one neutral -> style wav per target, the F0 plot, the per-conversion log, the bundle

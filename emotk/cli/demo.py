@@ -67,4 +67,15 @@ def _human(s: dict) -> None:
         table(title, ["upstream", "weighted_f1", "balanced_accuracy"],
               [[label, cell(name, "weighted_f1"), cell(name, "balanced_accuracy")]
                for name, label in (("care", "tiny CARE"), ("untrained", "same architecture, untrained"))])
+    if "zest" in st:
+        z = st["zest"]
+        table(f"S2S-ZEST emotion transfer on held-out sentences ({z['conversions']} WORLD conversions; mean log-F0 "
+              "of the output minus the model's reconstruction of the source, by target style)",
+              ["target", "SSST shift", "DSST shift", "reference log-F0"],
+              [[t, f"{z['settings']['SSST']['per_target'][t]['shift_vs_reconstruction']:+.3f}",
+                f"{z['settings']['DSST']['per_target'][t]['shift_vs_reconstruction']:+.3f}",
+                f"{z['settings']['SSST']['per_target'][t]['log_f0_reference']:.3f}"]
+               for t in z["settings"]["SSST"]["per_target"]])
+        typer.echo(f"S2S-ZEST: shift vs reference style shift r = {z['shift_correlation']}, moved in the reference's "
+                   f"style direction {z['moved_in_style_direction']:.0%}; wavs + F0 plot in {Path(z['plot']).parent}")
     typer.echo(f"run dir: {s['run_dir']}  (config hash {s['config_hash'][:12]}, total {s['seconds']} s)")

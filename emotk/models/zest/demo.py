@@ -1,16 +1,19 @@
 """The S2S-ZEST stage of ``emotk demo``: a tiny transfer model trained and measured on the demo corpus.
 
-:func:`zest_demo_stage` holds out ``test_speakers`` speakers (seeded), trains a K-means log-mel tokenizer, the
-speaker stage and the analysis stage of the tiny recipe (``configs/transfer/zest-tiny.yaml``) on the others,
-assembles a bundle and converts the held-out parallel sentences between every ordered pair of styles with the
-WORLD backend. The reference of a conversion is the same sentence spoken by another held-out speaker in the
-target style, so both the source speaker and the reference are unseen in training (zero-shot).
+:func:`zest_demo_stage` holds out ``test_sentences`` parallel sentences (seeded), trains a K-means log-mel
+tokenizer, the speaker stage and the analysis stage of the demo recipe (``configs/transfer/zest-demo.yaml``) on
+the rest, assembles a bundle and converts the held-out sentences between every ordered pair of styles with the
+WORLD backend. As in the thesis's ESD settings, speakers are seen in training and texts are not; the reference is
+the same sentence in the target style spoken by the source speaker (SSST) or by another speaker (DSST).
 
 Measured per conversion (F0 with the bundle's extractor, voiced frames only): mean log-F0 of the source, of the
 converted output (re-extracted from the synthesised audio) and of the reference; whether the output's mean log-F0
 moved from the source's toward the reference's; whether it moved in the direction the reference speaker's own
 F0 moves between the two styles on that sentence (speaker-independent: a male source and a female reference
-differ in F0 whatever the emotion); the fraction of outputs with any voiced frame; and the output length against the predicted durations
+differ in F0 whatever the emotion); the same against the model's reconstruction of the source (the source as its
+own reference), which removes the predictor's overall level bias (an L1 target with unvoiced zeros pulls voiced
+predictions down where voicing is uncertain), and the Pearson correlation between that shift and the reference
+speaker's own style shift; the fraction of outputs with any voiced frame; and the output length against the predicted durations
 (``320 * sum(d_hat)`` samples). Neutral -> other-style outputs are saved as WAV files, with a PNG of the F0
 contours of one example per target style.
 """
@@ -30,9 +33,10 @@ from emotk.errors import DataError
 log = logging.getLogger("emotk.zest")
 
 HOP = 320  # samples per 50 Hz frame at 16 kHz
-# The demo's settings on top of configs/transfer/zest-tiny.yaml: WORLD (DIO) F0 targets instead of YAAPT, about
-# 14x faster on the demo corpus; the measured log-F0 uses the same extractor for source, output and reference.
-DEMO_OVERRIDES = ("f0.backend=world",)
+DEMO_CONFIG = "transfer/zest-demo"
+# The demo's content front-end: log-mel frames normalised per utterance (mean and variance over the active frames),
+# so the K-means tokens describe content, not the loudness that differs between the demo's styles.
+TOKEN_SPACE = {"name": "logmel", "options": {"cmvn": "meanvar"}}
 
 
 def _mean_log_f0(f0: np.ndarray, floor: float) -> float | None:
@@ -42,48 +46,53 @@ def _mean_log_f0(f0: np.ndarray, floor: float) -> float | None:
     return float(np.log(v).mean()) if v.size else None
 
 
-def _held_out_split(manifest: Any, test_speakers: int, seed: int) -> tuple[list[str], list[str]]:
-    """(training speakers, held-out speakers), both sorted; the held-out ones are a seeded draw."""
-    speakers = sorted({str(r["speaker"]) for r in manifest if r.get("speaker")})
-    if len(speakers) < test_speakers + 1 or test_speakers < 2:
-        raise DataError(f"{manifest.path}: the S2S-ZEST demo needs at least {test_speakers + 1} speakers and "
-                        f"test_speakers >= 2 (found {len(speakers)} speakers)")
+def _held_out_sentences(manifest: Any, test_sentences: int, seed: int) -> tuple[list[str], list[str]]:
+    """(training sentences, held-out sentences), both sorted; the held-out ones are a seeded draw."""
+    sentences = sorted({str(r["sentence"]) for r in manifest if r.get("sentence") and r.get("dialogue") is None})
+    if test_sentences < 1 or len(sentences) < test_sentences + 1:
+        raise DataError(f"{manifest.path}: the S2S-ZEST demo needs at least {test_sentences + 1} parallel sentences "
+                        f"and test_sentences >= 1 (found {len(sentences)} sentences)")
     rng = np.random.default_rng(seed)
-    held = sorted(speakers[i] for i in rng.permutation(len(speakers))[:test_speakers])
-    return [s for s in speakers if s not in held], held
+    held = sorted(sentences[i] for i in rng.permutation(len(sentences))[:test_sentences])
+    return [x for x in sentences if x not in held], held
 
 
-def plan_conversions(records: list[dict[str, Any]], held: list[str], styles: list[str],
-                     max_per_pair: int | None = None) -> list[tuple[dict[str, Any], dict[str, Any], str]]:
-    """Held-out (source record, reference record, target style) triples for every ordered style pair.
+def plan_conversions(records: list[dict[str, Any]], styles: list[str], max_per_pair: int | None = None,
+                     settings: tuple[str, ...] = ("SSST", "DSST")) -> list[tuple[dict[str, Any], dict[str, Any], str, str]]:
+    """(source record, reference record, target style, setting) for every ordered style pair.
 
-    records: parallel-sentence records (``speaker``, ``emotion``, ``sentence``). The source is (speaker X, style
-    a, sentence s), the reference (speaker Y != X, style b, sentence s), with Y the next held-out speaker after X.
-    ``max_per_pair`` keeps the first that many triples of each style pair (sorted by sentence, then speaker).
+    records: held-out parallel-sentence records (``speaker``, ``emotion``, ``sentence``). The source is (speaker
+    X, style a, sentence s); the reference is style b of the same sentence spoken by X (``SSST``: same speaker,
+    same text) or by Y, the next speaker after X in sorted order (``DSST``: different speaker, same text), the
+    thesis's settings of that name on a parallel corpus. ``max_per_pair`` keeps the first that many of each
+    (setting, style pair), sorted by sentence, then speaker.
     """
     index = {(r["speaker"], r["emotion"], r["sentence"]): r for r in records}
     sentences = sorted({r["sentence"] for r in records})
+    speakers = sorted({r["speaker"] for r in records})
     out = []
-    for a in styles:
-        for b in styles:
-            if a == b:
-                continue
-            pair = []
-            for s in sentences:
-                for k, x in enumerate(held):
-                    y = held[(k + 1) % len(held)]
-                    src, ref = index.get((x, a, s)), index.get((y, b, s))
-                    if src is not None and ref is not None:
-                        pair.append((src, ref, b))
-            out.extend(pair[:max_per_pair] if max_per_pair else pair)
+    for setting in settings:
+        shift = {"SSST": 0, "DSST": 1}[setting]
+        for a in styles:
+            for b in styles:
+                if a == b:
+                    continue
+                pair = []
+                for s in sentences:
+                    for k, x in enumerate(speakers):
+                        y = speakers[(k + shift) % len(speakers)]
+                        src, ref = index.get((x, a, s)), index.get((y, b, s))
+                        if src is not None and ref is not None:
+                            pair.append((src, ref, b, setting))
+                out.extend(pair[:max_per_pair] if max_per_pair else pair)
     return out
 
 
-def train_demo_bundle(train_manifest: Path, out_dir: Path, seed: int, config: str = "transfer/zest-tiny",
+def train_demo_bundle(train_manifest: Path, out_dir: Path, seed: int, config: str = DEMO_CONFIG,
                       overrides: list[str] | tuple[str, ...] = (), fraction: float = 0.5) -> dict[str, Any]:
     """Tokenizer + speaker stage + analysis stage + bundle on ``train_manifest`` under ``out_dir``.
 
-    Config: ``config`` < :data:`DEMO_OVERRIDES` < ``overrides``.
+    Config: ``config`` < ``overrides``; the tokenizer is K-means over :data:`TOKEN_SPACE` frames.
     Returns {"bundle": path, "tokenizer": {...}, "speaker": summary, "analysis": summary, "seconds": {...}}.
     Every output is replaced (the demo is rerun from scratch).
     """
@@ -96,12 +105,12 @@ def train_demo_bundle(train_manifest: Path, out_dir: Path, seed: int, config: st
 
     secs: dict[str, float] = {}
     t0 = time.perf_counter()
-    base = resolve(ZestConfig, TASK, find_config(config), [])
+    base = resolve(ZestConfig, TASK, find_config(config), [o for o in overrides if not o.startswith("tokens.tokenizer=")])
     tok_path = out_dir / "tokens.safetensors"
-    tok = train_tokenizer(train_manifest, "logmel", tok_path, n_clusters=base.config.tokens.n_clusters,
+    tok = train_tokenizer(train_manifest, TOKEN_SPACE, tok_path, n_clusters=base.config.tokens.n_clusters,
                           fraction=fraction, seed=seed, overwrite=True)
     secs["tokenizer"] = round(time.perf_counter() - t0, 2)
-    sets = [*DEMO_OVERRIDES, f"tokens.tokenizer={tok_path}", f"data.manifest={train_manifest}",
+    sets = [f"tokens.tokenizer={tok_path}", f"data.manifest={train_manifest}",
             f"train.seed={seed}", f"speaker_train.seed={seed}", *overrides]
     resolved = resolve(ZestConfig, TASK, find_config(config), sets)
     t0 = time.perf_counter()
@@ -151,12 +160,13 @@ def plot_f0_examples(examples: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def measure_conversions(bundle: Any, manifest: Any, triples: list[tuple[dict, dict, str]], out_dir: Path,
-                        save_from: str = "neutral", records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Convert every (source, reference, target) triple with WORLD and measure log-F0 movement and durations.
+def measure_conversions(bundle: Any, manifest: Any, triples: list[tuple[dict, dict, str, str]], out_dir: Path,
+                        save_from: str = "neutral", records: list[dict[str, Any]] | None = None,
+                        save_setting: str = "SSST") -> dict[str, Any]:
+    """Convert every (source, reference, target, setting) tuple with WORLD; measure log-F0 movement and durations.
 
-    Saves ``out_dir/wavs/<source id>--to-<target>.wav`` for sources of style ``save_from`` and the F0 plot
-    ``out_dir/f0_before_after.png`` (first ``save_from`` example per target style). Returns the measurements:
+    Saves ``out_dir/wavs/<source id>--to-<target>.wav`` for sources of style ``save_from`` in setting
+    ``save_setting`` and the F0 plot ``out_dir/f0_before_after.png`` (first such example per target style). Returns the measurements:
     overall and per-pair mean log-F0 (source / converted / reference), the fraction moved toward the reference,
     and duration checks (output samples vs 320 * predicted frames). With ``records`` (the parallel records),
     each row also gets the speaker-independent style direction: the reference speaker's own log-F0 change from
@@ -174,17 +184,21 @@ def measure_conversions(bundle: Any, manifest: Any, triples: list[tuple[dict, di
     rows, examples, saved = [], {}, []
     index = {(r["speaker"], r["emotion"], r.get("sentence")): r for r in records or []}
     f0_by_id: dict[str, np.ndarray] = {}
+    recon: dict[str, float | None] = {}
 
     def f0_of(rec: dict[str, Any]) -> np.ndarray:
         if rec["id"] not in f0_by_id:
             f0_by_id[rec["id"]] = extract_f0(load_audio(manifest.resolve_path(rec)), 16000, f0_cfg)
         return f0_by_id[rec["id"]]
 
-    for src_rec, ref_rec, target in triples:
+    for src_rec, ref_rec, target, setting in triples:
         sid, rid = src_rec["id"], ref_rec["id"]
         if sid not in sources:
             wav = pipeline.check_input(load_audio(manifest.resolve_path(src_rec)), sid)
             sources[sid] = pipeline.analyse_source(bundle, wav)
+            own = pipeline.analyse_reference(bundle, wav)  # the source as its own reference: reconstruction
+            rec_out = pipeline.synthesise(bundle, sources[sid], own, pipeline.convert(bundle, sources[sid], own), "world")
+            recon[sid] = _mean_log_f0(extract_f0(rec_out, 16000, f0_cfg), floor)
         if rid not in refs:
             wav = pipeline.check_input(load_audio(manifest.resolve_path(ref_rec)), rid)
             refs[rid] = (pipeline.analyse_reference(bundle, wav), extract_f0(wav, 16000, f0_cfg))
@@ -194,13 +208,18 @@ def measure_conversions(bundle: Any, manifest: Any, triples: list[tuple[dict, di
         out_f0 = extract_f0(out, 16000, f0_cfg)
         m_src, m_out, m_ref = (_mean_log_f0(x, floor) for x in (src.f0, out_f0, ref_f0))
         frames = int(conv.durations.sum())
-        row = {"source": sid, "reference": rid, "source_style": src_rec["emotion"], "target": target,
+        row = {"setting": setting, "source": sid, "reference": rid, "source_style": src_rec["emotion"], "target": target,
                "log_f0_source": m_src, "log_f0_converted": m_out, "log_f0_reference": m_ref,
                "log_f0_predicted": _mean_log_f0(conv.f0, floor),
                "frames_source": int(src.durations.sum()), "frames_predicted_raw": float(np.sum(conv.predicted)),
                "frames_after": frames, "frames_reference": int(len(ref_f0)), "samples_out": int(out.size)}
         if None not in (m_src, m_out, m_ref):
             row["moved_toward_reference"] = bool(abs(m_out - m_ref) < abs(m_src - m_ref))
+        m_rec = row["log_f0_reconstructed"] = recon[sid]
+        if None not in (m_rec, m_out, m_ref):
+            # the model's own reconstruction of the source as the starting point: removes its level bias
+            row["shift_vs_reconstruction"] = m_out - m_rec
+            row["moved_toward_reference_vs_reconstruction"] = bool(abs(m_out - m_ref) < abs(m_rec - m_ref))
         same = index.get((ref_rec["speaker"], src_rec["emotion"], ref_rec.get("sentence")))
         m_same = _mean_log_f0(f0_of(same), floor) if same is not None else None
         if None not in (m_same, m_ref):
@@ -209,7 +228,7 @@ def measure_conversions(bundle: Any, manifest: Any, triples: list[tuple[dict, di
                 row["style_shift_converted"] = m_out - m_src
                 row["moved_in_style_direction"] = bool(np.sign(m_out - m_src) == np.sign(m_ref - m_same))
         rows.append(row)
-        if src_rec["emotion"] == save_from:
+        if src_rec["emotion"] == save_from and setting == save_setting:
             name = f"{sid}--to-{target}.wav"
             save_audio(out_dir / "wavs" / name, out, 16000)
             saved.append(str(Path("wavs") / name))
@@ -225,15 +244,26 @@ def _mean(values: list[float]) -> float | None:
     return round(float(np.mean(values)), 4) if values else None
 
 
+def _pcc(pairs: list[tuple[float, float]]) -> float | None:
+    """Pearson correlation of (x, y) pairs; None for < 3 pairs or no variance."""
+    if len(pairs) < 3:
+        return None
+    x, y = np.asarray(pairs, dtype=np.float64).T
+    if x.std() == 0 or y.std() == 0:
+        return None
+    return round(float(np.corrcoef(x, y)[0, 1]), 4)
+
+
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Aggregate conversion rows: overall and per (source style -> target) means of log-F0, the fraction whose
-    mean log-F0 moved toward the reference, and duration agreement (|samples - 320 * frames| in samples,
-    output/source and reference/source length ratios)."""
+    """Aggregate conversion rows: overall, per setting and per (source style -> target) means of log-F0, the
+    fraction whose mean log-F0 moved toward the reference (and in the reference speaker's style direction), and
+    duration agreement (|samples - 320 * frames| in samples, output/source and reference/source length ratios)."""
 
     def block(rs: list[dict[str, Any]]) -> dict[str, Any]:
         judged = [r for r in rs if "moved_toward_reference" in r]
         ok = [r for r in judged if r["moved_toward_reference"]]
         styled = [r for r in rs if "moved_in_style_direction" in r]
+        vs_rec = [r for r in rs if "shift_vs_reconstruction" in r]
         return {
             "conversions": len(rs),
             "log_f0_source": _mean([r["log_f0_source"] for r in judged]),
@@ -244,19 +274,32 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "style_shift_converted": _mean([r["style_shift_converted"] for r in styled]),
             "moved_in_style_direction": round(float(np.mean([r["moved_in_style_direction"] for r in styled])), 4)
             if styled else None,
+            "log_f0_reconstructed": _mean([r["log_f0_reconstructed"] for r in vs_rec]),
+            "shift_vs_reconstruction": _mean([r["shift_vs_reconstruction"] for r in vs_rec]),
+            "moved_toward_reference_vs_reconstruction": round(float(np.mean(
+                [r["moved_toward_reference_vs_reconstruction"] for r in vs_rec])), 4) if vs_rec else None,
+            "shift_correlation": _pcc([(r["shift_vs_reconstruction"], r["style_shift_reference"]) for r in vs_rec
+                                       if "style_shift_reference" in r]),
             "voiced_outputs": round(len(judged) / len(rs), 4) if rs else None,
             "length_ratio_out": _mean([r["frames_after"] / max(r["frames_source"], 1) for r in rs]),
             "length_ratio_reference": _mean([r["frames_reference"] / max(r["frames_source"], 1) for r in rs]),
         }
 
-    pairs = sorted({(r["source_style"], r["target"]) for r in rows})
+    def per_pair(rs: list[dict[str, Any]]) -> dict[str, Any]:
+        pairs = sorted({(r["source_style"], r["target"]) for r in rs})
+        return {f"{a}->{b}": block([r for r in rs if (r["source_style"], r["target"]) == (a, b)]) for a, b in pairs}
+
+    settings = sorted({r.get("setting", "") for r in rows})
     off = [abs(r["samples_out"] - HOP * r["frames_after"]) for r in rows]
     toward_len = [abs(r["frames_after"] - r["frames_reference"]) < abs(r["frames_source"] - r["frames_reference"])
                   for r in rows if r["frames_reference"] != r["frames_source"]]
     return {
         **block(rows),
-        "per_pair": {f"{a}->{b}": block([r for r in rows if (r["source_style"], r["target"]) == (a, b)])
-                     for a, b in pairs},
+        "per_pair": per_pair(rows),
+        "settings": {k: {**block([r for r in rows if r.get("setting", "") == k]),
+                         "per_target": {t: block([r for r in rows if r.get("setting", "") == k and r["target"] == t])
+                                        for t in sorted({r["target"] for r in rows})}}
+                     for k in settings},
         "durations": {
             "max_abs_samples_off": int(max(off)) if off else None,
             "all_follow_predictions": bool(all(o <= HOP for o in off)),
@@ -266,19 +309,20 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def zest_demo_stage(manifest_path: Path, out_dir: Path, seed: int, *, test_speakers: int = 2,
-                    max_per_pair: int | None = None, config: str = "transfer/zest-tiny",
+def zest_demo_stage(manifest_path: Path, out_dir: Path, seed: int, *, test_sentences: int = 2,
+                    max_per_pair: int | None = None, config: str = DEMO_CONFIG,
                     overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """Train a tiny S2S-ZEST on the demo corpus and measure emotion transfer on held-out speakers.
+    """Train a tiny S2S-ZEST on the demo corpus and measure emotion transfer on held-out sentences.
 
     manifest_path: the demo corpus manifest (parallel records carry ``sentence``; dialogue turns are used for
     training only). out_dir: the stage folder (replaced files: train.jsonl, tokenizer, speaker/, analysis/,
     bundle/, wavs/, f0_before_after.png, conversions.jsonl). seed: the held-out draw and training seeds.
-    test_speakers: speakers held out (>= 2). max_per_pair: cap on conversions per ordered style pair (None = all
-    held-out sentences x speakers). config / overrides: the recipe and ``--set``-style overrides (after
-    :data:`DEMO_OVERRIDES`).
-    Returns a JSON-ready dict: speakers (train / held out), the training summary, the overall and per-pair
-    log-F0 measurements, the duration checks, paths (bundle, wavs, plot, rows) and seconds per step.
+    test_sentences: parallel sentences held out of training (>= 1; every speaker, every style); as in the thesis's
+    ESD settings the speakers are seen in training and the texts are not. max_per_pair: cap on conversions per
+    (setting, ordered style pair) (None = all). config / overrides: the recipe and ``--set``-style overrides.
+    Returns a JSON-ready dict: sentences (train / held out), the training summary, the overall, per-setting
+    (SSST: same-speaker reference; DSST: another speaker's) and per-pair log-F0 measurements, the duration
+    checks, paths (bundle, wavs, plot, rows) and seconds per step.
     """
     import json
 
@@ -290,18 +334,19 @@ def zest_demo_stage(manifest_path: Path, out_dir: Path, seed: int, *, test_speak
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     m = Manifest.load(manifest_path)
-    train_spk, held = _held_out_split(m, test_speakers, seed)
-    train = Manifest.from_records([r for r in m.with_absolute_paths() if str(r.get("speaker")) in train_spk])
+    train_sent, held = _held_out_sentences(m, test_sentences, seed)
+    train = Manifest.from_records([r for r in m.with_absolute_paths() if str(r.get("sentence")) not in held
+                                   or r.get("dialogue") is not None])
     train.save(out_dir / "train.jsonl")
     trained = train_demo_bundle(out_dir / "train.jsonl", out_dir, seed, config=config, overrides=overrides)
     bundle = load_bundle(trained["bundle"])
-    parallel = [r for r in m if r.get("sentence") and r.get("dialogue") is None and r.get("speaker") in held]
+    parallel = [r for r in m if r.get("dialogue") is None and str(r.get("sentence")) in held]
     styles = sorted({r["emotion"] for r in parallel})
-    missing = [s for s in styles if s not in bundle.emotions]
+    missing = [x for x in styles if x not in bundle.emotions]
     if missing or "neutral" not in styles:
         raise DataError(f"{manifest_path}: held-out styles {styles} do not match the trained ones {bundle.emotions}")
-    order = ["neutral"] + [s for s in styles if s != "neutral"]
-    triples = plan_conversions(parallel, held, order, max_per_pair)
+    order = ["neutral"] + [x for x in styles if x != "neutral"]
+    triples = plan_conversions(parallel, order, max_per_pair)
     t0 = time.perf_counter()
     measured = measure_conversions(bundle, m, triples, out_dir, records=parallel)
     secs = {**trained["seconds"], "convert": round(time.perf_counter() - t0, 2)}
@@ -312,13 +357,14 @@ def zest_demo_stage(manifest_path: Path, out_dir: Path, seed: int, *, test_speak
     log.info("zest demo: %d conversions, mean log-F0 moved toward the reference in %.0f %%", s["conversions"],
              100 * (s["moved_toward_reference"] or 0))
     return {
-        "train_speakers": train_spk, "held_out_speakers": held, "styles": order,
+        "train_sentences": train_sent, "held_out_sentences": held, "styles": order,
         "training": {k: trained[k] for k in ("tokenizer", "speaker", "analysis")},
         **{k: s[k] for k in ("conversions", "log_f0_source", "log_f0_converted", "log_f0_reference",
                              "moved_toward_reference", "style_shift_reference", "style_shift_converted",
-                             "moved_in_style_direction", "voiced_outputs", "length_ratio_out",
+                             "moved_in_style_direction", "log_f0_reconstructed", "shift_vs_reconstruction",
+                             "moved_toward_reference_vs_reconstruction", "shift_correlation", "voiced_outputs", "length_ratio_out",
                              "length_ratio_reference")},
-        "per_pair": s["per_pair"], "durations": s["durations"],
+        "settings": s["settings"], "per_pair": s["per_pair"], "durations": s["durations"],
         "bundle": trained["bundle"], "wavs": [str(out_dir / w) for w in measured["wavs"]],
         "plot": measured["plot"], "conversions_log": str(rows_path), "seconds": secs,
     }
