@@ -20,6 +20,7 @@ TASKS: dict[str, str] = {
     "pretrain.text": "emotk.models.text.pretrain:TextPretrainConfig",
     "transfer.zest": "emotk.models.zest.config:ZestConfig",
     "transfer.vocoder": "emotk.models.zest.vocoder.config:VocoderConfig",
+    "evaluate.est": "emotk.eval.est:EstConfig",
 }
 
 

@@ -4,7 +4,6 @@ espeak-ng corpus, then SUPERB SER with the trained and the untrained export (ski
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

@@ -14,6 +14,7 @@ from emotk import __version__
 from emotk.cli import config as config_cli
 from emotk.cli import data as data_cli
 from emotk.cli import demo as demo_cli
+from emotk.cli import evaluate as evaluate_cli
 from emotk.cli import features as features_cli
 from emotk.cli import launch as launch_cli
 from emotk.cli import pretrain as pretrain_cli
@@ -68,7 +69,7 @@ app.add_typer(pretrain_cli.app, name="pretrain")
 app.add_typer(ser_cli.app, name="ser")
 app.add_typer(tasks_cli.erc_app, name="erc")
 app.add_typer(transfer_cli.app, name="transfer")
-app.add_typer(tasks_cli.evaluate_app, name="evaluate")
+app.add_typer(evaluate_cli.app, name="evaluate")
 app.add_typer(config_cli.app, name="config")
 app.add_typer(launch_cli.app, name="launch")
 app.command("demo")(demo_cli.demo)

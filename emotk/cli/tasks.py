@@ -22,7 +22,3 @@ erc_app = _group(
     "[not built yet] Emotion recognition in conversations: HCAM and MiSTER-E.",
     "emotk erc (HCAM, MiSTER-E)", "a later issue",
 )
-evaluate_app = _group(
-    "[not built yet] Evaluation protocols: SER/ERC reports and emotion-style-transfer settings SSST..USUE.",
-    "emotk evaluate", "issue 7",
-)

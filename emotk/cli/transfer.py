@@ -106,7 +106,7 @@ def train(
 ) -> None:
     """Train one S2S-ZEST stage (speaker encoder, joint analysis models, or the BigVGAN vocoder)."""
     from emotk.core.context import options
-    from emotk.errors import EmotkError, UsageError
+    from emotk.errors import UsageError
     from emotk.recipes import find_config
 
     if stage not in ("speaker", "analysis", "vocoder"):

@@ -200,7 +200,9 @@ class FasterWhisperASR:
     name = "faster-whisper"
 
     def __init__(self, model: str | os.PathLike | None = None, device: str = "cpu", compute_type: str = "default",
-                 language: str | None = "en", beam_size: int = 5, word_timestamps: bool = True):
+                 language: str | None = "en", beam_size: int = 5, word_timestamps: bool = True,
+                 temperature: float | None = None):
+        self.temperature = temperature  # None: Whisper's fallback schedule 0, 0.2, ... (samples when beams fail)
         self.path = resolve_model_path(model, self.name)
         self.model_id = model_name(model, self.name)
         self.model = _load_faster_whisper(self.path, device, compute_type)
@@ -214,6 +216,7 @@ class FasterWhisperASR:
             segments, _info = self.model.transcribe(
                 np.asarray(wav, dtype=np.float32), language=self.language, beam_size=self.beam_size,
                 word_timestamps=self.word_timestamps, vad_filter=False, condition_on_previous_text=False,
+                **({} if self.temperature is None else {"temperature": float(self.temperature)}),
             )
             texts, words = [], []
             for seg in segments:
@@ -230,9 +233,10 @@ class OpenAIWhisperASR:
     name = "openai-whisper"
 
     def __init__(self, model: str | os.PathLike | None, device: str = "cpu", language: str | None = "en",
-                 beam_size: int | None = 5, word_timestamps: bool = True):
+                 beam_size: int | None = 5, word_timestamps: bool = True, temperature: float | None = None):
         import whisper
 
+        self.temperature = temperature  # None: Whisper's temperature fallback schedule
         self.path = resolve_model_path(model, self.name)
         if self.path.is_dir():
             pts = sorted(self.path.glob("*.pt"))
@@ -256,6 +260,7 @@ class OpenAIWhisperASR:
                 np.asarray(wav, dtype=np.float32), language=self.language, word_timestamps=self.word_timestamps,
                 fp16=not self.device.startswith("cpu"), beam_size=self.beam_size, verbose=None,
                 condition_on_previous_text=False,
+                **({} if self.temperature is None else {"temperature": float(self.temperature)}),
             )
             words = [_word(w["word"], w.get("start"), w.get("end")) for s in res.get("segments", []) for w in s.get("words", [])]
             out.append({"text": res["text"].strip(), "words": words if self.word_timestamps else None})
@@ -344,12 +349,13 @@ def make_backend(backend: str = "faster-whisper", model: str | os.PathLike | Non
                  **options: Any) -> Transcriber:
     """Build an ASR backend by name (``faster-whisper``, ``openai-whisper``, ``hf-whisper``).
 
-    ``options``: language, beam_size, word_timestamps, and backend-specific ones (compute_type for
-    faster-whisper; batch_size, hf_mode for hf-whisper). Unknown options are a UsageError.
+    ``options``: language, beam_size, word_timestamps, and backend-specific ones (compute_type and temperature
+    for faster-whisper; temperature for openai-whisper: a fixed decoding temperature instead of the fallback
+    schedule, 0 = deterministic; batch_size, hf_mode for hf-whisper). Unknown options are a UsageError.
     """
     allowed = {
-        "faster-whisper": {"language", "beam_size", "word_timestamps", "compute_type"},
-        "openai-whisper": {"language", "beam_size", "word_timestamps"},
+        "faster-whisper": {"language", "beam_size", "word_timestamps", "compute_type", "temperature"},
+        "openai-whisper": {"language", "beam_size", "word_timestamps", "temperature"},
         "hf-whisper": {"language", "beam_size", "word_timestamps", "batch_size", "hf_mode"},
     }
     if backend not in allowed:

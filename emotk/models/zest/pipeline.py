@@ -141,8 +141,13 @@ def interpolate_frames(frames: np.ndarray, length: int) -> np.ndarray:
     return y[0].T.contiguous().numpy()
 
 
-def convert(bundle: Any, source: SourceAnalysis, reference: ReferenceAnalysis) -> Conversion:
-    """Predict and clamp the durations, expand the tokens and predict the F0 contour (see the module doc)."""
+def convert(bundle: Any, source: SourceAnalysis, reference: ReferenceAnalysis,
+            duration_predictor: bool = True) -> Conversion:
+    """Predict and clamp the durations, expand the tokens and predict the F0 contour (see the module doc).
+
+    ``duration_predictor=False`` is the thesis's "without duration predictor" ablation: the source durations d
+    are kept (``predicted`` then holds them too) and only the F0 contour is converted.
+    """
     import torch
 
     from emotk.features.tokens import dup
@@ -152,10 +157,14 @@ def convert(bundle: Any, source: SourceAnalysis, reference: ReferenceAnalysis) -
     s = torch.from_numpy(source.speaker_embedding)[None].to(dev)
     e_bar = torch.from_numpy(reference.emotion_embedding)[None].to(dev)
     units = torch.from_numpy(source.units)[None].to(dev)
-    with torch.inference_mode():
-        raw = model.duration_predictor(units, torch.ones_like(units, dtype=torch.bool), s, e_bar)
-        predicted = model.duration_predictor.to_frames(raw)[0].float().cpu().numpy()
-    durations = clamp_durations(predicted, source.durations, mode=t.duration_clamp, ratio=t.clamp_ratio)
+    if duration_predictor:
+        with torch.inference_mode():
+            raw = model.duration_predictor(units, torch.ones_like(units, dtype=torch.bool), s, e_bar)
+            predicted = model.duration_predictor.to_frames(raw)[0].float().cpu().numpy()
+        durations = clamp_durations(predicted, source.durations, mode=t.duration_clamp, ratio=t.clamp_ratio)
+    else:
+        predicted = source.durations.astype(np.float32)
+        durations = source.durations.astype(np.int64).copy()
     tokens = dup(source.units, durations)
     cond = interpolate_frames(reference.emotion_frames, len(tokens)) + source.speaker_embedding[None]
     with torch.inference_mode():
@@ -180,10 +189,18 @@ _VOCODERS: dict[tuple[str, str], Any] = {}
 
 def synthesise(bundle: Any, source: SourceAnalysis, reference: ReferenceAnalysis, conv: Conversion,
                synth: str) -> np.ndarray:
-    """Waveform (N',) float32 16 kHz of the conversion with synthesiser ``world`` or ``bigvgan``."""
+    """Waveform (N',) float32 16 kHz of the conversion with synthesiser ``world`` or ``bigvgan``.
+
+    WORLD needs a voicing decision: predicted F0 below the trackers' floor (60 Hz; an L1 predictor trained with
+    unvoiced zeros outputs small values where the target is unvoiced) is synthesised as unvoiced. BigVGAN gets
+    f-hat as it is (thesis).
+    """
     if synth == "world":
+        from emotk.features.f0 import F0Config
+
         world = _optional("emotk.models.zest.world_synth", "WORLD")
-        wav = world.world_synthesize(source.wav, SAMPLE_RATE, source.durations, conv.durations, conv.f0)
+        f0 = np.where(conv.f0 >= F0Config().f0_floor, conv.f0, 0.0)
+        wav = world.world_synthesize(source.wav, SAMPLE_RATE, source.durations, conv.durations, f0)
     elif synth == "bigvgan":
         path = bundle.vocoder
         if not path:
