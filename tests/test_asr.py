@@ -141,8 +141,8 @@ def test_skip_bad_keeps_the_record_without_a_transcript(manifest, tmp_path):
 def test_backend_errors():
     with pytest.raises(UsageError, match="unknown ASR backend"):
         make_backend("kaldi")
-    with pytest.raises(UsageError, match="no option"):
-        make_backend("faster-whisper", temperature=0.3)
+    with pytest.raises(UsageError, match="no option 'hf_mode'"):
+        make_backend("faster-whisper", hf_mode="pipeline")
 
 
 # ---- real model ----------------------------------------------------------------------------------

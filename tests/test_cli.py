@@ -50,7 +50,7 @@ def test_every_group_has_help(cli, group):
     assert "Usage:" in res.out and len(res.out.splitlines()) > 3
 
 
-@pytest.mark.parametrize("group", ["erc", "evaluate"])
+@pytest.mark.parametrize("group", ["erc"])
 def test_unbuilt_groups_say_so(cli, group):
     assert "not built yet" in cli(group, "--help").out
     res = cli(group)
