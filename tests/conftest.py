@@ -25,6 +25,42 @@ class CliResult:
     err: str
 
 
+@pytest.fixture
+def one_thread():
+    """torch on 1 thread for the test: tiny models gain nothing from 2, and on a busy machine 2 threads are many
+    times slower (ENVIRONMENT.md). Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_zest_bundle(root: Path, speakers: int = 4, sentences: int = 2) -> dict:
+    """An espeak-ng demo corpus (``speakers`` voices x 4 styles x ``sentences``, no dialogues) under ``root`` and a
+    one-epoch S2S-ZEST bundle trained on it (K = 8 tokens). Returns {"manifest": absolute-path manifest file,
+    "records": Manifest, "bundle": bundle folder}. Call only when :func:`have_espeak`."""
+    import torch
+
+    from emotk.data.manifest import Manifest
+    from emotk.data.synth import SynthConfig, _sentences, _speakers, ensure_demo_corpus
+    from emotk.models.zest.demo import train_demo_bundle
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        path = ensure_demo_corpus(root / "cache", cfg=SynthConfig(speakers=_speakers()[:speakers],
+                                                                   sentences=_sentences()[:sentences], dialogues=[]))
+        m = Manifest.load(path)
+        m.with_absolute_paths().save(root / "corpus.jsonl")
+        trained = train_demo_bundle(root / "corpus.jsonl", root / "model", seed=0,
+                                    overrides=["train.epochs=1", "speaker_train.epochs=1", "tokens.n_clusters=8"])
+    finally:
+        torch.set_num_threads(before)
+    return {"manifest": root / "corpus.jsonl", "records": m, "bundle": trained["bundle"]}
+
+
 @pytest.fixture(autouse=True)
 def _fresh_global_options():
     """Each test starts with default global CLI options (an in-process ``--json`` run must not leak into the next

@@ -24,15 +24,7 @@ TINY_SOURCES = {"wavlm-base": "hf-config:tiny-wavlm", "hubert-base-ls960": "hf-c
                 "roberta-base": "hf-config:tiny-roberta", "tiny-wavlm": "tiny-wavlm", "tiny-roberta": "tiny-roberta"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from more threads; on a busy 2-core machine they only contend."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: 1 thread (see conftest.one_thread)
 
 
 def _tiny_model(compat: str = "thesis", **text):

@@ -16,14 +16,7 @@ import pytest
 from conftest import have_espeak
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: 1 thread (see conftest.one_thread)
 
 
 # ---- pure helpers (no corpus) ---------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import have_espeak
+from conftest import have_espeak, tiny_zest_bundle
 
 
 # ---- DTW ------------------------------------------------------------------------------------------------------------
@@ -237,26 +237,10 @@ def test_plan_parallel_pairs_takes_normal_intensity_then_repetition_one():
 def tiny(tmp_path_factory):
     if not have_espeak():
         pytest.skip("espeak-ng is not installed")
-    import torch
-
-    from emotk.data.manifest import Manifest
-    from emotk.data.synth import SynthConfig, _sentences, _speakers, ensure_demo_corpus
     from emotk.models.zest.bundle import load_bundle
-    from emotk.models.zest.demo import train_demo_bundle
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        root = tmp_path_factory.mktemp("zest-eval")
-        path = ensure_demo_corpus(root / "cache", cfg=SynthConfig(speakers=_speakers()[:2],
-                                                                   sentences=_sentences()[:2], dialogues=[]))
-        m = Manifest.load(path)
-        m.with_absolute_paths().save(root / "train.jsonl")
-        trained = train_demo_bundle(root / "train.jsonl", root / "run", seed=0,
-                                    overrides=["train.epochs=1", "speaker_train.epochs=1", "tokens.n_clusters=8"])
-        yield {"bundle": load_bundle(trained["bundle"]), "manifest": m}
-    finally:
-        torch.set_num_threads(before)
+    made = tiny_zest_bundle(tmp_path_factory.mktemp("zest-eval"), speakers=2)
+    return {"bundle": load_bundle(made["bundle"]), "manifest": made["records"]}
 
 
 def test_evaluate_pairs_with_a_tiny_bundle(tiny):
