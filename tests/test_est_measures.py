@@ -24,15 +24,7 @@ SENTENCE = "We are going to the market tomorrow morning."  # tiny.en transcribes
 OTHER = "We will take the last train home."
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from 2 threads, and a busy machine makes 2 threads much slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: 1 thread (see conftest.one_thread)
 
 
 # ---- speech clips -----------------------------------------------------------------------------------------------
@@ -343,6 +335,35 @@ def test_zest_emotion_embedder_from_a_bundle(tmp_path):
     assert M.make_emotion_embedder(str(out)).name == emb.name  # a bundle folder without the "zest:" prefix
     with pytest.raises(AudioError):
         emb.embed(np.zeros(100, np.float32))
+
+
+def test_ser_posterior_emotion_embedder_from_an_export(tmp_path):
+    import torch
+
+    from emotk.core.config import resolve
+    from emotk.models.ser.config import SerConfig
+    from emotk.models.ser.inference import SerPredictor, write_export
+    from emotk.models.ser.superb import SuperbDims, SuperbDownstream
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = resolve(SerConfig, "ser.superb", repo / "configs" / "ser" / "tiny.yaml", ["upstream.name=lld"]).config
+    classes = ["angry", "happy", "neutral", "sad"]
+    torch.manual_seed(0)
+    model = SuperbDownstream(SuperbDims(num_layers=1, dim=cfg.feature_config().acoustic_config().lld_dim(),
+                                        num_outputs=4), head_hidden=cfg.model.head_hidden)
+    export = write_export(tmp_path / "export", model, cfg, classes, None)
+    emb = M.make_emotion_embedder(f"ser:{export}")
+    assert isinstance(emb, M.SerEmotionEmbedder) and emb.name.startswith("ser-posteriors:angry/happy/neutral/sad:")
+    t = np.arange(16000) / 16000
+    a = (0.2 * np.sign(np.sin(2 * np.pi * 140 * t))).astype(np.float32)
+    b = (0.05 * np.random.default_rng(1).standard_normal(t.size)).astype(np.float32)
+    va, both = emb.embed(a), emb.embed_batch([a, b])
+    assert va.shape == (4,) and va.sum() == pytest.approx(1.0, abs=1e-4) and np.allclose(both[0], va, atol=1e-6)
+    want = SerPredictor(export)([a])[0]["probabilities"]
+    assert np.allclose(va, [want[c] for c in classes], atol=1e-6)  # the predictor's own posteriors, class order
+    assert M.cosine(va, va) == pytest.approx(1.0)
+    with pytest.raises(UsageError, match="export folder"):
+        M.make_emotion_embedder("ser:")
 
 
 # ---- any-to-any emotion matrix ----------------------------------------------------------------------------------

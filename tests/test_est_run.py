@@ -13,19 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import have_espeak, json_out, run_cli
+from conftest import have_espeak, json_out, run_cli, tiny_zest_bundle
 
 SR = 16000
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: 1 thread (see conftest.one_thread)
 
 
 def _vowel(seconds: float, f0_of_t, sr: int = SR) -> np.ndarray:
@@ -123,24 +116,8 @@ def test_plan_keys_limits_and_system_names():
 def tiny(tmp_path_factory):
     if not have_espeak():
         pytest.skip("espeak-ng is not installed")
-    import torch
-
-    from emotk.data.manifest import Manifest
-    from emotk.data.synth import SynthConfig, _sentences, _speakers, ensure_demo_corpus
-    from emotk.models.zest.demo import train_demo_bundle
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("est")
-    manifest = ensure_demo_corpus(root / "cache", cfg=SynthConfig(speakers=_speakers()[:4],
-                                                                   sentences=_sentences()[:2], dialogues=[]))
-    m = Manifest.load(manifest)
-    absolute = root / "corpus.jsonl"
-    m.with_absolute_paths().save(absolute)
-    trained = train_demo_bundle(absolute, root / "model", seed=0,
-                                overrides=["train.epochs=1", "speaker_train.epochs=1", "tokens.n_clusters=8"])
-    torch.set_num_threads(before)
-    return {"root": root, "manifest": absolute, "bundle": trained["bundle"]}
+    return {"root": root, **tiny_zest_bundle(root)}
 
 
 def _est(tiny, out, *extra):
@@ -261,6 +238,23 @@ def _close(a, b) -> bool:
     return a == b
 
 
+def test_noise_rows_and_the_fixed_duration_ablation(tiny):
+    out = tiny["root"] / "noise"
+    code, stdout, err = run_cli(
+        "--json", "evaluate", "est", "--model", tiny["bundle"], "--data", tiny["manifest"], "-o", out, "-s", "SSST",
+        "--limit", "2", "--set", "systems=[s2s-zest:fixed-durations,copy-source]", "--set", "noise.snr_db=[10]",
+        "--set", "noise.systems=[copy-source]", "--set", "runtime.threads=1")
+    assert code == 0, err[-3000:]
+    assert json_out(stdout)["coverage"] == {"scored": 6, "planned": 6, "complete": True}  # 2 x 2 clean + 2 noisy
+    results = json.loads((out / "report" / "results.json").read_text())
+    assert set(results["noise"]) == {"copy-source@10dB"} and results["provenance"]["backends"]["noise"] == "generated:white"
+    clean, noisy = results["systems"]["copy-source"]["SSST"], results["noise"]["copy-source@10dB"]["SSST"]
+    assert noisy["spk_sim"] < clean["spk_sim"] and noisy["n"] == 2
+    fixed = [r for r in _scores(out).values() if r["system"] == "s2s-zest:fixed-durations"]
+    assert len(fixed) == 2 and all(r["frames_converted"] == r["frames_source"] for r in fixed)
+    assert "## Additive-noise robustness" in (out / "report" / "table.md").read_text()
+
+
 def test_bad_inputs_are_one_line_errors(tiny, tmp_path):
     code, _, err = run_cli("evaluate", "est", "--data", tiny["manifest"], "-o", tmp_path / "x",
                            "--set", "systems=[s2s-zest]")
@@ -274,3 +268,19 @@ def test_bad_inputs_are_one_line_errors(tiny, tmp_path):
     assert code == 2 and "unknown setting 'XYZ'" in err
     code, _, err = run_cli("evaluate", "est", "--report-only", "-o", tmp_path / "none")
     assert code == 1 and "run.json" in err
+
+
+def test_scores_files_tolerate_a_line_cut_by_a_kill(tmp_path):
+    from emotk.eval.est import SCORE_FORMAT, read_scores
+
+    (tmp_path / "scores").mkdir()
+    good = {"format": SCORE_FORMAT, "key": "a|clean|SSST-000001", "status": "ok", "emo_sim": 0.5}
+    later = {**good, "emo_sim": 0.7}
+    other = {"format": SCORE_FORMAT, "key": "a|clean|SSST-000002", "status": "error", "error": "silent"}
+    text = "\n".join(json.dumps(x) for x in (good, other, later)) + "\n" + json.dumps(good)[:25]  # killed mid-line
+    (tmp_path / "scores" / "scores.shard-0-of-2.jsonl").write_text(text)
+    (tmp_path / "scores" / "notes.txt").write_text("not a scores file")
+    found = read_scores(tmp_path)
+    assert set(found) == {"a|clean|SSST-000001", "a|clean|SSST-000002"}
+    assert found["a|clean|SSST-000001"]["emo_sim"] == 0.7  # the later line for a key wins
+    assert read_scores(tmp_path / "missing") == {}

@@ -194,3 +194,23 @@ def test_wrong_task_and_non_run_folders_are_one_line_errors(tmp_path):
         aggregate_runs([tmp_path / "exp"], "asr")
     with pytest.raises(UsageError, match="no run folders given"):
         aggregate_runs([], "ser")
+
+
+def test_cli_evaluate_ser_writes_the_table(tmp_path):
+    from conftest import json_out, run_cli
+
+    results = make_experiment(tmp_path / "wavlm")
+    make_experiment(tmp_path / "lld", seeds=(0,))
+    code, stdout, err = run_cli("--json", "evaluate", "ser", tmp_path / "wavlm", tmp_path / "lld", "-o", tmp_path / "t",
+                                "--label", "WavLM", "--label", "lld")
+    assert code == 0, err
+    table = json_out(stdout)
+    assert [r["label"] for r in table["rows"]] == ["WavLM", "lld"] and [r["n"] for r in table["rows"]] == [6, 2]
+    wf1 = np.array([r["test"]["weighted_f1"] for r in results])
+    assert table["rows"][0]["metrics"]["weighted_f1"]["mean"] == pytest.approx(wf1.mean())
+    md = (tmp_path / "t" / "table.md").read_text()
+    assert "| WavLM | 6 |" in md and (tmp_path / "t" / "results.csv").is_file()
+    code, stdout, _ = run_cli("evaluate", "ser", tmp_path / "wavlm")
+    assert code == 0 and "| Run | n |" in stdout  # without -o: the Markdown table on stdout only
+    code, _, err = run_cli("evaluate", "erc", tmp_path / "wavlm")
+    assert code == 1 and "ser" in err and "Traceback" not in err  # a SER folder is not an ERC run

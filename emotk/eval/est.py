@@ -62,7 +62,7 @@ class EstMeasures:
     """Which backend computes each measure (thesis: emotion2vec, Whisper large-v3, Resemblyzer, CTC word timings)."""
 
     # auto: emotion2vec when loadable (not yet), else the first model bundle's own emotion encoder (named in the
-    # report); zest:BUNDLE_DIR | upstream:NAME[:LAYER] | emotion2vec[:PATH]
+    # report); zest:BUNDLE_DIR | ser:EXPORT_DIR (SER class posteriors) | upstream:NAME[:LAYER] | emotion2vec[:PATH]
     emotion: str = "auto"
     # auto: Whisper large-v3 when a local copy resolves (faster-whisper, HF or openai-whisper format), else the
     # bundled faster-whisper tiny.en; or faster-whisper | openai-whisper | hf-whisper with asr_model
@@ -447,8 +447,8 @@ def _aggregate(records: Sequence[Mapping[str, Any]], normalize: bool) -> dict[st
     return entry
 
 
-def build_results(out_dir: Path, plan: Mapping[str, Any], scores: Mapping[str, Mapping[str, Any]],
-                  provenance: Mapping[str, Any], normalize: bool = True) -> dict[str, Any]:
+def build_results(plan: Mapping[str, Any], scores: Mapping[str, Mapping[str, Any]], provenance: Mapping[str, Any],
+                  normalize: bool = True) -> dict[str, Any]:
     """The results dict of :mod:`emotk.eval.report` from the planned keys that have a scores line."""
     from emotk.eval.measures import emotion_matrix
 
@@ -558,8 +558,11 @@ def run_est(resolved: Any, out_dir: str | os.PathLike, *, models: Sequence[str |
         if backends:
             run.update(backends=backends)
     backends = backends or run.meta.get("backends") or {}
-    provenance = _provenance(run, plan, backends, resolved)
-    results = build_results(out, plan, read_scores(out), provenance, cfg.measures.normalize_text)
+    provenance = _provenance(run, plan, backends)
+    # the run's own settings (a --report-only call resolves only the default config)
+    normalize = bool(((run.meta.get("config") or {}).get("measures") or {}).get("normalize_text",
+                                                                                 cfg.measures.normalize_text))
+    results = build_results(plan, read_scores(out), provenance, normalize)
     paths = write_est_report(results, out / "report")
     cov = results["provenance"]["coverage"]
     if not cov["complete"]:
@@ -570,23 +573,25 @@ def run_est(resolved: Any, out_dir: str | os.PathLike, *, models: Sequence[str |
             "table": render_markdown(results)}
 
 
-def _provenance(run: Any, plan: Mapping[str, Any], backends: Mapping[str, str], resolved: Any) -> dict[str, Any]:
+def _provenance(run: Any, plan: Mapping[str, Any], backends: Mapping[str, str]) -> dict[str, Any]:
     from emotk.core.runs import package_versions
 
     models = plan.get("models") or {}
     first = next(iter(models.values()), {})
     argv = run.meta.get("argv") or []
     versions = package_versions(("torch", "faster-whisper", "jiwer", "resemblyzer", "pyworld", "transformers"))
-    return {
+    prov = {
         "command": " ".join(["emotk", *map(str, argv[1:])]) if argv else None,
         "created": run.meta.get("created"), "emotk_version": run.meta.get("emotk_version"),
-        "git_revision": run.meta.get("git_revision"), "config_hash": resolved.hash,
+        "git_revision": run.meta.get("git_revision"), "config_hash": run.meta.get("config_hash"),
         "bundle": first.get("path"), "bundle_sha256": first.get("sha256"),
-        "models": {k: v.get("sha256") for k, v in models.items()} if len(models) > 1 else None,
         "pairs": {s: {"path": v["file"], "sha256": v["sha256"], "count": len(v["selected"]), "of": v["pairs"]}
                   for s, v in plan["settings"].items()},
         "backends": dict(backends), "versions": versions,
     }
+    if len(models) > 1:
+        prov["models"] = {k: v.get("sha256") for k, v in models.items()}
+    return prov
 
 
 def _make_scorer(cfg: EstConfig, model_dirs: Mapping[str, Path], device: str) -> Scorer:

@@ -5,8 +5,9 @@ number always says which model produced it:
 
 * speaker similarity -- :class:`SpeakerEmbedder` (Resemblyzer, the thesis's Spk-Sim) + :func:`cosine`;
 * emotion similarity -- :func:`make_emotion_embedder`: ``zest:BUNDLE_DIR`` (the S2S-ZEST emotion encoder's
-  utterance embedding e-bar), ``upstream:NAME[:LAYER]`` (masked time-mean of one hidden layer of an SSL model),
-  ``emotion2vec[:PATH]`` (not loadable yet: a clear error naming the alternatives);
+  utterance embedding e-bar), ``ser:EXPORT_DIR`` (the class posteriors of an emotk SER classifier, e.g. one
+  trained on the evaluation corpus's other speakers), ``upstream:NAME[:LAYER]`` (masked time-mean of one hidden
+  layer of an SSL model), ``emotion2vec[:PATH]`` (not loadable yet: a clear error naming the alternatives);
 * intelligibility -- :class:`Transcriber` (Whisper through :mod:`emotk.features.asr`) and :func:`wer_cer`
   (corpus-level WER and CER with jiwer after the English normaliser);
 * speaking rate -- :func:`word_rate` (words per second over the span of the timed words) and :func:`pearson`
@@ -150,6 +151,37 @@ class UpstreamEmotionEmbedder(EmotionEmbedder):
         return np.concatenate(out)
 
 
+class SerEmotionEmbedder(EmotionEmbedder):
+    """The class posteriors of an emotk SER export (``emotk ser train ... -o RUN`` -> ``RUN/export``) as the
+    emotion embedding: Emo-Sim is then the cosine of the two utterances' predicted emotion distributions, a measure
+    of emotion alone (a mean-pooled SSL layer also carries speaker and text). Name:
+    ``ser-posteriors:<classes joined by '/'>:<sha12 of model.safetensors>``."""
+
+    def __init__(self, folder: str | os.PathLike, device: str = "cpu") -> None:
+        from emotk.core.io import sha256_file
+        from emotk.models.ser.inference import WEIGHTS, SerPredictor
+
+        self.predictor = SerPredictor(folder, device=device)
+        if self.predictor.regression or not self.predictor.classes:
+            raise UsageError(f"emotion embedder ser:{folder}: a classification export is needed (this one regresses "
+                             f"{', '.join(self.predictor.target_names or [])})")
+        self.classes = list(self.predictor.classes)
+        digest = sha256_file(self.predictor.folder / WEIGHTS)
+        self.name = f"ser-posteriors:{'/'.join(self.classes)}:{digest[:12]}"
+
+    def embed(self, wav: Any) -> np.ndarray:
+        """16 kHz waveform (S,) -> (C,) float32 class posteriors (sum 1)."""
+        return self.embed_batch([wav])[0]
+
+    def embed_batch(self, wavs: Sequence[Any]) -> np.ndarray:
+        """N 16 kHz waveforms -> (N, C) float32 class posteriors in the export's class order."""
+        items = [check_wav(w, f"emotion-similarity input {i}", min_samples=320) for i, w in enumerate(wavs)]
+        if not items:
+            return np.zeros((0, len(self.classes)), np.float32)
+        out = self.predictor(items)
+        return np.array([[r["probabilities"][c] for c in self.classes] for r in out], dtype=np.float32)
+
+
 def _parse_upstream_spec(rest: str) -> tuple[str, int | None]:
     """``NAME[:LAYER]`` -> (NAME, LAYER); LAYER is an integer (``8``, ``-1``) or ``layer8``."""
     head, sep, tail = rest.rpartition(":")
@@ -160,13 +192,14 @@ def _parse_upstream_spec(rest: str) -> tuple[str, int | None]:
     return rest, None
 
 
-EMOTION_EMBEDDERS = ("zest:BUNDLE_DIR", "upstream:NAME[:LAYER]", "emotion2vec[:PATH]")
+EMOTION_EMBEDDERS = ("zest:BUNDLE_DIR", "ser:EXPORT_DIR", "upstream:NAME[:LAYER]", "emotion2vec[:PATH]")
 
 
 def make_emotion_embedder(spec: Any, device: str = "cpu", **options: Any) -> EmotionEmbedder:
     """Build the emotion-embedding backend for Emo-Sim.
 
-    spec: ``"zest:BUNDLE_DIR"`` (S2S-ZEST emotion encoder of a bundle), ``"upstream:NAME[:LAYER]"`` (SSL layer
+    spec: ``"zest:BUNDLE_DIR"`` (S2S-ZEST emotion encoder of a bundle), ``"ser:EXPORT_DIR"`` (class posteriors of
+    an emotk SER classifier, :class:`SerEmotionEmbedder`), ``"upstream:NAME[:LAYER]"`` (SSL layer
     mean; default the last layer), ``"emotion2vec[:PATH]"`` (raises ModelNotFoundError: not loadable yet), an
     already loaded ZEST bundle object, or an :class:`EmotionEmbedder` (returned as is). ``options`` go to
     :class:`UpstreamEmotionEmbedder` (``path``, ``batch_size``). Returns an object with ``name`` and ``embed``.
@@ -195,6 +228,12 @@ def make_emotion_embedder(spec: Any, device: str = "cpu", **options: Any) -> Emo
         from emotk.models.zest.bundle import load_bundle
 
         return ZestEmotionEmbedder(load_bundle(Path(os.path.expanduser(rest)), device=device))
+    if kind == "ser":
+        if not rest:
+            raise UsageError("emotion embedder 'ser:' needs an SER export folder: ser:RUN_DIR/export")
+        if options:
+            raise UsageError(f"emotion embedder 'ser:' takes no option '{sorted(options)[0]}'")
+        return SerEmotionEmbedder(Path(os.path.expanduser(rest)), device=device)
     if kind == "upstream":
         if not rest:
             raise UsageError("emotion embedder 'upstream:' needs a model name: upstream:NAME[:LAYER]")
@@ -540,7 +579,7 @@ def emotion_matrix(row_labels: Sequence[str], column_labels: Sequence[str], simi
 
 __all__ = [
     "AUDIO_SUFFIXES", "EMOTION_EMBEDDERS", "NOISE_COLORS", "EmotionEmbedder", "NoiseBank", "SpeakerEmbedder",
-    "Transcriber", "UpstreamEmotionEmbedder", "ZestEmotionEmbedder", "add_noise", "bundle_tag", "check_wav",
+    "SerEmotionEmbedder", "Transcriber", "UpstreamEmotionEmbedder", "ZestEmotionEmbedder", "add_noise", "bundle_tag", "check_wav",
     "coloured_noise", "cosine", "emotion_matrix", "make_emotion_embedder", "measure_snr", "pearson",
     "speaking_rate_pcc", "utterance_error_rates", "wer_cer", "word_rate",
 ]

@@ -99,7 +99,11 @@ class SerPredictor:
                                       pooling=m["pooling"], layer_norm=m["layer_norm"], compat=m["compat"],
                                       feature_norm=m.get("feature_norm", False))
         state = load_file(str(self.folder / WEIGHTS))
-        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = self.model.load_state_dict(state, strict=False)
+        except RuntimeError as e:  # shape mismatches
+            raise DataError(f"{self.folder / WEIGHTS}: weights do not fit the model in {CONFIG} "
+                            f"({str(e).splitlines()[-1].strip()[:200]})") from None
         if missing or unexpected:
             raise DataError(f"{self.folder / WEIGHTS}: weights do not fit the model in {CONFIG} "
                             f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
