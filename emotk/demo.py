@@ -6,7 +6,9 @@ styles differ the way the corpus promises) -> ser (SUPERB SER head on the built-
 speaker fold, mean ± std of the test metrics) -> care (pre-train a tiny CARE on the corpus and compare SER on
 its upstream with the same architecture untrained) -> zest (train a tiny S2S-ZEST, convert held-out sentences
 between every pair of styles with the WORLD backend, save the wavs and a before/after F0 plot, measure how far
-F0 moves toward the reference). Every stage's result lands in one summary JSON in the run dir.
+F0 moves toward the reference; a few BigVGAN steps) -> est (``emotk evaluate est`` on those held-out
+sentences: Table 5.2 for the bundle vs the training-free floors). Every stage's result lands in one summary JSON
+in the run dir.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from emotk.data.synth import SynthConfig
 
 log = get_logger("demo")
 
-STAGES = ("corpus", "validate", "split", "prosody", "ser", "care", "zest")
+STAGES = ("corpus", "validate", "split", "prosody", "ser", "care", "zest", "est")
 
 
 @dataclass
@@ -36,6 +38,9 @@ class DemoConfig:
     zest_config: str = "transfer/zest-demo"  # S2S-ZEST recipe of the zest stage (configs/transfer/zest-demo.yaml)
     zest_test_sentences: int = 2  # parallel sentences held out of S2S-ZEST training (converted in the zest stage)
     zest_set: list[str] = field(default_factory=list)  # --set-style overrides of the zest recipe (e.g. train.epochs=2)
+    zest_vocoder_steps: int = 100  # BigVGAN steps of the zest stage (0 = none): shows the vocoder path, not quality
+    est_config: str = "evaluate/est-demo"  # EST evaluation of the zest stage's bundle (configs/evaluate/est-demo.yaml)
+    est_set: list[str] = field(default_factory=list)  # --set-style overrides of the est recipe (e.g. limit=4)
 
     def validate(self) -> None:
         from emotk.errors import ConfigError
@@ -46,6 +51,10 @@ class DemoConfig:
         for stage in ("ser", "care"):
             if stage in self.stages and "split" not in self.stages:
                 raise ConfigError(f"config key 'stages': the '{stage}' stage needs the 'split' stage (its speaker folds)")
+        if "est" in self.stages and "zest" not in self.stages:
+            raise ConfigError("config key 'stages': the 'est' stage needs the 'zest' stage (its model bundle)")
+        if self.zest_vocoder_steps < 0:
+            raise ConfigError("config key 'zest_vocoder_steps': must be >= 0")
         if self.folds < 2:
             raise ConfigError("config key 'folds': need at least 2 folds")
 
@@ -118,12 +127,35 @@ def run_demo(resolved: Resolved, out_dir: Path, overwrite: bool = False, corpus_
         from emotk.models.zest.demo import zest_demo_stage
 
         z = zest_demo_stage(manifest_path, out_dir / "zest", cfg.seed, test_sentences=cfg.zest_test_sentences,
-                            config=cfg.zest_config, overrides=cfg.zest_set)
+                            config=cfg.zest_config, overrides=cfg.zest_set, vocoder_steps=cfg.zest_vocoder_steps)
         summary["stages"]["zest"] = {k: v for k, v in z.items() if k != "per_pair"}
+
+    if "est" in cfg.stages:
+        summary["stages"]["est"] = est_stage(cfg, summary["stages"]["zest"], out_dir / "est")
 
     summary["seconds"] = round(time.perf_counter() - t_all, 2)
     atomic_write_json(out_dir / "summary.json", summary)
     return summary
+
+
+def est_stage(cfg: DemoConfig, zest: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """``emotk evaluate est`` on the zest stage's held-out sentences (its parallel settings and the any-to-any
+    matrix): the trained bundle vs the world-baseline and copy-source floors, with faster-whisper tiny.en,
+    Resemblyzer and the bundle's emotion encoder. Returns the report's systems section, coverage and paths."""
+    import json
+
+    from emotk.core.config import resolve
+    from emotk.eval.est import TASK, EstConfig, run_est
+    from emotk.recipes import find_config
+
+    t0 = time.perf_counter()
+    resolved = resolve(EstConfig, TASK, find_config(cfg.est_config), cfg.est_set)
+    result = run_est(resolved, out_dir, models=[zest["bundle"]], data=[zest["held_out_manifest"]], overwrite=True,
+                     progress_every=0)
+    results = json.loads(Path(result["report"]["json"]).read_text(encoding="utf-8"))
+    return {"systems": results["systems"], "coverage": result["coverage"],
+            "backends": results["provenance"]["backends"], "report": result["report"]["markdown"],
+            "seconds": round(time.perf_counter() - t0, 2)}
 
 
 def ser_stage(cfg: DemoConfig, manifest_path: Path, out_dir: Path) -> dict[str, Any]:

@@ -14,11 +14,12 @@ def test_demo_runs_every_stage(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("EMOTK_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "demo"
     # the zest stage with 2 training epochs (the shipped 20 take ~4 min here); its recipe is tested on its own
-    res = cli("--json", "demo", "-o", out, "--set", "zest_set=[train.epochs=2,speaker_train.epochs=1]")
+    res = cli("--json", "demo", "-o", out, "--set", "zest_set=[train.epochs=2,speaker_train.epochs=1]",
+              "--set", "zest_vocoder_steps=10", "--set", "est_set=[limit=2]")
     assert res.code == 0, res.err[-2000:]
     summary = json.loads(res.out)
     st = summary["stages"]
-    assert set(st) == {"corpus", "validate", "split", "prosody", "ser", "care", "zest"}
+    assert set(st) == {"corpus", "validate", "split", "prosody", "ser", "care", "zest", "est"}
     assert st["corpus"]["utterances"] >= 250 and st["corpus"]["speakers"] >= 6
     assert st["validate"]["ok"] and st["validate"]["errors"] == 0
     assert len(st["split"]["folds"]) == 3
@@ -35,6 +36,12 @@ def test_demo_runs_every_stage(cli, tmp_path, monkeypatch):
     zest = st["zest"]
     assert zest["conversions"] == 288 and zest["durations"]["all_follow_predictions"]
     assert Path(zest["plot"]).is_file() and all(Path(w).is_file() for w in zest["wavs"])
+    voc = zest["vocoder"]
+    assert voc["steps"] == 10 and voc["mel_l1_first"] > 0 and Path(voc["example"]).is_file()
+    est = st["est"]
+    assert set(est["systems"]) == {"s2s-zest", "world-baseline", "copy-source"}
+    assert est["coverage"] == {"scored": 30, "planned": 30, "complete": True}  # 5 settings x 2 pairs x 3 systems
+    assert est["systems"]["copy-source"]["SSST"]["spk_sim"] > 0.99 and Path(est["report"]).is_file()
     run = json.loads((out / "run.json").read_text())
     assert run["config_hash"] == summary["config_hash"] and "demo_manifest" in run["inputs"]
     assert json.loads((out / "summary.json").read_text())["stages"]["ser"]["folds"] == 3

@@ -78,4 +78,20 @@ def _human(s: dict) -> None:
                for t in z["settings"]["SSST"]["per_target"]])
         typer.echo(f"S2S-ZEST: shift vs reference style shift r = {z['shift_correlation']}, moved in the reference's "
                    f"style direction {z['moved_in_style_direction']:.0%}; wavs + F0 plot in {Path(z['plot']).parent}")
+    if "zest" in st and st["zest"].get("vocoder"):
+        v = st["zest"]["vocoder"]
+        typer.echo(f"S2S-ZEST vocoder: {v['steps']} BigVGAN steps on {v['items']} utterances, mel L1 "
+                   f"{v['mel_l1_first']} -> {v['mel_l1_last']}; example {v.get('example')}")
+    if "est" in st:
+        e = st["est"]
+        settings = [x for x in ("SSST", "SSDT", "DSST", "DSDT", "A2A") if any(x in v for v in e["systems"].values())]
+        rows = []
+        for system, per in e["systems"].items():
+            for key, label in (("emo_sim", "Emo-Sim"), ("rate_pcc", "Rate PCC"), ("wer", "WER %"), ("spk_sim", "Spk-Sim")):
+                rows.append([system, label, *("–" if per.get(x, {}).get(key) is None else f"{per[x][key]:.2f}"
+                                              for x in settings)])
+        table(f"Emotion style transfer on held-out sentences (emotk evaluate est; {e['coverage']['scored']} scores; "
+              f"emotion {e['backends'].get('emotion')}, ASR {e['backends'].get('asr', '').split('+')[0]})",
+              ["system", "metric", *settings], rows)
+        typer.echo(f"EST report: {e['report']}")
     typer.echo(f"run dir: {s['run_dir']}  (config hash {s['config_hash'][:12]}, total {s['seconds']} s)")

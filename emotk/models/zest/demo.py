@@ -131,6 +131,60 @@ def train_demo_bundle(train_manifest: Path, out_dir: Path, seed: int, config: st
             "analysis": {k: ana.get(k) for k in ("stopped", "steps", "best")}, "seconds": secs}
 
 
+def vocoder_demo(bundle_dir: Path, train_manifest: Path, out_dir: Path, steps: int, seed: int,
+                 items: int = 48, example: tuple[Path, Path] | None = None) -> dict[str, Any]:
+    """A few BigVGAN training steps on the demo corpus and one conversion with the resulting vocoder.
+
+    Writes vocoder items (tokens, F0, s, e-bar, audio) of ``items`` training utterances (the first ones by id),
+    trains the tiny vocoder recipe (configs/transfer/vocoder-tiny.yaml, widths set to the bundle's) for ``steps``
+    steps, assembles a bundle with it and converts ``example`` = (source wav, reference wav) with ``--synth
+    bigvgan``. Returns the mel L1 of the first and last logged steps, the steps, parameter count, seconds and
+    the output path. A few hundred steps give buzzy speech: this shows the pipeline, not a usable vocoder.
+    """
+    import json
+
+    from emotk.core.config import resolve
+    from emotk.data.audio import load_audio, save_audio
+    from emotk.data.manifest import Manifest
+    from emotk.models.zest import pipeline
+    from emotk.models.zest.bundle import assemble_bundle, load_bundle
+    from emotk.models.zest.vocoder.config import VocoderConfig
+    from emotk.models.zest.vocoder.train import TASK as VOCODER_TASK
+    from emotk.models.zest.vocoder.train import train_vocoder
+    from emotk.recipes import find_config
+
+    t0 = time.perf_counter()
+    bundle = load_bundle(bundle_dir)
+    m = Manifest.load(train_manifest)
+    subset = Manifest.from_records(sorted(m.with_absolute_paths().records, key=lambda r: r["id"])[:items])
+    item_dir = out_dir / "vocoder-items"
+    if item_dir.exists():
+        shutil.rmtree(item_dir)
+    pipeline.export_vocoder_items(bundle, subset, item_dir)
+    c = bundle.config
+    resolved = resolve(VocoderConfig, VOCODER_TASK, find_config("transfer/vocoder-tiny"), [
+        f"generator.num_tokens={bundle.tokenizer.n_clusters}", f"generator.speaker_dim={c.speaker.dim}",
+        f"generator.emotion_dim={c.emotion.dim}", f"train.max_steps={steps}", f"train.seed={seed}",
+        f"train.log_every_steps={max(1, steps // 10)}"])
+    run = train_vocoder(resolved, str(item_dir), out_dir / "vocoder", overwrite=True)
+    lines = [json.loads(x) for x in (out_dir / "vocoder" / "metrics.jsonl").read_text().splitlines()]
+    mel = [x["mel_l1/generator"] for x in lines if x.get("split") == "train" and "mel_l1/generator" in x]
+    voc_bundle = assemble_bundle(out_dir / "speaker", out_dir / "analysis", out_dir / "bundle-bigvgan",
+                                 vocoder=run["export"], overwrite=True)
+    result = {"steps": run.get("steps"), "items": len(subset), "generator_parameters": run["generator_parameters"],
+              "mel_l1_first": round(mel[0], 4) if mel else None, "mel_l1_last": round(mel[-1], 4) if mel else None,
+              "bundle": voc_bundle["bundle"]}
+    if example is not None:
+        vb = load_bundle(voc_bundle["bundle"])
+        src, ref = (pipeline.check_input(load_audio(p), str(p)) for p in example)
+        wav, info = pipeline.transfer(vb, src, ref, synth="bigvgan")
+        result["example"] = str(out_dir / "wavs" / f"{Path(example[0]).stem}--bigvgan.wav")
+        save_audio(result["example"], wav, 16000)
+        result["example_frames"] = info["frames_after"]
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    return result
+
+
 def plot_f0_examples(examples: list[dict[str, Any]], path: Path) -> Path:
     """One panel per example: source, converted and reference F0 contours (Hz, unvoiced gaps) over seconds.
 
@@ -311,7 +365,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def zest_demo_stage(manifest_path: Path, out_dir: Path, seed: int, *, test_sentences: int = 2,
                     max_per_pair: int | None = None, config: str = DEMO_CONFIG,
-                    overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+                    overrides: list[str] | tuple[str, ...] = (), vocoder_steps: int = 0) -> dict[str, Any]:
     """Train a tiny S2S-ZEST on the demo corpus and measure emotion transfer on held-out sentences.
 
     manifest_path: the demo corpus manifest (parallel records carry ``sentence``; dialogue turns are used for
@@ -320,6 +374,7 @@ def zest_demo_stage(manifest_path: Path, out_dir: Path, seed: int, *, test_sente
     test_sentences: parallel sentences held out of training (>= 1; every speaker, every style); as in the thesis's
     ESD settings the speakers are seen in training and the texts are not. max_per_pair: cap on conversions per
     (setting, ordered style pair) (None = all). config / overrides: the recipe and ``--set``-style overrides.
+    vocoder_steps: > 0 adds :func:`vocoder_demo` (that many BigVGAN steps, one neutral -> angry conversion).
     Returns a JSON-ready dict: sentences (train / held out), the training summary, the overall, per-setting
     (SSST: same-speaker reference; DSST: another speaker's) and per-pair log-F0 measurements, the duration
     checks, paths (bundle, wavs, plot, rows) and seconds per step.
@@ -352,6 +407,17 @@ def zest_demo_stage(manifest_path: Path, out_dir: Path, seed: int, *, test_sente
     secs = {**trained["seconds"], "convert": round(time.perf_counter() - t0, 2)}
     rows_path = out_dir / "conversions.jsonl"
     atomic_write_text(rows_path, "".join(json.dumps(r) + "\n" for r in measured["rows"]))
+    vocoder = None
+    if vocoder_steps > 0:
+        src = next(r for r in parallel if r["emotion"] == "neutral")
+        ref = next(r for r in parallel if r["emotion"] == "angry" and r["speaker"] == src["speaker"]
+                   and r["sentence"] == src["sentence"])
+        vocoder = vocoder_demo(Path(trained["bundle"]), out_dir / "train.jsonl", out_dir, vocoder_steps, seed,
+                               example=(m.resolve_path(src), m.resolve_path(ref)))
+        secs["vocoder"] = vocoder["seconds"]
+    held_path = out_dir / "held_out.jsonl"
+    Manifest.from_records([r for r in m.with_absolute_paths() if r.get("dialogue") is None
+                           and str(r.get("sentence")) in held]).save(held_path)
     secs["total"] = round(time.perf_counter() - t_all, 2)
     s = measured["summary"]
     log.info("zest demo: %d conversions, mean log-F0 moved toward the reference in %.0f %%", s["conversions"],
@@ -365,6 +431,7 @@ def zest_demo_stage(manifest_path: Path, out_dir: Path, seed: int, *, test_sente
                              "moved_toward_reference_vs_reconstruction", "shift_correlation", "voiced_outputs", "length_ratio_out",
                              "length_ratio_reference")},
         "settings": s["settings"], "per_pair": s["per_pair"], "durations": s["durations"],
-        "bundle": trained["bundle"], "wavs": [str(out_dir / w) for w in measured["wavs"]],
+        "bundle": trained["bundle"], "held_out_manifest": str(held_path), "vocoder": vocoder,
+        "wavs": [str(out_dir / w) for w in measured["wavs"]],
         "plot": measured["plot"], "conversions_log": str(rows_path), "seconds": secs,
     }
