@@ -12,9 +12,10 @@ pytestmark = pytest.mark.skipif(not have_espeak(), reason="espeak-ng is not inst
 
 def test_demo_runs_every_stage(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("EMOTK_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)  # a relative output folder, as `make demo` uses (relative paths must survive)
     out = tmp_path / "demo"
     # the zest stage with 2 training epochs (the shipped 20 take ~4 min here); its recipe is tested on its own
-    res = cli("--json", "demo", "-o", out, "--set", "zest_set=[train.epochs=2,speaker_train.epochs=1]",
+    res = cli("--json", "demo", "-o", "demo", "--set", "zest_set=[train.epochs=2,speaker_train.epochs=1]",
               "--set", "zest_vocoder_steps=10", "--set", "est_set=[limit=2]")
     assert res.code == 0, res.err[-2000:]
     summary = json.loads(res.out)

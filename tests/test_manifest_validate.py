@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,6 +33,19 @@ def test_load_save_roundtrip_keeps_unknown_fields(tmp_path):
     sha = m.save(tmp_path / "copy.jsonl")
     assert sha == Manifest.load(tmp_path / "copy.jsonl").sha256
     assert (tmp_path / "copy.jsonl").read_text() == path.read_text()
+
+
+def test_a_manifest_opened_by_a_relative_path_resolves_to_absolute_paths(tmp_path, monkeypatch):
+    make_corpus(tmp_path / "corpus")
+    monkeypatch.chdir(tmp_path)
+    m = Manifest.load(Path("corpus") / "manifest.jsonl")
+    assert m.resolve_path(m[0]) == tmp_path / "corpus" / "wavs" / "u0.wav"
+    moved = m.with_absolute_paths()
+    moved.save(tmp_path / "elsewhere" / "copy.jsonl")  # saved into another folder, the paths still point at the audio
+    copy = Manifest.load(tmp_path / "elsewhere" / "copy.jsonl")
+    assert all(Path(r["path"]).is_absolute() and copy.resolve_path(r).is_file() for r in copy)
+    monkeypatch.setenv("EMOTK_ROOT_TOY", "corpus")  # a relative root counts from the current folder too
+    assert resolve_audio_path("${TOY}/wavs/u1.wav", tmp_path) == tmp_path / "corpus" / "wavs" / "u1.wav"
 
 
 def test_filter_merge_and_roots(tmp_path, monkeypatch):

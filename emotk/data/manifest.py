@@ -226,7 +226,8 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any, str | None]]:
 
 
 def resolve_audio_path(path: str, base_dir: Path, roots: dict[str, str] | None = None) -> Path:
-    """Resolve ``${NAME}/rest`` (from ``roots`` or ``$EMOTK_ROOT_NAME``), absolute, or base-relative paths."""
+    """Resolve ``${NAME}/rest`` (from ``roots`` or ``$EMOTK_ROOT_NAME``), absolute, or base-relative paths to an
+    absolute path (relative roots and base folders count from the current directory)."""
     m = _ROOT_RE.match(path)
     if m:
         name, rest = m.group(1), m.group(2) or ""
@@ -235,6 +236,7 @@ def resolve_audio_path(path: str, base_dir: Path, roots: dict[str, str] | None =
             raise DataError(
                 f"path '{path}' uses root ${{{name}}}, which is not set: pass --root {name}=DIR or set EMOTK_ROOT_{name}"
             )
-        return Path(root) / rest
+        return (Path(root) / rest).absolute()
     p = Path(path)
-    return p if p.is_absolute() else base_dir / p
+    # absolute even when the manifest was opened by a relative path: resolved paths get saved into other folders
+    return p if p.is_absolute() else (base_dir / p).absolute()
