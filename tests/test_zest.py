@@ -360,6 +360,47 @@ def test_transfer_with_world_follows_the_predicted_durations(bundle_dir, demo, t
     assert sr == 16000 and abs(len(out) - 320 * _frames_after(r.output)) <= 320
 
 
+def test_f0_level_source_rescales_voiced_frames_by_the_reconstruction_error(bundle_dir, demo, tmp_path):
+    import torch
+
+    from emotk.data.audio import load_audio
+    from emotk.features.f0 import F0Config
+    from emotk.models.zest import pipeline
+    from emotk.models.zest.bundle import load_bundle
+
+    bundle = load_bundle(bundle_dir)
+    # a 1-epoch predictor outputs ~0 Hz: give its last conv a 90 Hz bias so most frames are voiced and vary a bit
+    head = bundle.analysis.f0_predictor.head[-1]
+    with torch.no_grad():
+        head.bias.fill_(90.0)
+        head.weight.mul_(50.0)
+    recs = [json.loads(x) for x in demo["manifest"].read_text().splitlines()]
+    src = pipeline.analyse_source(bundle, load_audio(demo["manifest"].parent / recs[2]["path"]))
+    ref = pipeline.analyse_reference(bundle, load_audio(demo["manifest"].parent / recs[9]["path"]))
+    floor = F0Config().f0_floor
+    assert bundle.config.transfer.f0_level == "predicted"  # thesis default
+    raw = pipeline.convert(bundle, src, ref)
+    assert src.f0_level_factor is None  # not computed unless asked for
+    bundle.config.transfer.f0_level = "source"
+    scaled = pipeline.convert(bundle, src, ref)
+    factor = src.f0_level_factor
+    own = pipeline.analyse_reference(bundle, src.wav)
+    recon = pipeline.convert(bundle, src, own, duration_predictor=False)  # the source's own reconstruction
+    track = src.f0.astype(np.float64)
+    recon_raw = np.where(recon.f0 >= floor, recon.f0 / factor, recon.f0)
+    both = (track >= floor) & (recon_raw >= floor)
+    assert both.sum() >= 5 and factor != pytest.approx(1.0, abs=0.05)
+    assert factor == pytest.approx(np.exp(np.log(track[both]).mean() - np.log(recon_raw[both]).mean()), rel=1e-4)
+    voiced = raw.f0 >= floor
+    assert voiced.any() and np.allclose(scaled.f0[voiced], raw.f0[voiced] * factor, rtol=1e-5)
+    assert np.array_equal(scaled.f0[~voiced], raw.f0[~voiced]) and np.array_equal(scaled.durations, raw.durations)
+    # by construction the reconstruction then sits at the source's level (mean log F0 over the same frames)
+    assert np.log(recon.f0[both]).mean() == pytest.approx(np.log(track[both]).mean(), abs=1e-4)
+    r = invoke("--src", demo["manifest"].parent / recs[2]["path"], "--ref", demo["manifest"].parent / recs[9]["path"],
+               "-o", tmp_path / "out.wav", "--model", bundle_dir, "--f0-level", "loudest")
+    assert r.exit_code != 0 and "--f0-level" in str(r.exception) + r.output
+
+
 def _frames_after(text: str) -> int:
     import re
 

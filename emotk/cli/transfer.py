@@ -46,6 +46,9 @@ def convert(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output audio file (.wav/.flac)."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model bundle folder (emotk transfer bundle)."),
     synth: Optional[str] = typer.Option(None, "--synth", help="world or bigvgan (default: the bundle's transfer.synth)."),
+    f0_level: Optional[str] = typer.Option(None, "--f0-level", help="predicted (thesis) or source: rescale the "
+                                           "predicted F0 by the predictor's level error on the source (default: "
+                                           "the bundle's transfer.f0_level)."),
     pairs: Optional[Path] = typer.Option(None, "--pairs", help="Batch mode: JSONL of {\"src\", \"ref\", \"id\"?}."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Batch mode: output folder (<id>.wav + log)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Batch mode: run shard i/N (pairs with index % N == i)."),
@@ -80,6 +83,10 @@ def convert(
     if pairs is None:
         check_writable(out, overwrite)
     bundle = load_bundle(model, device=_device())
+    if f0_level is not None:
+        if f0_level not in pipeline.F0_LEVELS:
+            raise UsageError(f"--f0-level: {f0_level!r} is not one of {', '.join(pipeline.F0_LEVELS)}")
+        bundle.config.transfer.f0_level = f0_level
     if pairs is None:
         result = pipeline.transfer_files(bundle, src, ref, out, synth=synth, overwrite=overwrite)
         emit(result, lambda r: typer.echo(

@@ -115,6 +115,9 @@ class ZestTransfer:
     clamp_ratio: float = 0.4
     synth: Literal["world", "bigvgan"] = "world"
     vocoder: str = ""  # exported generator folder for synth: bigvgan
+    # predicted: f-hat_conv as the F0 predictor gives it (thesis); source: its voiced frames rescaled by the
+    # predictor's level error on the source's own reconstruction (emotk option; see emotk.models.zest.pipeline)
+    f0_level: Literal["predicted", "source"] = "predicted"
 
 
 @dataclass

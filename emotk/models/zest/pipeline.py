@@ -9,6 +9,11 @@ Reference -> emotion frames E_ref and utterance embedding e-bar_ref. Then
 * f-hat_conv = F0pred(C_conv, s + E_ref): the reference's emotion frames are **linearly interpolated in time to
   len(t_conv)** before s is added (the F0 predictor sees one conditioning frame per output frame, as in
   training, where E and the tokens come from the same utterance);
+* ``transfer.f0_level: source`` (an emotk option; the thesis default is ``predicted``) rescales the voiced frames
+  of f-hat_conv by the predictor's level error on the source itself: exp(mean log F0 of the source's track -
+  mean log F0 of the predictor's reconstruction of the source, i.e. the source's tokens with its own s + E). The
+  contour shape and the shift the reference causes are kept; a small or briefly trained predictor (an L1 loss
+  with unvoiced zeros pulls voiced predictions down) no longer drags every output below the speaker's range;
 * the waveform comes from a pluggable synthesiser: ``world`` (WORLD re-synthesis of the source with the new
   durations and F0, :func:`emotk.models.zest.world_synth.world_synthesize`) or ``bigvgan`` (the S2S-ZEST
   vocoder, inputs t_conv, f-hat_conv, s, e-bar_ref).
@@ -38,6 +43,7 @@ SAMPLE_RATE = 16000
 MIN_SECONDS = 0.25  # shortest usable source / reference
 SILENCE_PEAK = 1e-4  # peak |amplitude| below which an input counts as silent (-80 dBFS)
 SYNTHS = ("world", "bigvgan")
+F0_LEVELS = ("predicted", "source")  # transfer.f0_level (see the module doc)
 
 
 @dataclass
@@ -50,6 +56,7 @@ class SourceAnalysis:
     durations: np.ndarray
     speaker_embedding: np.ndarray
     f0: np.ndarray
+    f0_level_factor: float | None = None  # cached by :func:`f0_level_factor`
 
 
 @dataclass
@@ -141,12 +148,48 @@ def interpolate_frames(frames: np.ndarray, length: int) -> np.ndarray:
     return y[0].T.contiguous().numpy()
 
 
+def _predict_f0(bundle: Any, tokens: np.ndarray, emotion_frames: np.ndarray, speaker: np.ndarray) -> np.ndarray:
+    """F0 predictor output (T,) Hz for tokens (T,) conditioned on s + E (E interpolated to T frames)."""
+    import torch
+
+    dev = bundle.device
+    cond = interpolate_frames(emotion_frames, len(tokens)) + speaker[None]
+    with torch.inference_mode():
+        tok = torch.from_numpy(np.ascontiguousarray(tokens))[None].to(dev)
+        mask = torch.ones_like(tok, dtype=torch.bool)
+        f0 = bundle.analysis.f0_predictor.predict_hz(tok, mask, torch.from_numpy(cond)[None].to(dev), mask)
+    return f0[0].float().cpu().numpy()
+
+
+MIN_LEVEL_FRAMES = 5  # frames voiced in both the source track and its reconstruction needed to estimate a level
+
+
+def f0_level_factor(bundle: Any, source: SourceAnalysis, own: ReferenceAnalysis | None = None) -> float:
+    """exp(mean log F0 of the source track - mean log F0 of the predictor's reconstruction of the source), over
+    the frames voiced (>= the 60 Hz floor) in both; 1.0 when fewer than 5 such frames. ``own``: the source's own
+    emotion analysis (computed when None). Cached on ``source``."""
+    if source.f0_level_factor is None:
+        from emotk.features.f0 import F0Config
+
+        own = own if own is not None else analyse_reference(bundle, source.wav)
+        recon = _predict_f0(bundle, source.tokens, own.emotion_frames, source.speaker_embedding)
+        floor = F0Config().f0_floor
+        track = np.asarray(source.f0, dtype=np.float64)
+        both = (track >= floor) & (recon >= floor)
+        factor = 1.0
+        if both.sum() >= MIN_LEVEL_FRAMES:
+            factor = float(np.exp(np.log(track[both]).mean() - np.log(recon[both].astype(np.float64)).mean()))
+        source.f0_level_factor = factor
+    return source.f0_level_factor
+
+
 def convert(bundle: Any, source: SourceAnalysis, reference: ReferenceAnalysis,
             duration_predictor: bool = True) -> Conversion:
     """Predict and clamp the durations, expand the tokens and predict the F0 contour (see the module doc).
 
     ``duration_predictor=False`` is the thesis's "without duration predictor" ablation: the source durations d
-    are kept (``predicted`` then holds them too) and only the F0 contour is converted.
+    are kept (``predicted`` then holds them too) and only the F0 contour is converted. With
+    ``transfer.f0_level: source`` the voiced predicted frames are scaled by :func:`f0_level_factor`.
     """
     import torch
 
@@ -166,12 +209,13 @@ def convert(bundle: Any, source: SourceAnalysis, reference: ReferenceAnalysis,
         predicted = source.durations.astype(np.float32)
         durations = source.durations.astype(np.int64).copy()
     tokens = dup(source.units, durations)
-    cond = interpolate_frames(reference.emotion_frames, len(tokens)) + source.speaker_embedding[None]
-    with torch.inference_mode():
-        tok = torch.from_numpy(tokens)[None].to(dev)
-        mask = torch.ones_like(tok, dtype=torch.bool)
-        f0 = model.f0_predictor.predict_hz(tok, mask, torch.from_numpy(cond)[None].to(dev), mask)
-    return Conversion(predicted, durations, tokens, f0[0].float().cpu().numpy())
+    f0 = _predict_f0(bundle, tokens, reference.emotion_frames, source.speaker_embedding)
+    if t.f0_level == "source":
+        from emotk.features.f0 import F0Config
+
+        voiced = f0 >= F0Config().f0_floor
+        f0 = np.where(voiced, f0 * f0_level_factor(bundle, source), f0).astype(np.float32)
+    return Conversion(predicted, durations, tokens, f0)
 
 
 def _optional(module: str, what: str) -> Any:
@@ -247,6 +291,7 @@ def transfer(bundle: Any, source_wav: np.ndarray, reference_wav: np.ndarray,
         "durations_before": src.durations.tolist(), "durations_after": conv.durations.tolist(),
         "frames_before": int(src.durations.sum()), "frames_after": int(conv.durations.sum()),
         "mean_f0_before": _voiced_mean(src.f0, floor), "mean_f0_after": _voiced_mean(conv.f0, floor),
+        "f0_level": bundle.config.transfer.f0_level, "f0_level_factor": src.f0_level_factor,
         "reference_emotion": bundle.emotions[top], "reference_emotion_prob": round(float(ref.emotion_probs[top]), 4),
         "samples": int(wav.size), "seconds": round(wav.size / SAMPLE_RATE, 3),
     }
