@@ -57,6 +57,8 @@ def _forward(loaded, seconds: float = 1.0):
             return m.encode_batch(wav)
         if loaded.family == "soft-hubert":
             return m.units(wav)
+        if loaded.family == "emotion2vec":
+            return m(wav).frames
         return m(wav).last_hidden_state
 
 
@@ -277,7 +279,7 @@ def test_tiny_build_is_deterministic_fast_and_runs(name):
     expected_shape = {"ecapa": (2, 1, 16), "soft-hubert": (2, 50, 16), "whisper": (2, 50, 32)}
     if a.family in expected_shape:
         assert tuple(out.shape) == expected_shape[a.family]
-    elif a.family in ("wavlm", "hubert", "wav2vec2", "data2vec-audio"):
+    elif a.family in ("wavlm", "hubert", "wav2vec2", "data2vec-audio", "emotion2vec"):
         assert tuple(out.shape) == (2, 49, 32)  # no padding: floor((16000 - 400) / 320) + 1
 
 
@@ -377,11 +379,11 @@ def test_load_missing_model_raises_one_line_and_unsupported_family_says_so(hub_e
 
     with pytest.raises(ModelNotFoundError, match="roberta-large"):
         load("roberta-large")
-    folder = models_dir() / "emotion2vec-base"
+    folder = models_dir() / "pase-plus"
     folder.mkdir(parents=True)
-    (folder / "emotion2vec_base.pt").write_bytes(b"x")
+    (folder / "FE_e199.ckpt").write_bytes(b"x")
     with pytest.raises(EmotkError, match="no loader"):
-        load("emotion2vec-base")
+        load("pase-plus")
 
 
 def test_bundled_resemblyzer_and_ct2_whisper_load(hub_env):
