@@ -145,7 +145,8 @@ def compare(model, waves, reference) -> dict:
     for i, (ref, one) in enumerate(zip(reference, singles)):
         f = one.frames[0].numpy()
         if f.shape != ref["frames"].shape:
-            raise SystemExit(f"frame shapes differ for {lengths[i]} samples: emotk {f.shape}, FunASR {ref['frames'].shape}")
+            raise SystemExit(f"frame shapes differ for {lengths[i]} samples: emotk {f.shape}, "
+                             f"FunASR {ref['frames'].shape}")
         n = int(batched.lengths[i])
         frames.append(float(np.abs(f - ref["frames"]).max()))
         single_utt.append(float(np.abs(f.mean(0) - ref["utterance"]).max()))

@@ -26,16 +26,6 @@ from emotk.hub.emotion2vec import (
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture
-def hub_env(tmp_path, monkeypatch):
-    """Empty $EMOTK_MODELS and HF cache (nothing of the machine's own models is seen)."""
-    monkeypatch.setenv("EMOTK_MODELS", str(tmp_path / "models"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    return tmp_path / "models"
-
-
 def _tiny():
     from emotk.hub import build_tiny
 
@@ -384,7 +374,7 @@ def test_emotion2vec_embedder_from_path_and_name(hub_env, tmp_path):
 def test_auto_uses_emotion2vec_when_a_local_copy_resolves(hub_env, tmp_path):
     from emotk.eval import measures as M
     from emotk.eval.est import EstMeasures, choose_emotion
-    from emotk.hub import save_tiny
+    from emotk.hub import models_dir, save_tiny
 
     bundles = {"s2s-zest": Path("/runs/bundle")}
     auto = EstMeasures()
@@ -393,12 +383,12 @@ def test_auto_uses_emotion2vec_when_a_local_copy_resolves(hub_env, tmp_path):
         choose_emotion(auto, {})
     assert choose_emotion(EstMeasures(emotion="upstream:tiny-wavlm"), bundles) == "upstream:tiny-wavlm"
     # emotion2vec base (fairseq layout: one file) in $EMOTK_MODELS
-    (hub_env / "emotion2vec-base").mkdir(parents=True)
+    (models_dir() / "emotion2vec-base").mkdir(parents=True)
     torch.save({"cfg": {"model": _tiny().config.to_funasr_conf(), "task": {"normalize": True}},
-                "model": to_upstream_state_dict(_tiny())}, hub_env / "emotion2vec-base" / "emotion2vec_base.pt")
+                "model": to_upstream_state_dict(_tiny())}, models_dir() / "emotion2vec-base" / "emotion2vec_base.pt")
     assert choose_emotion(auto, bundles) == "emotion2vec:emotion2vec-base"
     # emotion2vec+ base (FunASR folder) wins over base
-    save_tiny("tiny-emotion2vec", hub_env / "emotion2vec-plus-base")
+    save_tiny("tiny-emotion2vec", models_dir() / "emotion2vec-plus-base")
     assert choose_emotion(auto, {}) == "emotion2vec:emotion2vec-plus-base"
     emb = M.make_emotion_embedder("emotion2vec")
     assert emb.name.startswith("emotion2vec:emotion2vec-plus-base:")

