@@ -282,10 +282,7 @@ def test_upstream_emotion_embedder_tiny_wavlm(speech):
         M.make_emotion_embedder("upstream:tiny-wavlm:99")
 
 
-def test_emotion2vec_and_bad_specs_are_clear_errors(tmp_path, monkeypatch):
-    monkeypatch.setenv("EMOTK_MODELS", str(tmp_path / "models"))  # no local emotion2vec anywhere
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+def test_emotion2vec_and_bad_specs_are_clear_errors(hub_env):  # hub_env: no local emotion2vec anywhere
     with pytest.raises(ModelNotFoundError) as e:
         M.make_emotion_embedder("emotion2vec")
     msg = str(e.value)
