@@ -9,9 +9,10 @@ and prints a JSON summary (also written to ``benchmarks/results/est_ravdess.json
 Emo-Sim (``--emotion ser``, the default) is the cosine of the class posteriors of an emotk SER classifier trained
 here on the training actors only: the SUPERB head over the bundled Whisper tiny.en encoder (``emotk ser train -c
 ser/ravdess``, actors 01-17 train / 18-20 validation, one seed; its test accuracy on actors 21-24 is reported), so
-the measure sees emotion, not speaker or text, and no test actor was seen. emotion2vec cannot be loaded offline,
-and the small CPU bundle's own emotion encoder barely separates the 8 emotions. Any ``measures.emotion`` spec can be
-given instead (e.g. ``upstream:whisper-tiny.en-ct2``). WER/CER and word timings: faster-whisper tiny.en.
+the measure sees emotion, not speaker or text, and no test actor was seen. emotion2vec's weights are not available
+offline here (``--emotion emotion2vec:PATH`` uses a local copy), and the small CPU bundle's own emotion encoder
+barely separates the 8 emotions. Any ``measures.emotion`` spec can be given instead (e.g.
+``upstream:whisper-tiny.en-ct2``). WER/CER and word timings: faster-whisper tiny.en.
 
 Usage: python benchmarks/est_ravdess.py [--bundle DIR] [--work /tmp/est-ravdess] [--limit 48] [--resume]
                                         [--emotion ser|SPEC] [--ser-dir /tmp/est-ravdess-ser] [--set KEY=VALUE ...]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,25 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def hub_env(tmp_path, monkeypatch):
+    """Empty $EMOTK_MODELS and HF cache, offline, and a socket guard that records any connection attempt."""
+    monkeypatch.setenv("EMOTK_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    attempts: list = []
+
+    def guarded_connect(self, address, *args, **kwargs):
+        attempts.append(address)
+        raise OSError(f"test: network access to {address} is not allowed")
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    yield attempts
+    assert attempts == [], f"the hub touched the network: {attempts}"
 
 
 def tiny_zest_bundle(root: Path, speakers: int = 4, sentences: int = 2) -> dict:

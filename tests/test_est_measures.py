@@ -282,12 +282,16 @@ def test_upstream_emotion_embedder_tiny_wavlm(speech):
         M.make_emotion_embedder("upstream:tiny-wavlm:99")
 
 
-def test_emotion2vec_and_bad_specs_are_clear_errors():
-    for spec in ("emotion2vec", "emotion2vec:/models/emotion2vec_base.pt"):
-        with pytest.raises(ModelNotFoundError) as e:
-            M.make_emotion_embedder(spec)
-        msg = str(e.value)
-        assert "\n" not in msg and "emotion2vec" in msg and "zest:BUNDLE_DIR" in msg and "upstream:NAME" in msg
+def test_emotion2vec_and_bad_specs_are_clear_errors(hub_env):  # hub_env: no local emotion2vec anywhere
+    with pytest.raises(ModelNotFoundError) as e:
+        M.make_emotion_embedder("emotion2vec")
+    msg = str(e.value)
+    assert "\n" not in msg and "emotion2vec-plus-base" in msg and "emotion2vec-base" in msg
+    assert "emotk models download emotion2vec-plus-base" in msg and "zest:BUNDLE_DIR" in msg and "upstream:NAME" in msg
+    with pytest.raises(ModelNotFoundError) as e:
+        M.make_emotion_embedder("emotion2vec:/models/emotion2vec_base.pt")
+    msg = str(e.value)
+    assert "\n" not in msg and "/models/emotion2vec_base.pt" in msg and "tiny-emotion2vec" in msg
     # NAME may itself hold colons (emotk-trained upstreams); only a trailing integer is a layer
     assert M._parse_upstream_spec("care:/runs/care:8") == ("care:/runs/care", 8)
     assert M._parse_upstream_spec("care:/runs/care") == ("care:/runs/care", None)

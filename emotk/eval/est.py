@@ -61,8 +61,9 @@ LARGE_V3 = (("faster-whisper", "whisper-large-v3-ct2"), ("hf-whisper", "whisper-
 class EstMeasures:
     """Which backend computes each measure (thesis: emotion2vec, Whisper large-v3, Resemblyzer, CTC word timings)."""
 
-    # auto: emotion2vec when loadable (not yet), else the first model bundle's own emotion encoder (named in the
-    # report); zest:BUNDLE_DIR | ser:EXPORT_DIR (SER class posteriors) | upstream:NAME[:LAYER] | emotion2vec[:PATH]
+    # auto: emotion2vec when a local copy resolves (emotion2vec-plus-base, then emotion2vec-base), else the first
+    # model bundle's own emotion encoder (named in the report); zest:BUNDLE_DIR | ser:EXPORT_DIR (SER class
+    # posteriors) | upstream:NAME[:LAYER] | emotion2vec[:PATH|:NAME]
     emotion: str = "auto"
     # auto: Whisper large-v3 when a local copy resolves (faster-whisper, HF or openai-whisper format), else the
     # bundled faster-whisper tiny.en; or faster-whisper | openai-whisper | hf-whisper with asr_model
@@ -594,18 +595,31 @@ def _provenance(run: Any, plan: Mapping[str, Any], backends: Mapping[str, str]) 
     return prov
 
 
+def choose_emotion(m: EstMeasures, model_dirs: Mapping[str, Path]) -> str:
+    """The emotion-embedder spec of Emo-Sim; ``auto`` -> ``emotion2vec:NAME`` when a local copy of
+    emotion2vec-plus-base or emotion2vec-base resolves (file system only), else ``zest:`` the first model
+    bundle (logged either way). Raises UsageError for ``auto`` with neither."""
+    if m.emotion != "auto":
+        return m.emotion
+    from emotk.eval.measures import EMOTION2VEC_MODELS, locate_emotion2vec
+
+    name = locate_emotion2vec()
+    if name is not None:
+        log.info("Emo-Sim: emotion2vec (%s, found locally)", name)
+        return f"emotion2vec:{name}"
+    if not model_dirs:
+        raise UsageError(f"measures.emotion=auto: no local copy of {' or '.join(EMOTION2VEC_MODELS)} and no --model "
+                         "bundle; set measures.emotion=emotion2vec:PATH, zest:BUNDLE_DIR or upstream:NAME[:LAYER]")
+    first = next(iter(model_dirs.values()))
+    log.info("Emo-Sim: emotion2vec is not available locally (%s; `emotk models download %s` where a network "
+             "exists); using the emotion encoder of %s", " or ".join(EMOTION2VEC_MODELS), EMOTION2VEC_MODELS[0], first)
+    return f"zest:{first}"
+
+
 def _make_scorer(cfg: EstConfig, model_dirs: Mapping[str, Path], device: str) -> Scorer:
     from emotk.eval.measures import SpeakerEmbedder, Transcriber, make_emotion_embedder
 
-    spec = cfg.measures.emotion
-    if spec == "auto":
-        if not model_dirs:
-            raise UsageError("measures.emotion=auto uses the first --model's emotion encoder; with baselines only, "
-                             "set measures.emotion=zest:BUNDLE_DIR or upstream:NAME[:LAYER]")
-        first = next(iter(model_dirs.values()))
-        log.info("Emo-Sim: emotion2vec cannot be loaded by emotk yet; using the emotion encoder of %s", first)
-        spec = f"zest:{first}"
-    emotion = make_emotion_embedder(spec, device=device)
+    emotion = make_emotion_embedder(choose_emotion(cfg.measures, model_dirs), device=device)
     backend, model = choose_asr(cfg.measures)
     options: dict[str, Any] = {"beam_size": cfg.measures.beam_size}
     if backend != "hf-whisper" and cfg.measures.temperature >= 0:  # HF generate decodes deterministically

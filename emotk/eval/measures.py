@@ -7,7 +7,9 @@ number always says which model produced it:
 * emotion similarity -- :func:`make_emotion_embedder`: ``zest:BUNDLE_DIR`` (the S2S-ZEST emotion encoder's
   utterance embedding e-bar), ``ser:EXPORT_DIR`` (the class posteriors of an emotk SER classifier, e.g. one
   trained on the evaluation corpus's other speakers), ``upstream:NAME[:LAYER]`` (masked time-mean of one hidden
-  layer of an SSL model), ``emotion2vec[:PATH]`` (not loadable yet: a clear error naming the alternatives);
+  layer of an SSL model), ``emotion2vec[:PATH|:NAME]`` (the thesis's Emo-Sim: the mean of emotion2vec's frame
+  features, :class:`Emotion2vecEmbedder`; bare ``emotion2vec`` takes the first local copy of emotion2vec+ base,
+  then emotion2vec base);
 * intelligibility -- :class:`Transcriber` (Whisper through :mod:`emotk.features.asr`) and :func:`wer_cer`
   (corpus-level WER and CER with jiwer after the English normaliser);
 * speaking rate -- :func:`word_rate` (words per second over the span of the timed words) and :func:`pearson`
@@ -182,6 +184,101 @@ class SerEmotionEmbedder(EmotionEmbedder):
         return np.array([[r["probabilities"][c] for c in self.classes] for r in out], dtype=np.float32)
 
 
+# What a bare "emotion2vec" resolves to, first found locally wins (registry names, emotk.hub).
+EMOTION2VEC_MODELS = ("emotion2vec-plus-base", "emotion2vec-base")
+
+
+def locate_emotion2vec() -> str | None:
+    """The first of :data:`EMOTION2VEC_MODELS` with a complete local copy (``hub.locate``: the file system only,
+    never the network), or None."""
+    from emotk import hub
+
+    for name in EMOTION2VEC_MODELS:
+        try:
+            if hub.locate(name) is not None:
+                return name
+        except Exception:  # an unusable cache entry: try the next one
+            continue
+    return None
+
+
+class Emotion2vecEmbedder(EmotionEmbedder):
+    """emotion2vec's utterance embedding, the mean of its frame features over the utterance (FunASR's
+    ``granularity="utterance"`` output): the thesis's Emo-Sim model.
+
+    ``model``: a loaded :mod:`emotk.hub.emotion2vec` ``Emotion2vec``; ``label``: the registry name or path it came
+    from. Utterances are batched longest first (``batch_size`` per forward) with padding masked, so an
+    utterance's embedding does not depend on its batch. Name: ``emotion2vec:<label>:<sha12>``, the digest of the
+    weights file (of the weights themselves for an in-memory model).
+    """
+
+    def __init__(self, model: Any, label: str, batch_size: int = 8) -> None:
+        from emotk.hub.emotion2vec import state_digest
+
+        self.model = model.eval()
+        self.batch_size = max(1, int(batch_size))
+        weights = getattr(model, "checkpoint_path", None)
+        if weights is not None:
+            from emotk.core.io import sha256_file
+
+            digest = sha256_file(weights)
+        else:
+            digest = state_digest(model)
+        self.name = f"emotion2vec:{label}:{digest[:12]}"
+
+    def embed(self, wav: Any) -> np.ndarray:
+        """16 kHz waveform (S >= 400 samples for the standard extractor) -> (D,) float32 (D = 768 for base)."""
+        return self.embed_batch([wav])[0]
+
+    def embed_batch(self, wavs: Sequence[Any]) -> np.ndarray:
+        """N 16 kHz waveforms -> (N, D) float32 utterance embeddings, in input order."""
+        import torch
+
+        shortest = self.model.config.receptive_field
+        items = [check_wav(w, f"emotion-similarity input {i}", min_samples=shortest) for i, w in enumerate(wavs)]
+        out = np.zeros((len(items), self.model.config.embed_dim), np.float32)
+        order = sorted(range(len(items)), key=lambda i: -items[i].size)
+        device = next(self.model.parameters()).device
+        for s in range(0, len(order), self.batch_size):
+            idx = order[s : s + self.batch_size]
+            lengths = [items[i].size for i in idx]
+            batch = np.zeros((len(idx), lengths[0]), np.float32)
+            for row, i in enumerate(idx):
+                batch[row, : items[i].size] = items[i]
+            with torch.inference_mode():
+                emb = self.model.embed(torch.from_numpy(batch).to(device), torch.tensor(lengths, device=device))
+            out[idx] = emb.float().cpu().numpy()
+        return out
+
+
+def _emotion2vec_embedder(text: str, rest: str, device: str, options: Mapping[str, Any]) -> Emotion2vecEmbedder:
+    """``emotion2vec`` / ``emotion2vec:PATH`` / ``emotion2vec:NAME`` -> :class:`Emotion2vecEmbedder`."""
+    from emotk import hub
+    from emotk.hub.registry import list_specs
+
+    unknown = sorted(set(options) - {"batch_size"})
+    if unknown:
+        raise UsageError(f"emotion embedder 'emotion2vec' takes no option '{unknown[0]}' (only batch_size)")
+    names = [s.name for s in list_specs("emotion2vec")]
+    if not rest:
+        rest = locate_emotion2vec() or ""
+        if not rest:
+            raise ModelNotFoundError(
+                f"emotion embedder {text!r}: no local copy of {' or '.join(EMOTION2VEC_MODELS)} (`emotk models path "
+                f"{EMOTION2VEC_MODELS[0]}` shows where it is looked for; fetch it with `emotk models download "
+                f"{EMOTION2VEC_MODELS[0]}` where a network exists); or give 'emotion2vec:PATH', 'zest:BUNDLE_DIR' or "
+                "'upstream:NAME[:LAYER]'")
+    path = Path(os.path.expanduser(rest))
+    if path.exists():
+        from emotk.hub.emotion2vec import load_emotion2vec
+
+        return Emotion2vecEmbedder(load_emotion2vec(path, device=device), str(path), **options)
+    if rest in names:
+        return Emotion2vecEmbedder(hub.load(rest, device=device).model, rest, **options)
+    raise ModelNotFoundError(f"emotion embedder {text!r}: {rest} is neither an existing file or folder nor an "
+                             f"emotion2vec model name ({', '.join(names)})")
+
+
 def _parse_upstream_spec(rest: str) -> tuple[str, int | None]:
     """``NAME[:LAYER]`` -> (NAME, LAYER); LAYER is an integer (``8``, ``-1``) or ``layer8``."""
     head, sep, tail = rest.rpartition(":")
@@ -192,7 +289,7 @@ def _parse_upstream_spec(rest: str) -> tuple[str, int | None]:
     return rest, None
 
 
-EMOTION_EMBEDDERS = ("zest:BUNDLE_DIR", "ser:EXPORT_DIR", "upstream:NAME[:LAYER]", "emotion2vec[:PATH]")
+EMOTION_EMBEDDERS = ("zest:BUNDLE_DIR", "ser:EXPORT_DIR", "upstream:NAME[:LAYER]", "emotion2vec[:PATH|:NAME]")
 
 
 def make_emotion_embedder(spec: Any, device: str = "cpu", **options: Any) -> EmotionEmbedder:
@@ -200,9 +297,13 @@ def make_emotion_embedder(spec: Any, device: str = "cpu", **options: Any) -> Emo
 
     spec: ``"zest:BUNDLE_DIR"`` (S2S-ZEST emotion encoder of a bundle), ``"ser:EXPORT_DIR"`` (class posteriors of
     an emotk SER classifier, :class:`SerEmotionEmbedder`), ``"upstream:NAME[:LAYER]"`` (SSL layer
-    mean; default the last layer), ``"emotion2vec[:PATH]"`` (raises ModelNotFoundError: not loadable yet), an
-    already loaded ZEST bundle object, or an :class:`EmotionEmbedder` (returned as is). ``options`` go to
-    :class:`UpstreamEmotionEmbedder` (``path``, ``batch_size``). Returns an object with ``name`` and ``embed``.
+    mean; default the last layer), ``"emotion2vec"`` (the first local copy of :data:`EMOTION2VEC_MODELS`),
+    ``"emotion2vec:PATH"`` (a FunASR folder or a fairseq / state-dict ``.pt``), ``"emotion2vec:NAME"`` (a registry
+    name such as ``emotion2vec-base`` or ``tiny-emotion2vec``; ``emotion2vec-base`` alone works too), an already
+    loaded ZEST bundle object, or an :class:`EmotionEmbedder` (returned as is). ``options`` go to
+    :class:`UpstreamEmotionEmbedder` (``path``, ``batch_size``) or :class:`Emotion2vecEmbedder` (``batch_size``).
+    Returns an object with ``name`` and ``embed``. Raises ModelNotFoundError (one line) when emotion2vec is not
+    available locally.
     """
     if isinstance(spec, EmotionEmbedder):
         return spec
@@ -215,11 +316,10 @@ def make_emotion_embedder(spec: Any, device: str = "cpu", **options: Any) -> Emo
     if (Path(os.path.expanduser(text)) / "bundle.json").is_file():  # a bundle folder given without "zest:"
         text = f"zest:{text}"
     kind, _, rest = text.partition(":")
-    if kind.startswith("emotion2vec"):
-        raise ModelNotFoundError(
-            f"emotion embedder {text!r}: emotion2vec cannot be loaded by emotk yet (no loader for its fairseq/"
-            "FunASR checkpoints); use 'zest:BUNDLE_DIR' (the S2S-ZEST emotion encoder) or "
-            "'upstream:NAME[:LAYER]' (an SSL model, e.g. upstream:wavlm-base-plus:8) instead")
+    if kind == "emotion2vec":
+        return _emotion2vec_embedder(text, rest, device, options)
+    if kind.startswith("emotion2vec") and not rest:  # a registry name on its own, e.g. "emotion2vec-base"
+        return _emotion2vec_embedder(text, kind, device, options)
     if kind == "zest":
         if not rest:
             raise UsageError("emotion embedder 'zest:' needs a bundle folder: zest:BUNDLE_DIR")
@@ -578,8 +678,9 @@ def emotion_matrix(row_labels: Sequence[str], column_labels: Sequence[str], simi
 
 
 __all__ = [
-    "AUDIO_SUFFIXES", "EMOTION_EMBEDDERS", "NOISE_COLORS", "EmotionEmbedder", "NoiseBank", "SpeakerEmbedder",
-    "SerEmotionEmbedder", "Transcriber", "UpstreamEmotionEmbedder", "ZestEmotionEmbedder", "add_noise", "bundle_tag", "check_wav",
-    "coloured_noise", "cosine", "emotion_matrix", "make_emotion_embedder", "measure_snr", "pearson",
-    "speaking_rate_pcc", "utterance_error_rates", "wer_cer", "word_rate",
+    "AUDIO_SUFFIXES", "EMOTION2VEC_MODELS", "EMOTION_EMBEDDERS", "NOISE_COLORS", "Emotion2vecEmbedder",
+    "EmotionEmbedder", "NoiseBank", "SerEmotionEmbedder", "SpeakerEmbedder", "Transcriber", "UpstreamEmotionEmbedder",
+    "ZestEmotionEmbedder", "add_noise", "bundle_tag", "check_wav", "coloured_noise", "cosine", "emotion_matrix",
+    "locate_emotion2vec", "make_emotion_embedder", "measure_snr", "pearson", "speaking_rate_pcc",
+    "utterance_error_rates", "wer_cer", "word_rate",
 ]

@@ -107,7 +107,7 @@ def _loader_for(spec: ModelSpec) -> Callable[..., LoadedModel]:
     by_format = {"whisper-pt": _load_whisper_pt, "ct2": _load_ct2, "speechbrain": _load_speechbrain}
     if spec.format in by_format:
         return by_format[spec.format]
-    by_family = {"soft-hubert": _load_soft_hubert, "resemblyzer": _load_resemblyzer}
+    by_family = {"soft-hubert": _load_soft_hubert, "resemblyzer": _load_resemblyzer, "emotion2vec": _load_emotion2vec}
     if spec.family in by_family:
         return by_family[spec.family]
     raise EmotkError(f"model {spec.name!r}: no loader for family {spec.family!r} in format {spec.format!r}")
@@ -226,6 +226,16 @@ def _load_soft_hubert(spec: ModelSpec, path: Path, device: str, **kwargs: Any) -
     if kwargs:
         raise EmotkError(f"model {spec.name!r}: unexpected options {', '.join(sorted(kwargs))}")
     model = load_soft_hubert(path, device=_torch_device(device))
+    return LoadedModel(spec.name, spec.family, spec.format, path, model, sample_rate=spec.sample_rate)
+
+
+def _load_emotion2vec(spec: ModelSpec, path: Path, device: str, **kwargs: Any) -> LoadedModel:
+    """emotion2vec checkpoint (FunASR folder, fairseq ``.pt`` or state dict) -> emotk's Emotion2vec."""
+    from emotk.hub.emotion2vec import load_emotion2vec
+
+    if kwargs:
+        raise EmotkError(f"model {spec.name!r}: unexpected options {', '.join(sorted(kwargs))}")
+    model = load_emotion2vec(path, device=_torch_device(device))
     return LoadedModel(spec.name, spec.family, spec.format, path, model, sample_rate=spec.sample_rate)
 
 

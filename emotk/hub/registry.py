@@ -13,8 +13,9 @@ Naming scheme
 
 Formats: ``hf`` (a transformers directory), ``whisper-pt`` (one openai-whisper file), ``ct2`` (a CTranslate2
 directory), ``speechbrain`` (a directory with ``hyperparams.yaml``), ``torch-state-dict`` (a ``torch.save``'d
-state dict, loaded with ``weights_only=True``), ``package`` (weights shipped inside a PyPI package and loaded by
-that package's own class).
+state dict, loaded with ``weights_only=True``), ``fairseq`` (a fairseq checkpoint file: ``{"cfg", "model", ...}``,
+read with ``weights_only=True``), ``funasr`` (a FunASR directory: ``model.pt`` + ``config.yaml``), ``package``
+(weights shipped inside a PyPI package and loaded by that package's own class).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Mapping
 
 from emotk.errors import UsageError
 
-FORMATS = ("hf", "whisper-pt", "ct2", "speechbrain", "torch-state-dict", "package")
+FORMATS = ("hf", "whisper-pt", "ct2", "speechbrain", "torch-state-dict", "fairseq", "funasr", "package")
 
 # Weight files of which a Hugging Face transformers directory must hold at least one.
 HF_WEIGHT_FILES = (
@@ -285,16 +286,16 @@ for _name, _repo, _desc in [
         sample_rate=22050 if "22k" in _name else 24000,
     ))
 register(ModelSpec(
-    name="emotion2vec-base", family="emotion2vec", format="torch-state-dict", kind="file",
-    description="emotion2vec base (data2vec-2.0 style; fairseq checkpoint) for Emo-Sim",
+    name="emotion2vec-base", family="emotion2vec", format="fairseq", kind="file",
+    description="emotion2vec base (data2vec 2.0 audio encoder, 768-d; fairseq checkpoint) for Emo-Sim",
     hf_repo="emotion2vec/emotion2vec_base", files=("emotion2vec_base.pt",), size="370 MB",
-    sample_rate=16000, loadable=False,
+    sample_rate=16000,
 ))
 register(ModelSpec(
-    name="emotion2vec-plus-base", family="emotion2vec", format="torch-state-dict",
-    description="emotion2vec+ base (FunASR checkpoint) for Emo-Sim",
+    name="emotion2vec-plus-base", family="emotion2vec", format="funasr",
+    description="emotion2vec+ base (data2vec 2.0 audio encoder, 768-d; FunASR checkpoint) for Emo-Sim",
     hf_repo="emotion2vec/emotion2vec_plus_base", files=("model.pt", "config.yaml"), size="370 MB",
-    sample_rate=16000, loadable=False,
+    sample_rate=16000,
 ))
 register(ModelSpec(
     name="salmonn-7b", family="salmonn", format="torch-state-dict", kind="file",
@@ -322,9 +323,10 @@ _TINY = [
     ("tiny-llama", "llama", "hf", None),
     ("tiny-soft-hubert", "soft-hubert", "torch-state-dict", 16000),
     ("tiny-ecapa", "ecapa", "speechbrain", 16000),
+    ("tiny-emotion2vec", "emotion2vec", "funasr", 16000),
 ]
 _TINY_FILES = {"hf": ("config.json",), "torch-state-dict": ("config.json", "hubert-soft.pt"),
-               "speechbrain": ("hyperparams.yaml", "embedding_model.ckpt")}
+               "speechbrain": ("hyperparams.yaml", "embedding_model.ckpt"), "funasr": ("model.pt", "config.yaml")}
 for _name, _family, _format, _sr in _TINY:
     register(ModelSpec(
         name=_name, family=_family, format=_format,

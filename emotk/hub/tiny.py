@@ -1,11 +1,11 @@
 """Tiny random-weight variants of every model family, for tests and the demo.
 
 Each ``tiny-<family>`` model is the real class (transformers ``WavLMModel``, speechbrain ECAPA-TDNN, emotk's
-``SoftHubert``, ...) with a small config, initialised from a seed derived from its name, so the same name
-always gives identical weights and the global torch RNG is left untouched. Building takes a few ms and a
-forward pass on 1 s of audio well under 0.3 s on a CPU. :func:`save_tiny` writes the model in its real
-on-disk format (HF directory, speechbrain ``hyperparams.yaml`` + checkpoints, soft-HuBERT ``.pt``) so the
-directory-loading code paths are exercised too.
+``SoftHubert`` and ``Emotion2vec``, ...) with a small config, initialised from a seed derived from its name, so
+the same name always gives identical weights and the global torch RNG is left untouched. Building takes a few ms
+and a forward pass on 1 s of audio well under 0.3 s on a CPU. :func:`save_tiny` writes the model in its real
+on-disk format (HF directory, speechbrain ``hyperparams.yaml`` + checkpoints, soft-HuBERT ``.pt``, FunASR
+``model.pt`` + ``config.yaml``) so the directory-loading code paths are exercised too.
 
 The tiny tokenizer (RoBERTa/LLaMA variants) is a WordPiece vocabulary built by the ``tokenizers`` library
 from a fixed word list plus single characters and ``##``-continuations, so any lower-case ASCII text
@@ -54,6 +54,11 @@ TINY_WHISPER_CHUNK_S = 1
 
 SOFT_HUBERT_TINY = dict(conv_dim=32, hidden_size=32, num_layers=2, num_heads=2, ffn_dim=64, pos_conv_kernel=16,
                         pos_conv_groups=4, unit_dim=16, num_label_embeddings=8)
+
+# 7 convs with the standard kernels/strides (20 ms hop), 2 extra tokens, per-head ALiBi scales, as emotion2vec+.
+EMOTION2VEC_TINY = dict(embed_dim=32, depth=2, prenet_depth=1, num_heads=2, mlp_ratio=2.0,
+                        conv_layers=((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2, pos_conv_kernel=5,
+                        pos_conv_depth=2, pos_conv_groups=4, num_extra_tokens=2, num_alibi_heads=2)
 
 ECAPA_TINY = dict(
     n_mels=24,
@@ -204,6 +209,25 @@ def build_tiny_soft_hubert(device: str = "cpu"):
     return _loaded("tiny-soft-hubert", model.to(device).eval())
 
 
+def build_tiny_emotion2vec(device: str = "cpu"):
+    """Tiny emotion2vec (emotk's class; 32-d, 1 prenet + 2 blocks, 2 heads): waveform (B, T) -> frames
+    (B, frames, 32). Layer norms, ALiBi scales and extra tokens are drawn at random too (not left at 1 / 0), so
+    a weight that loads into the wrong place changes the output."""
+    import torch
+
+    from emotk.hub.emotion2vec import Emotion2vecConfig, build_emotion2vec
+
+    with _seeded("tiny-emotion2vec"):
+        model = build_emotion2vec(Emotion2vecConfig(**EMOTION2VEC_TINY))
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.endswith("alibi_scale"):
+                    p.uniform_(0.3, 1.5)
+                elif "norm" in name or name == "extra_tokens":
+                    p.add_(0.1 * torch.randn_like(p))
+    return _loaded("tiny-emotion2vec", model.to(device).eval())
+
+
 def _ecapa_parts():
     """The speechbrain modules of tiny-ecapa (uses the current torch RNG)."""
     from emotk.compat import ensure_torchaudio_importable
@@ -275,7 +299,8 @@ def save_tiny(name: str, directory: str | os.PathLike, overwrite: bool = False) 
     """Write tiny model ``name`` into ``directory`` in its family's real on-disk format; returns the directory.
 
     HF families: ``config.json`` + ``model.safetensors`` (+ ``preprocessor_config.json`` / tokenizer files).
-    tiny-soft-hubert: ``config.json`` + ``hubert-soft.pt`` (upstream key names). tiny-ecapa:
+    tiny-soft-hubert: ``config.json`` + ``hubert-soft.pt`` (upstream key names). tiny-emotion2vec: FunASR's
+    ``model.pt`` + ``config.yaml``. tiny-ecapa:
     ``hyperparams.yaml`` + ``embedding_model.ckpt`` + ``classifier.ckpt`` + ``label_encoder.ckpt``. Each file is
     moved into place atomically; nothing else in ``directory`` is touched. Raises OutputExistsError when a
     file to write already exists and ``overwrite`` is False.
@@ -299,6 +324,10 @@ def save_tiny(name: str, directory: str | os.PathLike, overwrite: bool = False) 
             save_soft_hubert(loaded.model, tmp)
         elif name == "tiny-ecapa":
             _save_ecapa(loaded.model, tmp)
+        elif name == "tiny-emotion2vec":
+            from emotk.hub.emotion2vec import save_funasr
+
+            save_funasr(loaded.model, tmp)
         else:  # pragma: no cover - every tiny name is one of the above
             raise UsageError(f"no saver for {name!r}")
         (tmp / "emotk-model.json").write_text(
