@@ -8,7 +8,8 @@ Usage (from the repository root):
 Measures, each case in a fresh subprocess so that ``resource.getrusage`` gives that case's own peak memory and
 page-fault count: WORLD re-synthesis (analysis + duration warp + synthesis) and the base-size generator
 (random weights, weight norm folded, ~14.8M parameters) synthesising the whole utterance at once vs in chunks
-(:func:`emotk.models.zest.vocoder.synthesis.synthesize`, 4 s chunks + receptive-field overlap), at 2/5/10 s;
+(:func:`emotk.models.zest.vocoder.synthesis.synthesize`, balanced chunks of at most 6 s + receptive-field
+overlap), at 2/5/10 s;
 and vocoder training steps per second (one discriminator + one generator AdamW step) for the tiny and base
 configs. RTF = processing seconds / audio seconds (best of ``repeats``). WORLD input is real speech from
 ``../shared/data/ravdess`` when present (utterances concatenated to the length), else a synthetic vowel signal.

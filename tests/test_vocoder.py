@@ -233,6 +233,20 @@ def test_chunked_synthesis_equals_whole_utterance():
         assert retain_freed_memory()
 
 
+def test_chunks_are_balanced_and_cover_the_utterance():
+    from emotk.models.zest.vocoder.synthesis import chunk_bounds
+
+    assert chunk_bounds(250, 300) == [(0, 250)]  # 5 s at the 6 s default: one chunk, no overlap work
+    assert chunk_bounds(500, 300) == [(0, 250), (250, 500)]  # 10 s: two equal halves, not 300 + 200
+    for frames in (1, 7, 299, 300, 301, 599, 601, 1234):
+        for chunk in (1, 13, 300):
+            bounds = chunk_bounds(frames, chunk)
+            sizes = [b - a for a, b in bounds]
+            assert len(bounds) == -(-frames // chunk) and bounds[0][0] == 0 and bounds[-1][1] == frames
+            assert all(a == prev for (a, _), (_, prev) in zip(bounds[1:], bounds[:-1]))
+            assert max(sizes) <= chunk and max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
+
+
 # ---- training, export --------------------------------------------------------------------------------------------
 def test_item_validation_names_the_bad_key():
     from emotk.models.zest.vocoder.train import check_item

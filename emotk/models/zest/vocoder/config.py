@@ -172,7 +172,9 @@ class VocoderDataConfig:
 class SynthesisConfig:
     """Chunked synthesis: ``chunk_frames`` of output per chunk, ``context_frames`` of overlap on each side."""
 
-    chunk_frames: int = 200  # 4 s of output per chunk
+    # at most 6 s of output per chunk (balanced chunks): the base generator's largest activation of a 6 s chunk
+    # plus its overlap stays below glibc's 32 MiB mmap threshold, so freed blocks are reused (no page faults)
+    chunk_frames: int = 300
     context_frames: int | None = None  # None = the generator's receptive field (output equals whole synthesis)
 
     def validate(self, prefix: str = "synthesis") -> None:

