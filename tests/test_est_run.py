@@ -192,12 +192,18 @@ def test_resume_after_an_interruption_does_not_redo_pairs(tiny, full):
         run_est(resolved, out, models=[tiny["bundle"]], data=[tiny["manifest"]], on_pair=stop_after_three)
     partial = _scores(out)
     assert len(partial) == 3 * 3  # three pairs finished, every system
+    (scores_file,) = (out / "scores").glob("*.jsonl")
+    with open(scores_file, "a") as f:  # a kill in the middle of writing a line
+        f.write('{"format": 1, "key": "s2s-zest|clean|')
     calls = []
     result = run_est(resolved, out, models=[tiny["bundle"]], data=[tiny["manifest"]], resume=True,
                      on_pair=calls.append)
     assert result["skipped_done"] == 9 and result["scored"] == 15 and len(calls) == 5
     resumed = _scores(out)
     assert set(resumed) == set(_scores(full["out"]))
+    lines = scores_file.read_text().splitlines()
+    assert len(lines) == 9 + 1 + 15 and lines[9].startswith('{"format": 1, "key"')  # the cut line stays alone
+    assert all(json.loads(x)["status"] == "ok" for x in lines[:9] + lines[10:])
     for key, rec in resumed.items():  # the same numbers as the uninterrupted run
         ref = _scores(full["out"])[key]
         for field in ("emo_sim", "spk_sim", "hypothesis", "rate_converted"):
@@ -255,6 +261,25 @@ def test_noise_rows_and_the_fixed_duration_ablation(tiny):
     assert "## Additive-noise robustness" in (out / "report" / "table.md").read_text()
 
 
+def test_a_bundle_with_source_f0_level_is_evaluated_as_it_transfers(tiny, tmp_path):
+    import shutil
+
+    bundle = tmp_path / "bundle-source-level"
+    shutil.copytree(tiny["bundle"], bundle)
+    info = json.loads((bundle / "bundle.json").read_text())
+    info["config"]["transfer"]["f0_level"] = "source"
+    (bundle / "bundle.json").write_text(json.dumps(info))
+    out = tmp_path / "est"
+    code, stdout, err = run_cli("--json", "evaluate", "est", "--model", bundle, "--data", tiny["manifest"], "-o", out,
+                                "-s", "SSST", "--limit", "2", "--set", "systems=[s2s-zest]",
+                                "--set", "runtime.threads=1")
+    assert code == 0, err[-3000:]
+    recs = list(_scores(out).values())
+    # the source's F0 was tracked and its level factor computed (1.0 only when < 5 frames are voiced in both)
+    assert len(recs) == 2 and all(isinstance(r.get("f0_level_factor"), float) and r["f0_level_factor"] > 0
+                                  for r in recs)
+
+
 def test_bad_inputs_are_one_line_errors(tiny, tmp_path):
     code, _, err = run_cli("evaluate", "est", "--data", tiny["manifest"], "-o", tmp_path / "x",
                            "--set", "systems=[s2s-zest]")
@@ -284,3 +309,28 @@ def test_scores_files_tolerate_a_line_cut_by_a_kill(tmp_path):
     assert set(found) == {"a|clean|SSST-000001", "a|clean|SSST-000002"}
     assert found["a|clean|SSST-000001"]["emo_sim"] == 0.7  # the later line for a key wins
     assert read_scores(tmp_path / "missing") == {}
+
+
+def test_results_use_one_label_set_and_tolerate_wordless_groups():
+    from emotk.eval.est import build_results, score_key
+
+    pairs = {"A2A-1": ("happy", "angry"), "A2A-2": ("sad", "happy"), "A2A-3": ("sad", "angry")}
+    plan = {"settings": {"A2A": {"selected": list(pairs)}}, "systems": ["first", "second"], "noise": [None],
+            "noise_systems": []}
+    scores = {}
+    for system in plan["systems"]:
+        for pid, (src, ref) in pairs.items():
+            ok = not (system == "first" and src == "sad")  # every 'sad' source of the first system failed
+            rec = {"key": score_key(system, None, pid), "status": "ok" if ok else "error", "error": "silent",
+                   "source_emotion": src, "reference_emotion": ref, "emo_sim": 0.5, "emo_sim_source": 0.25,
+                   "spk_sim": 0.75, "transcript": "uh", "hypothesis": "um", "rate_reference": 3.0,
+                   "rate_converted": 2.5}
+            scores[rec["key"]] = rec
+    results = build_results(plan, scores, {})
+    first, second = results["matrices"]["first"], results["matrices"]["second"]
+    assert first["labels"] == second["labels"] == ["angry", "happy", "sad"]  # the union over both systems
+    assert np.isnan(first["vs_reference"][2]).all() and first["vs_reference"][1][0] == 0.5  # no sad row; happy->angry
+    assert second["vs_reference"][2][0] == second["vs_reference"][2][1] == 0.5
+    assert results["systems"]["first"]["A2A"]["n"] == 1 and results["systems"]["second"]["A2A"]["n"] == 3
+    # the transcripts are fillers only (nothing left after the normaliser): no WER rather than an error
+    assert results["systems"]["second"]["A2A"]["wer"] is None and results["systems"]["second"]["A2A"]["emo_sim"] == 0.5

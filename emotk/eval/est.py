@@ -442,7 +442,7 @@ def _aggregate(records: Sequence[Mapping[str, Any]], normalize: bool) -> dict[st
     entry["emo_sim_source"] = float(np.mean([r["emo_sim_source"] for r in ok]))
     entry["spk_sim"] = float(np.mean([r["spk_sim"] for r in ok]))
     rates = wer_cer([r["transcript"] for r in ok], [r["hypothesis"] for r in ok], normalize=normalize)
-    entry["wer"], entry["cer"] = 100.0 * rates["wer"], 100.0 * rates["cer"]
+    entry["wer"], entry["cer"] = (None, None) if rates["wer"] is None else (100.0 * rates["wer"], 100.0 * rates["cer"])
     r, n = pearson([x["rate_reference"] for x in ok], [x["rate_converted"] for x in ok])
     entry["rate_pcc"], entry["rate_pairs"] = r, n
     return entry
@@ -467,14 +467,14 @@ def build_results(plan: Mapping[str, Any], scores: Mapping[str, Mapping[str, Any
         section.setdefault(label, {})[setting] = _aggregate(recs, normalize)
     matrices = {}
     if ANY_TO_ANY in plan["settings"]:
-        labels = None
-        for system in plan["systems"]:
-            recs = [r for r in groups.get((system, None, ANY_TO_ANY), []) if r.get("status") == "ok"]
+        ok = {system: [r for r in groups.get((system, None, ANY_TO_ANY), []) if r.get("status") == "ok"]
+              for system in plan["systems"]}
+        # one label set for every system's matrix: the emotions of all systems' scored pairs
+        seen = {r[k] for recs in ok.values() for r in recs for k in ("source_emotion", "reference_emotion")}
+        labels = sorted(seen, key=lambda e: (e != "neutral", e))
+        for system, recs in ok.items():
             if not recs:
                 continue
-            if labels is None:
-                seen = {r["source_emotion"] for r in recs} | {r["reference_emotion"] for r in recs}
-                labels = sorted(seen, key=lambda e: (e != "neutral", e))
             rows, cols = [r["source_emotion"] for r in recs], [r["reference_emotion"] for r in recs]
             _, vs_ref = emotion_matrix(rows, cols, [r["emo_sim"] for r in recs], labels)
             _, vs_src = emotion_matrix(rows, cols, [r["emo_sim_source"] for r in recs], labels)
@@ -658,7 +658,9 @@ def _score(cfg: EstConfig, resolved: Any, out: Path, plan: Mapping[str, Any], pa
     counts = {"scored": 0, "skipped_done": 0, "failed": 0}
     todo: dict[str, list[tuple[System, float | None]]] = {}
     for pid, items in jobs.items():
-        left = [(sys, snr) for sys, snr in items if score_key(sys.name, snr, pid) not in done]
+        # failed scores are tried again (the new line replaces the old one: read_scores keeps a key's last line)
+        left = [(sys, snr) for sys, snr in items
+                if done.get(score_key(sys.name, snr, pid), {}).get("status") != "ok"]
         counts["skipped_done"] += len(items) - len(left)
         if left:
             todo[pid] = left
@@ -680,6 +682,8 @@ def _score(cfg: EstConfig, resolved: Any, out: Path, plan: Mapping[str, Any], pa
     t0 = time.perf_counter()
     log.info("est: %d pairs (%d scores) to do in shard %d/%d", len(todo), total, *shard)
     with open(path, "a", encoding="utf-8") as f:
+        if f.tell() and not _ends_with_newline(path):  # a line cut by a kill: end it, so the next one parses
+            f.write("\n")
         for finished, (pid, items) in enumerate(todo.items(), 1):
             setting, pair = by_id[pid]
             for system, snr in items:
@@ -697,6 +701,12 @@ def _score(cfg: EstConfig, resolved: Any, out: Path, plan: Mapping[str, Any], pa
                 log.info("est: %d/%d pairs (%.2f s a score, about %.0f s left)", finished, len(todo), rate,
                          rate * (total - counts["scored"]))
     return counts, backends
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
 
 
 def _score_one(cfg: EstConfig, out: Path, scorer: Scorer, corpus: _Corpus, bundles: Mapping[str, Any],
@@ -730,12 +740,18 @@ def _score_one(cfg: EstConfig, out: Path, scorer: Scorer, corpus: _Corpus, bundl
             wav, info = world.convert(noisy, ref)
         else:
             bundle = bundles[system.model]
-            sa = pipeline.analyse_source(bundle, noisy, f0=False)
+            # the source F0 track is needed only to calibrate the predicted F0 level (transfer.f0_level: source);
+            # a source's analysis serves every pair that uses it (noisy sources: one per pair and SNR)
+            track = bundle.config.transfer.f0_level == "source"
+            key = (system.model, "source", pair["source"]) if snr is None else (system.model, "source", pid, snr)
+            sa = corpus.analysis.get_or(key, lambda: pipeline.analyse_source(bundle, noisy, f0=track))
             ra = corpus.analysis.get_or((system.model, pair["reference"]),
                                         lambda: pipeline.analyse_reference(bundle, ref))
             conv = pipeline.convert(bundle, sa, ra, duration_predictor=system.variant != "fixed-durations")
             wav = pipeline.synthesise(bundle, sa, ra, conv, cfg.synth or bundle.config.transfer.synth)
             info = {"frames_source": int(sa.durations.sum()), "frames_converted": int(conv.durations.sum())}
+            if track:
+                info["f0_level_factor"] = sa.f0_level_factor
         wav = pipeline.check_input(wav, f"{system.name} output for pair {pid}")
         rec.update(status="ok", **scorer.score(wav, pair["source"], src, pair["reference"], ref, transcript),
                    transcript_from=origin, seconds_out=round(wav.size / SAMPLE_RATE, 3), **info)

@@ -395,19 +395,25 @@ def wer_cer(references: Sequence[str], hypotheses: Sequence[str], normalize: boo
     out of both rates. Returns ``{"wer", "cer", "substitutions", "deletions", "insertions", "hits",
     "ref_words", "char_substitutions", "char_deletions", "char_insertions", "char_hits", "ref_chars",
     "utterances", "empty_references", "normalizer"}``; rates are fractions (0.05 = 5 %). CER counts every
-    character of the normalised text, spaces included (jiwer's convention).
+    character of the normalised text, spaces included (jiwer's convention). When no reference has a word left
+    (e.g. a few pairs whose transcripts are all fillers) there is nothing to score: ``{"wer": None, "cer": None,
+    "utterances": 0, "empty_references": N}``.
     """
     import jiwer
 
     from emotk.features.asr import normalize_english, word_error_rate
 
-    out = word_error_rate(references, hypotheses, normalize=normalize)
+    if len(references) != len(hypotheses):
+        raise DataError(f"WER: {len(references)} references but {len(hypotheses)} hypotheses")
     refs, hyps = [], []
     for r, h in zip(references, hypotheses):
         r2 = normalize_english(r) if normalize else (r or "").strip()
         if r2:
             refs.append(r2)
             hyps.append(normalize_english(h) if normalize else (h or "").strip())
+    if not refs:
+        return {"wer": None, "cer": None, "utterances": 0, "empty_references": len(references)}
+    out = word_error_rate(references, hypotheses, normalize=normalize)
     chars = jiwer.process_characters(refs, hyps)
     out.update({
         "cer": float(chars.cer), "char_substitutions": int(chars.substitutions),

@@ -56,6 +56,7 @@ class SourceAnalysis:
     durations: np.ndarray
     speaker_embedding: np.ndarray
     f0: np.ndarray
+    f0_tracked: bool = True  # False: ``f0`` is zeros (analysed without F0)
     f0_level_factor: float | None = None  # cached by :func:`f0_level_factor`
 
 
@@ -119,7 +120,7 @@ def analyse_source(bundle: Any, wav: np.ndarray, f0: bool = True) -> SourceAnaly
     c = bundle.config.f0
     track = extract_f0(wav, SAMPLE_RATE, F0Config(backend=c.backend, alignment=c.alignment)) if f0 else \
         np.zeros(len(tokens), np.float32)
-    return SourceAnalysis(wav, tokens, units, durations, s, track)
+    return SourceAnalysis(wav, tokens, units, durations, s, track, f0_tracked=f0)
 
 
 def analyse_reference(bundle: Any, wav: np.ndarray) -> ReferenceAnalysis:
@@ -170,6 +171,9 @@ def f0_level_factor(bundle: Any, source: SourceAnalysis, own: ReferenceAnalysis 
     emotion analysis (computed when None). Cached on ``source``."""
     if source.f0_level_factor is None:
         from emotk.features.f0 import F0Config
+
+        if not source.f0_tracked:
+            raise EmotkError("transfer.f0_level=source needs the source's F0 track: analyse_source(..., f0=True)")
 
         own = own if own is not None else analyse_reference(bundle, source.wav)
         recon = _predict_f0(bundle, source.tokens, own.emotion_frames, source.speaker_embedding)
