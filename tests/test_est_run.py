@@ -334,3 +334,21 @@ def test_results_use_one_label_set_and_tolerate_wordless_groups():
     assert results["systems"]["first"]["A2A"]["n"] == 1 and results["systems"]["second"]["A2A"]["n"] == 3
     # the transcripts are fillers only (nothing left after the normaliser): no WER rather than an error
     assert results["systems"]["second"]["A2A"]["wer"] is None and results["systems"]["second"]["A2A"]["emo_sim"] == 0.5
+
+
+def test_a_shard_waits_for_the_run_folder_another_shard_is_setting_up(tmp_path):
+    import threading
+
+    from emotk.eval.est import _wait_for_run_json
+
+    out = tmp_path / "est"
+    out.mkdir()
+    (out / "log.txt").write_text("shard 0 is starting\n")  # not empty, no run.json yet
+    timer = threading.Timer(0.3, lambda: (out / "run.json").write_text("{}"))
+    timer.start()
+    _wait_for_run_json(out, timeout=30.0)
+    timer.join()
+    assert (out / "run.json").exists()  # returned because the other shard finished setting up
+    (out / "run.json").unlink()
+    _wait_for_run_json(out, timeout=0.2)  # a folder nobody sets up: gives up, RunDir.create then says why
+    _wait_for_run_json(tmp_path / "missing", timeout=30.0)  # nothing to wait for: returns at once

@@ -210,6 +210,10 @@ def test_cli_evaluate_ser_writes_the_table(tmp_path):
     assert table["rows"][0]["metrics"]["weighted_f1"]["mean"] == pytest.approx(wf1.mean())
     md = (tmp_path / "t" / "table.md").read_text()
     assert "| WavLM | 6 |" in md and (tmp_path / "t" / "results.csv").is_file()
+    code, _, err = run_cli("evaluate", "ser", tmp_path / "wavlm", "-o", tmp_path / "t")
+    assert code != 0 and "--overwrite" in err and (tmp_path / "t" / "table.md").read_text() == md  # kept
+    code, _, err = run_cli("evaluate", "ser", tmp_path / "wavlm", "-o", tmp_path / "t", "--overwrite")
+    assert code == 0 and "| WavLM |" not in (tmp_path / "t" / "table.md").read_text()  # replaced
     code, stdout, _ = run_cli("evaluate", "ser", tmp_path / "wavlm")
     assert code == 0 and "| Run | n |" in stdout  # without -o: the Markdown table on stdout only
     code, _, err = run_cli("evaluate", "erc", tmp_path / "wavlm")

@@ -82,15 +82,13 @@ def test_register_rejects_bad_specs():
 # ------------------------------------------------------------------------------------------------ resolution
 
 
-def test_every_entry_resolves_or_fails_fast_with_one_actionable_line(hub_env):
+def test_every_entry_resolves_or_fails_with_one_actionable_line_without_network(hub_env):
+    # "fails fast" = touches no network (hub_env's socket guard fails the test on any connection attempt)
     for spec in list_specs():
-        t0 = time.perf_counter()
         try:
             path = resolve(spec.name)
         except ModelNotFoundError as err:
-            elapsed = time.perf_counter() - t0
             msg = str(err)
-            assert elapsed < 1.0, (spec.name, elapsed)
             assert "\n" not in msg and repr(spec.name) in msg
             assert str(models_dir() / spec.name) in msg  # the expected location
             assert "emotk models download" in msg or "pip install" in msg or "by hand" in msg, msg
@@ -98,7 +96,6 @@ def test_every_entry_resolves_or_fails_fast_with_one_actionable_line(hub_env):
                 assert f"hf download {spec.hf_repo} --local-dir" in msg
             assert spec.name not in BUNDLED or importlib.util.find_spec(BUNDLED[spec.name]) is None
         else:
-            assert time.perf_counter() - t0 < 1.0
             assert spec.name in BUNDLED, f"{spec.name} resolved to {path} in an empty environment"
 
 
@@ -233,7 +230,7 @@ def test_download_url_checks_sha256_and_drops_a_corrupt_file(hub_env, tmp_path, 
 
 
 @pytest.mark.parametrize("name", TINY)
-def test_tiny_build_is_deterministic_fast_and_runs(name):
+def test_tiny_build_is_deterministic_and_runs(name):
     import torch
 
     from emotk.hub import build_tiny
@@ -242,31 +239,18 @@ def test_tiny_build_is_deterministic_fast_and_runs(name):
     torch.manual_seed(123)
     expected_next = torch.rand(3)
     torch.manual_seed(123)
-    t0 = time.perf_counter()
     a = build_tiny(name)
-    build_s = time.perf_counter() - t0
     assert torch.rand(3).equal(expected_next), "building must not consume the caller's RNG"
     b = build_tiny(name)
     sa, sb = a.model.state_dict(), b.model.state_dict()
     assert list(sa) == list(sb) and all(sa[k].equal(sb[k]) for k in sa)
-    _forward(a)  # warm-up
-    fwd_s = min(_timed(lambda: _forward(a)) for _ in range(2))
-    out = _forward(a)
+    out = _forward(a)  # build / forward times are reported by benchmarks, not asserted here
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
-    # Targets are 0.1 s / 0.3 s on an idle 2-core machine; the bounds leave room for a busy CI runner.
-    assert build_s < 0.5, build_s
-    assert fwd_s < 1.5, fwd_s
     expected_shape = {"ecapa": (2, 1, 16), "soft-hubert": (2, 50, 16), "whisper": (2, 50, 32)}
     if a.family in expected_shape:
         assert tuple(out.shape) == expected_shape[a.family]
     elif a.family in ("wavlm", "hubert", "wav2vec2", "data2vec-audio", "emotion2vec"):
         assert tuple(out.shape) == (2, 49, 32)  # no padding: floor((16000 - 400) / 320) + 1
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 @pytest.mark.parametrize("name", TINY)

@@ -236,3 +236,7 @@ def test_utterance_cmvn_removes_level_and_rejects_unknown_modes():
         utterance_cmvn(loud, "global")
     frames = ContentFrames(FeatureSpace("mfcc", None, None, {"cmvn": "meanvar"}))([wav, 0.05 * wav])
     assert np.abs(frames[0] - frames[1]).mean() < 0.05
+    with pytest.raises(UsageError, match="no option 'cmvm'; did you mean 'cmvn'"):  # a typo changes nothing: refused
+        FeatureSpace("logmel", None, None, {"cmvm": "meanvar"})
+    with pytest.raises(UsageError, match="no option 'n_mels'"):
+        FeatureSpace.parse({"name": "ssl", "model": "tiny-wavlm", "layer": 2, "options": {"n_mels": 40}})

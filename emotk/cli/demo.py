@@ -28,6 +28,11 @@ def demo(
     emit(summary, _human)
 
 
+def _num(value: object, spec: str) -> str:
+    """``value`` formatted with ``spec``; "–" when it is None (e.g. a style with no voiced output)."""
+    return "–" if value is None else format(value, spec)
+
+
 def _human(s: dict) -> None:
     from emotk.cli.common import table
 
@@ -69,15 +74,18 @@ def _human(s: dict) -> None:
                for name, label in (("care", "tiny CARE"), ("untrained", "same architecture, untrained"))])
     if "zest" in st:
         z = st["zest"]
+        per = z["settings"]["SSST"]["per_target"]
         table(f"S2S-ZEST emotion transfer on held-out sentences ({z['conversions']} WORLD conversions; mean log-F0 "
               "of the output minus the model's reconstruction of the source, by target style)",
               ["target", "SSST shift", "DSST shift", "reference log-F0"],
-              [[t, f"{z['settings']['SSST']['per_target'][t]['shift_vs_reconstruction']:+.3f}",
-                f"{z['settings']['DSST']['per_target'][t]['shift_vs_reconstruction']:+.3f}",
-                f"{z['settings']['SSST']['per_target'][t]['log_f0_reference']:.3f}"]
-               for t in z["settings"]["SSST"]["per_target"]])
-        typer.echo(f"S2S-ZEST: shift vs reference style shift r = {z['shift_correlation']}, moved in the reference's "
-                   f"style direction {z['moved_in_style_direction']:.0%}; wavs + F0 plot in {Path(z['plot']).parent}")
+              [[t, _num(per[t].get("shift_vs_reconstruction"), "+.3f"),
+                _num(z["settings"]["DSST"]["per_target"].get(t, {}).get("shift_vs_reconstruction"), "+.3f"),
+                _num(per[t].get("log_f0_reference"), ".3f")] for t in per])
+        typer.echo(f"S2S-ZEST: mean log-F0 source {_num(z.get('log_f0_source'), '.3f')} -> output "
+                   f"{_num(z.get('log_f0_converted'), '.3f')} (references {_num(z.get('log_f0_reference'), '.3f')}); "
+                   f"moved toward the reference {_num(z.get('moved_toward_reference'), '.0%')}, in the reference's "
+                   f"style direction {_num(z.get('moved_in_style_direction'), '.0%')}, shift vs the reference's style "
+                   f"shift r = {_num(z.get('shift_correlation'), '.2f')}; wavs + F0 plot in {Path(z['plot']).parent}")
     if "zest" in st and st["zest"].get("vocoder"):
         v = st["zest"]["vocoder"]
         typer.echo(f"S2S-ZEST vocoder: {v['steps']} BigVGAN steps on {v['items']} utterances, mel L1 "
@@ -88,10 +96,12 @@ def _human(s: dict) -> None:
         rows = []
         for system, per in e["systems"].items():
             for key, label in (("emo_sim", "Emo-Sim"), ("rate_pcc", "Rate PCC"), ("wer", "WER %"), ("spk_sim", "Spk-Sim")):
-                rows.append([system, label, *("–" if per.get(x, {}).get(key) is None else f"{per[x][key]:.2f}"
-                                              for x in settings)])
+                rows.append([system, label, *(_num(per.get(x, {}).get(key), ".2f") for x in settings)])
+        emotion = e["backends"].get("emotion") or ""
+        caveat = ("; Emo-Sim from the model's own emotion encoder, which favours it: not comparable with the "
+                  "thesis's emotion2vec numbers") if emotion.startswith("zest") else ""
         table(f"Emotion style transfer on held-out sentences (emotk evaluate est; {e['coverage']['scored']} scores; "
-              f"emotion {e['backends'].get('emotion')}, ASR {e['backends'].get('asr', '').split('+')[0]})",
+              f"emotion {emotion}, ASR {e['backends'].get('asr', '').split('+')[0]}{caveat})",
               ["system", "metric", *settings], rows)
         typer.echo(f"EST report: {e['report']}")
     typer.echo(f"run dir: {s['run_dir']}  (config hash {s['config_hash'][:12]}, total {s['seconds']} s)")

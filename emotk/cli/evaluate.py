@@ -64,9 +64,13 @@ def est(
         f"report covers {r['coverage']['scored']}/{r['coverage']['planned']}: {r['report']['markdown']}"))
 
 
-def _aggregate(task: str, runs: List[Path], out: Optional[Path], split: str, label: Optional[List[str]]) -> None:
+def _aggregate(task: str, runs: List[Path], out: Optional[Path], split: str, label: Optional[List[str]],
+               overwrite: bool) -> None:
+    from emotk.core.io import check_writable
     from emotk.eval.aggregate import aggregate_runs, render_aggregate_markdown, write_aggregate_report
 
+    if out is not None:
+        check_writable(out / "table.md", overwrite)
     table = aggregate_runs(runs, task, split=split, labels=label)
     paths = write_aggregate_report(table, out) if out is not None else {}
     emit({**table, "report": {k: str(v) for k, v in paths.items()}},
@@ -80,9 +84,10 @@ def ser(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write results.json/.csv and table.md here."),
     split: str = typer.Option("test", "--split", help="Which split's metrics (test or valid)."),
     label: Optional[List[str]] = typer.Option(None, "--label", help="Row label per run folder (repeatable, in order)."),
+    overwrite: bool = OverwriteOpt,
 ) -> None:
     """One table of SER runs: mean ± std of every metric over each folder's (fold, seed) runs."""
-    _aggregate("ser", runs, out, split, label)
+    _aggregate("ser", runs, out, split, label, overwrite)
 
 
 @app.command("erc")
@@ -91,6 +96,7 @@ def erc(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write results.json/.csv and table.md here."),
     split: str = typer.Option("test", "--split", help="Which split's metrics (test or valid)."),
     label: Optional[List[str]] = typer.Option(None, "--label", help="Row label per run folder (repeatable, in order)."),
+    overwrite: bool = OverwriteOpt,
 ) -> None:
     """One table of ERC runs: mean ± std of every metric over each folder's (fold, seed) runs."""
-    _aggregate("erc", runs, out, split, label)
+    _aggregate("erc", runs, out, split, label, overwrite)

@@ -76,6 +76,10 @@ def convert(
             raise UsageError("give --src, --ref and -o/--out (or --pairs with --out-dir)")
         if shard or resume or out_dir:
             raise UsageError("--shard/--resume/--out-dir only apply to batch mode (--pairs)")
+    from emotk.models.zest.config import F0_LEVELS
+
+    if f0_level is not None and f0_level not in F0_LEVELS:
+        raise UsageError(f"--f0-level: {f0_level!r} is not one of {', '.join(F0_LEVELS)}")
     from emotk.core.io import check_writable
     from emotk.models.zest.bundle import load_bundle
     from emotk.models.zest import pipeline
@@ -84,8 +88,6 @@ def convert(
         check_writable(out, overwrite)
     bundle = load_bundle(model, device=_device())
     if f0_level is not None:
-        if f0_level not in pipeline.F0_LEVELS:
-            raise UsageError(f"--f0-level: {f0_level!r} is not one of {', '.join(pipeline.F0_LEVELS)}")
         bundle.config.transfer.f0_level = f0_level
     if pairs is None:
         result = pipeline.transfer_files(bundle, src, ref, out, synth=synth, overwrite=overwrite)

@@ -145,6 +145,7 @@ def copy_source(source: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, 
     return np.asarray(source, dtype=np.float32).reshape(-1).copy(), {}
 
 
+#: the training-free floors of every EST table, in their table order
 BASELINES = ("world-baseline", "copy-source")
 
 __all__ = ["BASELINES", "ProsodyStats", "WorldProsodyBaseline", "copy_source", "map_log_f0", "prosody_stats",

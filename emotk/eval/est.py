@@ -17,13 +17,19 @@ Measures per pair (:mod:`emotk.eval.measures`; every backend's name lands in the
 emotion embeddings of reference vs converted (and source vs converted, for the any-to-any matrix); Spk-Sim =
 cosine of Resemblyzer embeddings of the clean source vs converted; the converted output's Whisper transcript
 (corpus-level WER/CER against the source transcript: the manifest's ``measures.transcript_field``, else Whisper on
-the clean source) and its word timings; the reference's word timings (word speaking rate, PCC over pairs).
+the clean source) and its word timings; the reference's word timings (word speaking rate, PCC over pairs). The
+word timings come from Whisper's word timestamps, not from the CTC forced alignment of the thesis (METHODS.md
+section 6): a deviation, named in the report's ``rate`` backend. With ``measures.emotion=auto`` and no local
+emotion2vec, Emo-Sim uses the evaluated bundle's own emotion encoder, which favours that bundle: such numbers
+are not comparable with the thesis's (the report names the backend).
 
 Resume and shards: every scored line is appended and fsynced before the next pair starts, so a killed run
 continues with ``--resume`` without redoing a finished (system, noise, pair). ``--shard i/N`` scores the pairs
 with index % N == i (index over the selected pairs, settings in order) into its own scores file; all shards may
-write into the same OUT, and the report is rebuilt from every scores file there after each run (its
-``coverage`` says how many of the planned lines exist), so the parts merge into the table of one run.
+write into the same OUT (a shard that starts while another sets the folder up waits for its run.json), and the
+report is rebuilt from every scores file there after each run (its ``coverage`` says how many of the planned
+lines exist), so the parts merge into the table of one run; ``--report-only`` after the last shard rebuilds it
+from all of them.
 """
 
 from __future__ import annotations
@@ -528,6 +534,8 @@ def run_est(resolved: Any, out_dir: str | os.PathLike, *, models: Sequence[str |
             raise UsageError("--overwrite with --shard would delete the other shards' work: start the shards in an "
                              "empty folder, or continue them with --resume")
         # shards share one run folder: the first creates it, the others join it (same config hash required)
+        if n > 1:
+            _wait_for_run_json(out)
         run = RunDir.create(out, resolved, overwrite=overwrite, resume=resume or n > 1, inputs=inputs, argv=argv)
         run.attach_log()
         old = run.meta.get("inputs") or {}
@@ -703,6 +711,18 @@ def _score(cfg: EstConfig, resolved: Any, out: Path, plan: Mapping[str, Any], pa
     return counts, backends
 
 
+SHARD_START_WAIT_S = 60.0
+
+
+def _wait_for_run_json(out: Path, timeout: float = SHARD_START_WAIT_S) -> None:
+    """Shards of a SLURM array start together: a folder that is not empty but has no run.json yet is being set
+    up by another shard; wait (up to ``timeout`` s) for its run.json instead of refusing the folder."""
+    deadline = time.monotonic() + timeout
+    while (out.is_dir() and any(out.iterdir()) and not (out / "run.json").exists()
+           and time.monotonic() < deadline):
+        time.sleep(0.5)
+
+
 def _ends_with_newline(path: Path) -> bool:
     with open(path, "rb") as f:
         f.seek(-1, os.SEEK_END)
@@ -740,17 +760,16 @@ def _score_one(cfg: EstConfig, out: Path, scorer: Scorer, corpus: _Corpus, bundl
             wav, info = world.convert(noisy, ref)
         else:
             bundle = bundles[system.model]
-            # the source F0 track is needed only to calibrate the predicted F0 level (transfer.f0_level: source);
-            # a source's analysis serves every pair that uses it (noisy sources: one per pair and SNR)
-            track = bundle.config.transfer.f0_level == "source"
+            # a source's analysis serves every pair that uses it (noisy sources: one per pair and SNR); its F0
+            # track is made only when the bundle calibrates the predicted F0 level (transfer.f0_level: source)
             key = (system.model, "source", pair["source"]) if snr is None else (system.model, "source", pid, snr)
-            sa = corpus.analysis.get_or(key, lambda: pipeline.analyse_source(bundle, noisy, f0=track))
+            sa = corpus.analysis.get_or(key, lambda: pipeline.analyse_source(bundle, noisy, f0=False))
             ra = corpus.analysis.get_or((system.model, pair["reference"]),
                                         lambda: pipeline.analyse_reference(bundle, ref))
             conv = pipeline.convert(bundle, sa, ra, duration_predictor=system.variant != "fixed-durations")
             wav = pipeline.synthesise(bundle, sa, ra, conv, cfg.synth or bundle.config.transfer.synth)
             info = {"frames_source": int(sa.durations.sum()), "frames_converted": int(conv.durations.sum())}
-            if track:
+            if sa.f0_level_factor is not None:
                 info["f0_level_factor"] = sa.f0_level_factor
         wav = pipeline.check_input(wav, f"{system.name} output for pair {pid}")
         rec.update(status="ok", **scorer.score(wav, pair["source"], src, pair["reference"], ref, transcript),

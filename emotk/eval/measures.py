@@ -139,14 +139,14 @@ class UpstreamEmotionEmbedder(EmotionEmbedder):
         """N 16 kHz waveforms -> (N, D) float32 masked time-means of the chosen layer (padding excluded)."""
         import torch
 
+        from emotk.nn.pooling import masked_mean
+
         items = [check_wav(w, f"emotion-similarity input {i}") for i, w in enumerate(wavs)]
         out = []
         for s in range(0, len(items), self.batch_size):
             with torch.inference_mode():
                 res = self.upstream(items[s : s + self.batch_size], layers=[self.layer])
-            hidden = res.hidden[:, 0].float()  # (B, T, D), padding frames are 0
-            mask = res.mask.to(hidden.dtype)[..., None]  # (B, T, 1)
-            mean = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+            mean = masked_mean(res.hidden[:, 0].float(), res.mask.bool())  # (B, D), padding frames excluded
             out.append(mean.cpu().numpy().astype(np.float32))
         if not out:
             return np.zeros((0, int(self.upstream.dim)), np.float32)

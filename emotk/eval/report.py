@@ -10,8 +10,9 @@ The input is the dict that ``emotk evaluate est`` builds::
 
 Metric values are floats or None (not measured); WER/CER are percentages. Table 5.2 has one row per
 system x metric (Emo-Sim, word speaking-rate PCC, WER, Spk-Sim) and one column per setting present, in the
-canonical order SSST, SSDT, DSST, DSDT, UTE, USS, USUE, plus "Avg." = the mean over the settings present
-for that row (None ignored). The Markdown and CSV helpers here are shared with :mod:`emotk.eval.aggregate`.
+canonical order SSST, SSDT, DSST, DSDT, UTE, USS, USUE (then the any-to-any A2A column), plus "Avg." = the mean
+over the settings present for that row (None ignored; A2A is not a setting of Table 5.2 and stays out of the
+average unless it is the only column). The Markdown and CSV helpers here are shared with :mod:`emotk.eval.aggregate`.
 Every write is atomic; the same input gives byte-identical JSON, CSV and Markdown.
 """
 
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from emotk.core.io import atomic_path, atomic_write_text, canonical_json
+from emotk.eval.baselines import BASELINES  # the floors of every table: listed after the systems under test
 from emotk.errors import DataError
 from emotk.eval.pairs import ANY_TO_ANY, SETTINGS  # the canonical setting order
 
@@ -40,8 +42,6 @@ TABLE_METRICS: dict[str, tuple[str, bool]] = {
 #: every metric a results entry may hold (CSV/JSON carry them all; CER is not a row of Table 5.2)
 METRICS = ("emo_sim", "rate_pcc", "wer", "cer", "spk_sim")
 PERCENT_METRICS = frozenset({"wer", "cer"})
-#: the floors of every table: listed after the systems under test, in this order
-BASELINES = ("world-baseline", "copy-source")
 AVG = "Avg."
 MISSING = "–"
 CSV_HEADER = ("system", "setting", "metric", "value", "n")
@@ -357,7 +357,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     header, rows = table52(results["systems"])
     out += ["## Results (layout of thesis Table 5.2)", "",
             "Rows: system x metric; columns: evaluation settings and their average (Avg., over the settings "
-            "with a value). Emo-Sim: reference vs converted; Spk-Sim: source vs converted; Rate PCC: word "
+            "with a value; the any-to-any A2A column is not averaged unless it is the only one). Emo-Sim: reference vs converted; Spk-Sim: source vs converted; Rate PCC: word "
             "speaking rate, reference vs converted; WER: converted vs source transcript.", "",
             markdown_table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2))]
     header, rows = _counts_table(results["systems"])

@@ -16,6 +16,7 @@ frames from another feature space (``tokenize(frames, space=...)``) or of anothe
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -31,6 +32,9 @@ from emotk.errors import DataError, UsageError
 FORMAT = "emotk.kmeans_tokenizer"
 FORMAT_VERSION = 1
 FEATURE_SPACES = ("soft-hubert", "ssl", "whisper-encoder", "logmel", "mfcc")
+# the options each space reads (FeatureSpace.options); anything else is a typo that would change nothing
+SPACE_OPTIONS = {"logmel": ("n_mels", "cmvn"), "mfcc": ("n_mfcc", "n_mels", "cmvn"), "soft-hubert": ("path",),
+                 "ssl": ("path",), "whisper-encoder": ("path",)}
 _META_KEY = "emotk_tokenizer"
 
 
@@ -58,6 +62,13 @@ class FeatureSpace:
             raise UsageError(f"unknown feature space '{self.name}'; choose one of {', '.join(FEATURE_SPACES)}")
         if self.name == "ssl" and self.layer is None:
             raise UsageError("feature space 'ssl' needs a layer (e.g. layer=6)")
+        allowed = SPACE_OPTIONS[self.name]
+        for key in self.options:
+            if key not in allowed:
+                hint = difflib.get_close_matches(key, allowed, n=1)
+                raise UsageError(f"feature space '{self.name}' has no option '{key}'"
+                                 + (f"; did you mean '{hint[0]}'?" if hint else "")
+                                 + f" (options: {', '.join(allowed)})")
 
     @property
     def key(self) -> str:

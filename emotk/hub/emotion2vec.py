@@ -728,18 +728,15 @@ def _resolve_interpolations(cfg: Any, root: Mapping[str, Any], depth: int = 0) -
 def _read_funasr_config(path: Path) -> dict:
     import yaml
 
+    from emotk.hub.inert_load import first_line
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as err:
-        raise DataError(f"{path}: cannot read the FunASR config ({_first_line(err)})") from None
+        raise DataError(f"{path}: cannot read the FunASR config ({first_line(err)})") from None
     if not isinstance(data, dict) or not isinstance(data.get("model_conf"), dict):
         raise DataError(f"{path}: not a FunASR emotion2vec config (no model_conf section)")
     return data
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _weights_file(path: Path) -> Path:

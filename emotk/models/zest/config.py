@@ -13,7 +13,7 @@ durations as log(d+1), durations clamped only at >= 1 during transfer. Each one 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal, Optional, get_args
 
 from emotk.errors import ConfigError
 from emotk.train.config import OptimConfig, TrainConfig
@@ -107,6 +107,10 @@ class ZestLoss:
     duration: float = 10.0
 
 
+F0Level = Literal["predicted", "source"]
+F0_LEVELS = get_args(F0Level)  # transfer.f0_level (see emotk.models.zest.pipeline)
+
+
 @dataclass
 class ZestTransfer:
     """Transfer-time settings (Fig. 5.5)."""
@@ -117,7 +121,7 @@ class ZestTransfer:
     vocoder: str = ""  # exported generator folder for synth: bigvgan
     # predicted: f-hat_conv as the F0 predictor gives it (thesis); source: its voiced frames rescaled by the
     # predictor's level error on the source's own reconstruction (emotk option; see emotk.models.zest.pipeline)
-    f0_level: Literal["predicted", "source"] = "predicted"
+    f0_level: F0Level = "predicted"
 
 
 @dataclass

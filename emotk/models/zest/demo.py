@@ -300,12 +300,13 @@ def _mean(values: list[float]) -> float | None:
 
 def _pcc(pairs: list[tuple[float, float]]) -> float | None:
     """Pearson correlation of (x, y) pairs; None for < 3 pairs or no variance."""
+    from emotk.metrics import pearson
+
     if len(pairs) < 3:
         return None
     x, y = np.asarray(pairs, dtype=np.float64).T
-    if x.std() == 0 or y.std() == 0:
-        return None
-    return round(float(np.corrcoef(x, y)[0, 1]), 4)
+    r = pearson(x, y)  # NaN when a series is constant
+    return None if np.isnan(r) else round(float(r), 4)
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -374,7 +375,8 @@ def zest_demo_stage(manifest_path: Path, out_dir: Path, seed: int, *, test_sente
     test_sentences: parallel sentences held out of training (>= 1; every speaker, every style); as in the thesis's
     ESD settings the speakers are seen in training and the texts are not. max_per_pair: cap on conversions per
     (setting, ordered style pair) (None = all). config / overrides: the recipe and ``--set``-style overrides.
-    vocoder_steps: > 0 adds :func:`vocoder_demo` (that many BigVGAN steps, one neutral -> angry conversion).
+    vocoder_steps: > 0 adds :func:`vocoder_demo` (that many BigVGAN steps, one neutral -> other-style
+    conversion when the same speaker says the same sentence in it).
     Returns a JSON-ready dict: sentences (train / held out), the training summary, the overall, per-setting
     (SSST: same-speaker reference; DSST: another speaker's) and per-pair log-F0 measurements, the duration
     checks, paths (bundle, wavs, plot, rows) and seconds per step.
@@ -409,11 +411,12 @@ def zest_demo_stage(manifest_path: Path, out_dir: Path, seed: int, *, test_sente
     atomic_write_text(rows_path, "".join(json.dumps(r) + "\n" for r in measured["rows"]))
     vocoder = None
     if vocoder_steps > 0:
-        src = next(r for r in parallel if r["emotion"] == "neutral")
-        ref = next(r for r in parallel if r["emotion"] == "angry" and r["speaker"] == src["speaker"]
-                   and r["sentence"] == src["sentence"])
+        src = next(r for r in parallel if r["emotion"] == "neutral")  # exists: checked above
+        ref = next((r for r in parallel if r["emotion"] != "neutral" and r["speaker"] == src["speaker"]
+                    and r["sentence"] == src["sentence"]), None)  # the same sentence in another style
+        example = (m.resolve_path(src), m.resolve_path(ref)) if ref is not None else None
         vocoder = vocoder_demo(Path(trained["bundle"]), out_dir / "train.jsonl", out_dir, vocoder_steps, seed,
-                               example=(m.resolve_path(src), m.resolve_path(ref)))
+                               example=example)
         secs["vocoder"] = vocoder["seconds"]
     held_path = out_dir / "held_out.jsonl"
     Manifest.from_records([r for r in m.with_absolute_paths() if r.get("dialogue") is None

@@ -43,7 +43,6 @@ SAMPLE_RATE = 16000
 MIN_SECONDS = 0.25  # shortest usable source / reference
 SILENCE_PEAK = 1e-4  # peak |amplitude| below which an input counts as silent (-80 dBFS)
 SYNTHS = ("world", "bigvgan")
-F0_LEVELS = ("predicted", "source")  # transfer.f0_level (see the module doc)
 
 
 @dataclass
@@ -103,7 +102,11 @@ def read_input(path: str | os.PathLike, what: str) -> np.ndarray:
 
 
 def analyse_source(bundle: Any, wav: np.ndarray, f0: bool = True) -> SourceAnalysis:
-    """Content tokens, their de-duplication, s and (optionally) the YAAPT F0 of a 16 kHz source waveform."""
+    """Content tokens, their de-duplication, s and (optionally) the YAAPT F0 of a 16 kHz source waveform.
+
+    ``f0=False`` skips the F0 track when the caller has no use for it, unless the bundle's own conversion needs
+    it (``transfer.f0_level: source``)."""
+    f0 = f0 or bundle.config.transfer.f0_level == "source"
     import torch
 
     from emotk.features.f0 import F0Config, extract_f0
