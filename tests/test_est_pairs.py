@@ -489,3 +489,16 @@ def test_esd_importer_ids_match_the_committed_esd_files(tmp_path):
         rebuilt = P.build_pairs(setting, manifest, options=P.PairOptions(text_field="esd_index"))
         assert rebuilt.pairs == committed, setting
     shutil.rmtree(tmp_path / "ESD")
+
+
+def test_audio_index_accepts_repeats_of_the_same_audio_and_refuses_conflicts(tmp_path):
+    from emotk.data.manifest import Manifest
+
+    a = Manifest.from_records([{"id": "x-1", "path": str(tmp_path / "a.wav"), "dataset": "x"}])
+    same = Manifest.from_records([{"id": "x-1", "path": str(tmp_path / "a.wav"), "dataset": "x"},
+                                  {"id": "x-2", "path": str(tmp_path / "b.wav"), "dataset": "x"}])
+    index = P.audio_index([a, same])
+    assert sorted(index) == ["x-1", "x-2"] and index["x-1"][0] is a  # the first manifest listing an id wins
+    other = Manifest.from_records([{"id": "x-1", "path": str(tmp_path / "elsewhere.wav"), "dataset": "x"}])
+    with pytest.raises(DataError, match="id 'x-1' has two different audio paths"):
+        P.audio_index([a, other])

@@ -89,9 +89,10 @@ def test_world_baseline_moves_f0_and_tempo_toward_the_reference():
 
 def test_plan_keys_limits_and_system_names():
     from emotk.errors import ConfigError, UsageError
-    from emotk.eval.est import _evenly, parse_models, parse_systems, planned_keys, score_key
+    from emotk.eval.est import parse_models, parse_systems, planned_keys, score_key
+    from emotk.eval.pairs import spread
 
-    assert _evenly([str(i) for i in range(10)], 4) == ["0", "3", "6", "9"] and len(_evenly(["a"], 0)) == 1
+    assert spread([str(i) for i in range(10)], 4) == ["0", "3", "6", "9"] and spread(["a"], None) == ["a"]
     models = parse_models(["/b/one", "noadv=/b/two"])
     assert list(models) == ["s2s-zest", "noadv"] and models["noadv"] == Path("/b/two")
     with pytest.raises(UsageError, match="twice"):

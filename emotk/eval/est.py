@@ -48,7 +48,7 @@ import numpy as np
 
 from emotk.errors import AudioError, ConfigError, DataError, UsageError
 from emotk.eval.baselines import BASELINES
-from emotk.eval.pairs import ANY_TO_ANY, PARALLEL, SETTINGS, PairOptions
+from emotk.eval.pairs import ANY_TO_ANY, PARALLEL, SETTINGS, PairOptions, audio_index, spread
 
 log = logging.getLogger("emotk.eval")
 
@@ -189,14 +189,6 @@ def parse_systems(names: Sequence[str], models: Mapping[str, Any]) -> list[Syste
 
 
 # ---- pairs and plan ------------------------------------------------------------------------------------------------
-def _evenly(ids: list[str], limit: int) -> list[str]:
-    """``limit`` evenly spaced ids (all when limit is 0 or not smaller than the list)."""
-    if not limit or limit >= len(ids):
-        return list(ids)
-    idx = np.unique(np.round(np.linspace(0, len(ids) - 1, limit)).astype(int))
-    return [ids[i] for i in idx]
-
-
 def _manifests(paths: Sequence[str | os.PathLike], roots: dict[str, str] | None) -> list[Any]:
     from emotk.data.manifest import Manifest
 
@@ -266,7 +258,7 @@ def make_plan(cfg: EstConfig, pairsets: Mapping[str, Mapping[str, Any]], systems
     return {
         "format": PLAN_FORMAT, "version": 1,
         "settings": {s: {"file": p["file"], "sha256": p["sha256"], "pairs": len(p["pairs"]),
-                         "selected": _evenly([x["id"] for x in p["pairs"]], cfg.limit)}
+                         "selected": spread([x["id"] for x in p["pairs"]], cfg.limit or None)}
                      for s, p in pairsets.items()},
         "systems": [s.name for s in systems],
         "noise": [None, *cfg.noise.snr_db],
@@ -393,10 +385,7 @@ class _Corpus:
     """id -> (manifest, record) over every given manifest; decoded audio kept in a small LRU."""
 
     def __init__(self, manifests: Sequence[Any], cache: int = 256) -> None:
-        self.where: dict[str, tuple[Any, dict[str, Any]]] = {}
-        for m in manifests:
-            for rec in m.records:
-                self.where.setdefault(rec["id"], (m, rec))
+        self.where = audio_index(manifests)
         self._audio = _LRU(cache)
         self.analysis = _LRU(cache)  # (model, reference id) -> the bundle's reference analysis
 
@@ -525,8 +514,9 @@ def run_est(resolved: Any, out_dir: str | os.PathLike, *, models: Sequence[str |
     systems = parse_systems(cfg.systems, model_dirs)
     sources, refs = _manifests(data, roots), _manifests(references, roots)
     inputs = {f"model:{k}": v["sha256"] for k, v in model_info.items()}
-    inputs.update({f"data:{Path(m.path).name}": m.sha256 for m in sources})
-    inputs.update({f"references:{Path(m.path).name}": m.sha256 for m in refs})
+    # keyed by the manifest's absolute path: two --data files may share a name (every corpus has a manifest.jsonl)
+    inputs.update({f"data:{Path(m.path).absolute()}": m.sha256 for m in sources})
+    inputs.update({f"references:{Path(m.path).absolute()}": m.sha256 for m in refs})
     if report_only:
         run = RunDir.open(out)
     else:

@@ -623,6 +623,37 @@ def _check_header(path: Path, lineno: int, obj: dict[str, Any]) -> dict[str, Any
     return obj
 
 
+def spread(items: Iterable[Any], n: int | None) -> list[Any]:
+    """``n`` evenly spaced items (first and last included) in their order; all of them for None or n >= len,
+    none for n <= 0. Used to cap pair lists (``--limit``) without favouring their start."""
+    import numpy as np
+
+    items = list(items)
+    if n is None or n >= len(items):
+        return items
+    if n <= 0:
+        return []
+    idx = np.unique(np.rint(np.linspace(0, len(items) - 1, n)).astype(int))
+    return [items[i] for i in idx]
+
+
+def audio_index(manifests: Manifest | Iterable[Manifest]) -> dict[str, tuple[Manifest, dict[str, Any]]]:
+    """id -> (manifest, record) over several manifests (e.g. ``--data`` and ``--references``). An id listed by
+    more than one manifest must point at the same audio: otherwise DataError naming the id and both paths."""
+    if isinstance(manifests, Manifest):
+        manifests = [manifests]
+    where: dict[str, tuple[Manifest, dict[str, Any]]] = {}
+    for manifest in manifests:
+        for rec in manifest.records:
+            prior = where.setdefault(rec["id"], (manifest, rec))
+            if prior[1] is not rec:
+                a, b = prior[0].resolve_path(prior[1]), manifest.resolve_path(rec)
+                if a != b:
+                    raise DataError(f"{manifest.path or 'manifest'}: id '{rec['id']}' has two different audio paths "
+                                    f"({a} and {b})")
+    return where
+
+
 def pairs_to_transfer_jsonl(pairs: Iterable[dict[str, Any]], manifests: Manifest | Iterable[Manifest],
                             path: str | os.PathLike) -> dict[str, Any]:
     """Write ``{"id", "src", "ref"}`` lines (absolute audio paths) for ``emotk transfer --pairs``.
@@ -631,23 +662,15 @@ def pairs_to_transfer_jsonl(pairs: Iterable[dict[str, Any]], manifests: Manifest
     their source and reference ids (paths resolved with ``Manifest.resolve_path``). Returns {"path", "sha256",
     "count"}; DataError naming the pair id and key when an id is in no manifest.
     """
-    if isinstance(manifests, Manifest):
-        manifests = [manifests]
-    where: dict[str, Path] = {}
-    for manifest in manifests:
-        for rec in manifest.records:
-            resolved = manifest.resolve_path(rec)
-            prior = where.setdefault(rec["id"], resolved)
-            if prior != resolved:
-                raise DataError(f"{manifest.path or 'manifest'}: id '{rec['id']}' has two different audio paths "
-                                f"({prior} and {resolved})")
+    where = audio_index(manifests)
     lines = []
     for pair in pairs:
         row = {"id": pair["id"]}
         for key, out in (("source", "src"), ("reference", "ref")):
             if pair[key] not in where:
                 raise DataError(f"pair {pair['id']}: key '{key}': id '{pair[key]}' is in none of the manifests")
-            row[out] = os.path.abspath(where[pair[key]])
+            manifest, rec = where[pair[key]]
+            row[out] = os.path.abspath(manifest.resolve_path(rec))
         lines.append(canonical_json(row) + "\n")
     data = "".join(lines).encode("utf-8")
     atomic_write_bytes(path, data)
@@ -663,4 +686,5 @@ def summary(pairset: PairSet) -> str:
 
 
 __all__ = ["SETTINGS", "PARALLEL", "UNSEEN", "ANY_TO_ANY", "THESIS_COUNTS", "PairOptions", "PairSet", "build_pairs", "text_key",
-           "pairs_text", "write_pairs", "read_pairs", "pairs_to_transfer_jsonl", "summary"]
+           "pairs_text", "write_pairs", "read_pairs", "pairs_to_transfer_jsonl", "summary", "spread",
+           "audio_index"]

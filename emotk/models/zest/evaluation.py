@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from emotk.errors import DataError
+from emotk.eval.pairs import spread  # noqa: F401 (re-exported: pair lists capped evenly)
 
 HOP = 320  # samples per 50 Hz frame at 16 kHz
 SAMPLE_RATE = 16000
@@ -428,17 +429,6 @@ def plan_parallel_pairs(records: Iterable[dict[str, Any]], speakers: Iterable[st
         if src is not None:
             pairs.append((src, takes[(spk, text, emo)]))
     return pairs
-
-
-def spread(items: Sequence[Any], n: int | None) -> list[Any]:
-    """``n`` evenly spaced items (first and last included) in their order; all of them for None or n >= len."""
-    items = list(items)
-    if n is None or n >= len(items):
-        return items
-    if n <= 0:
-        return []
-    idx = np.unique(np.rint(np.linspace(0, len(items) - 1, n)).astype(int))
-    return [items[i] for i in idx]
 
 
 # ----------------------------------------------------------------------------------------------- with a bundle
