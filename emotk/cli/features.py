@@ -54,7 +54,7 @@ def extract(
     root: Optional[List[str]] = RootOpt,
 ) -> None:
     """Extract one kind of feature for every utterance of a manifest into the feature cache."""
-    from emotk.core.config import resolve
+    from emotk.cli.common import resolve_config as resolve
     from emotk.data.manifest import parse_roots
     from emotk.features.extract import get_extractor, run_extraction
 

@@ -38,7 +38,7 @@ def care(
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Pre-train CARE (semantic + acoustic targets); print the best validation losses and the export folder."""
-    from emotk.core.config import resolve
+    from emotk.cli.common import resolve_config as resolve
     from emotk.core.context import options
     from emotk.models.care.config import TASK, CareConfig
     from emotk.models.care.task import pretrain

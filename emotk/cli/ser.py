@@ -49,7 +49,7 @@ def train(
     root: Optional[List[str]] = RootOpt,
 ) -> None:
     """Train the SUPERB SER downstream for each (fold, seed); print the test metrics (mean ± std)."""
-    from emotk.core.config import resolve
+    from emotk.cli.common import resolve_config as resolve
     from emotk.core.context import options
     from emotk.data.manifest import parse_roots
     from emotk.models.ser.config import SerConfig

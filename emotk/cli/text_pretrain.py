@@ -97,7 +97,7 @@ def pretrain_text_command(
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Fine-tune a text encoder on LLM sentiment pseudo-labels (thesis: RoBERTa-large, 10 epochs, lr 1e-4)."""
-    from emotk.core.config import resolve
+    from emotk.cli.common import resolve_config as resolve
     from emotk.core.context import options
     from emotk.models.text.pretrain import TextPretrainConfig, pretrain_text
     from emotk.recipes import find_config

@@ -127,7 +127,7 @@ def train(
     if stage == "vocoder":
         emit(_train_vocoder(data, config, list(set_ or []), out, resume, overwrite))
         return
-    from emotk.core.config import resolve
+    from emotk.cli.common import resolve_config as resolve
     from emotk.models.zest.analysis import train_stage
     from emotk.models.zest.config import ZestConfig
 
@@ -146,7 +146,7 @@ def train(
 def _train_vocoder(data: Optional[Path], config: Optional[str], overrides: list[str], out: Path, resume: bool,
                    overwrite: bool) -> dict:
     """Delegate to the vocoder package's ``train_vocoder`` (data: a folder of .npz items from `vocoder-data`)."""
-    from emotk.core.config import resolve
+    from emotk.cli.common import resolve_config as resolve
     from emotk.errors import EmotkError, UsageError
     from emotk.recipes import find_config
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from emotk.errors import ConfigError
 from emotk.core.io import sha256_json
+from emotk.errors import ConfigError
 
 T = TypeVar("T")
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import os
 import random
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,7 +27,15 @@ import torch
 from emotk import __version__
 from emotk.core.config import RuntimeConfig
 from emotk.core.log import Progress, get_logger
-from emotk.errors import ConfigError, DataError, EmotkError, OutputExistsError, UsageError
+from emotk.core.runtime import (
+    derived_seed,
+    resolve_device,
+    resolve_precision,
+    resolve_threads,
+    seed_everything,
+    seed_worker,
+)
+from emotk.errors import ConfigError, DataError, EmotkError, OutputExistsError
 from emotk.train import checkpoint as ckpt
 from emotk.train import distributed as dist
 from emotk.train.config import TrainConfig
@@ -41,80 +48,6 @@ log = get_logger("train")
 METRICS_FILE = "metrics.jsonl"
 DEBUG_EPOCHS = 2
 DEBUG_BATCHES = 2
-
-
-# --- run-time resolution (device, threads, precision, seeds) -----------------------------------------
-
-def resolve_device(spec: str, info: dist.DistInfo | None = None) -> torch.device:
-    """``runtime.device`` -> torch.device. ``auto``: CUDA when available (else CPU); under several processes
-    each takes ``cuda:<local_rank>``. The CLI's ``--device`` wins over ``auto``."""
-    from emotk.core.context import options
-
-    info = info or dist.DistInfo()
-    spec = (spec or "auto").strip().lower()
-    if spec == "auto" and options.device:
-        spec = options.device.strip().lower()
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    if spec == "cpu":
-        return torch.device("cpu")
-    if spec.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError(f"runtime.device={spec}: CUDA is not available on this machine (use cpu)")
-        if spec == "cuda" or info.local_world_size > 1:
-            index = info.local_rank
-        else:
-            try:
-                index = int(spec.split(":", 1)[1])
-            except (IndexError, ValueError):
-                raise UsageError(f"runtime.device={spec!r}: expected cuda or cuda:N") from None
-        if index >= torch.cuda.device_count():
-            raise UsageError(f"runtime.device: cuda:{index} does not exist ({torch.cuda.device_count()} GPUs)")
-        return torch.device("cuda", index)
-    if spec == "mps" and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    raise UsageError(f"runtime.device={spec!r}: expected auto, cpu, cuda or cuda:N")
-
-
-def resolve_threads(threads: int, local_world_size: int = 1) -> int:
-    """``runtime.threads`` -> torch intra-op threads: 0 = the cores this process may use / local processes."""
-    if threads and threads > 0:
-        return int(threads)
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores // max(local_world_size, 1))
-
-
-def resolve_precision(precision: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """``runtime.precision`` -> (autocast dtype or None, use a GradScaler). AMP runs on GPU only."""
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise ConfigError(f"config key 'runtime.precision': {precision!r} is not one of fp32, bf16, fp16")
-    if device.type != "cuda" or precision == "fp32":
-        if precision != "fp32":
-            log.info("runtime.precision=%s applies on GPU only; training in fp32 on %s", precision, device)
-        return None, False
-    return (torch.bfloat16, False) if precision == "bf16" else (torch.float16, True)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python's ``random``, numpy's global RNG and torch (CPU and CUDA)."""
-    seed = int(seed) & 0xFFFFFFFF
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _derived_seed(*parts: int) -> int:
-    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
-
-
-def _seed_worker(worker_id: int) -> None:
-    """DataLoader worker init: seed numpy/random from torch's per-worker seed."""
-    seed = torch.initial_seed() % (2 ** 32)
-    np.random.seed(seed)
-    random.seed(seed)
 
 
 def move_to_device(obj: Any, device: torch.device) -> Any:
@@ -183,7 +116,7 @@ class Trainer:
         self.run = run
         self.runtime = runtime or RuntimeConfig()
         self.info = dist.detect()
-        self.device = resolve_device(self.runtime.device, self.info)
+        self.device = resolve_device(self.runtime.device, self.info.local_rank, self.info.local_world_size)
         dist.init(self.device, self.info)
         self.rank, self.world_size = self.info.rank, self.info.world_size
         self.is_main = self.info.is_main
@@ -201,7 +134,7 @@ class Trainer:
         self.model = model.to(self.device)
         dist.broadcast_module(self.model)
         if self.rank > 0:  # distinct dropout/augmentation streams per process; rank 0 matches a 1-process run
-            seed_everything(_derived_seed(cfg.seed, self.rank))
+            seed_everything(derived_seed(cfg.seed, self.rank))
         self.ckpt_root = Path(run.path) / "ckpt"
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedules: dict[str, LRSchedule] = {}
@@ -268,7 +201,7 @@ class Trainer:
                 self._load_best_weights()
                 return self._summary(self._done)
         else:  # a fresh run's dropout/augmentation streams do not depend on what ran since __init__
-            seed_everything(_derived_seed(cfg.seed, self.rank, 1))
+            seed_everything(derived_seed(cfg.seed, self.rank, 1))
         if self.is_main:
             dist_note = f", {self.world_size} processes" if self.world_size > 1 else ""
             log.info("training on %s%s: %d items, %d steps/epoch, batch %d (x%d accumulation)", self.device,
@@ -362,10 +295,10 @@ class Trainer:
         if self.runtime.workers > 0 and flat:
             from torch.utils.data import DataLoader
 
-            gen = torch.Generator().manual_seed(_derived_seed(self.cfg.seed, self._pos.epoch, start, self.rank))
+            gen = torch.Generator().manual_seed(derived_seed(self.cfg.seed, self._pos.epoch, start, self.rank))
             loader = iter(DataLoader(
                 dataset, batch_sampler=flat, collate_fn=self.task.collate, num_workers=self.runtime.workers,
-                pin_memory=self.device.type == "cuda", worker_init_fn=_seed_worker, generator=gen,
+                pin_memory=self.device.type == "cuda", worker_init_fn=seed_worker, generator=gen,
             ))
             fetch = lambda idx: next(loader)  # noqa: E731 - batches arrive in the order of ``flat``
         else:
@@ -602,7 +535,7 @@ class Trainer:
         if str(self.rank) in rng:
             _set_rng_state(rng[str(self.rank)], self.device)
         else:
-            seed_everything(_derived_seed(self.cfg.seed, meta["step"], self.rank))
+            seed_everything(derived_seed(self.cfg.seed, meta["step"], self.rank))
         self._pos = _Position(step=meta["step"], epoch=meta["epoch"], step_in_epoch=meta["step_in_epoch"],
                               epoch_done=meta["epoch_done"])
         if self._pos.epoch_done:
