@@ -9,7 +9,7 @@
    memory after the first read, up to ``EMOTK_SER_FEATURE_MEMORY_GB``) and ``attentive_stats_from_cache`` (all
    frames re-read from the memory-mapped cache shards on every access: a corpus larger than memory). The first
    read of every utterance is timed apart (``first_read_s``); the training time covers all epochs after it.
-2. ``predict``: :func:`emotk.models.ser.inference.predict` over N audio files (decoding + crop/pad + upstream +
+2. ``predict``: :func:`emotk.models.ser.infer.predict` over N audio files (decoding + crop/pad + upstream +
    head, batches of 16; loading the bundle and its upstream is timed apart as ``load_s``) for the upstreams that
    run offline here: ``lld`` (acoustic descriptors), the bundled ``whisper-tiny.en-ct2`` (real weights, last
    layer; every input is padded to Whisper's 30 s window) and ``tiny-wavlm`` (random weights, a shape check).
@@ -171,7 +171,7 @@ def bench_predict(args: argparse.Namespace, work: Path, paths: list[str], audio_
     from emotk.data.audio import load_audio
     from emotk.models.ser.config import SerConfig
     from emotk.models.ser.features import build_feature_fn
-    from emotk.models.ser.inference import SerPredictor, predict, write_export
+    from emotk.models.ser.infer import SerPredictor, predict, write_export
     from emotk.models.ser.superb import SuperbDims, SuperbDownstream
 
     results = {}

@@ -1,27 +1,74 @@
-"""Which config schema belongs to which task, and where the shipped recipes live.
+"""The task table: each task's config schema, train entry point and inference artefact, and where recipes live.
 
-A config file names its task (``task: data.synth``); this table maps the task to its dataclass
-schema (imported lazily) so ``emotk config show FILE`` can resolve any shipped or user file.
+A config file names its task (``task: ser.superb``); :data:`TASKS` maps the task to a :class:`TaskSpec` whose
+entries are ``"module:attribute"`` strings imported lazily (``emotk --help`` and ``emotk config show`` stay cheap).
+The CLI reads this table instead of wiring each task by hand. Every task package under ``emotk/models/<task>/``
+has the same files (docs/EXTENDING.md): ``config.py`` (schema), ``model.py`` (nn.Modules), ``task.py`` (the
+TrainTask and ``train(resolved, out, *, resume, overwrite) -> dict``), ``export.py`` (write/load the inference
+artefact) and ``infer.py`` (inference over inputs).
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
+from emotk.core.suggest import did_you_mean
 from emotk.errors import UsageError
 
-TASKS: dict[str, str] = {
-    "data.synth": "emotk.data.synth:SynthConfig",
-    "demo": "emotk.demo:DemoConfig",
-    "pretrain.care": "emotk.models.care.config:CareConfig",
-    "ser.superb": "emotk.models.ser.config:SerConfig",
-    "pretrain.text": "emotk.models.text.pretrain:TextPretrainConfig",
-    "transfer.zest": "emotk.models.zest.config:ZestConfig",
-    "transfer.vocoder": "emotk.models.zest.vocoder.config:VocoderConfig",
-    "evaluate.est": "emotk.eval.est:EstConfig",
-}
+
+def load_attr(target: str) -> Any:
+    """``"package.module:attribute"`` -> the attribute (imports the module)."""
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task: ``schema`` (config dataclass), ``train`` (``train(resolved, out, *, resume, overwrite) -> dict``,
+    None for tasks that do not train), ``load_export`` (inference artefact loader, None where there is none),
+    ``recipe`` (the default config under configs/, None where the schema defaults are the recipe)."""
+
+    name: str
+    schema: str
+    train: str | None = None
+    load_export: str | None = None
+    recipe: str | None = None
+    summary: str = ""
+
+    def schema_class(self) -> type:
+        return load_attr(self.schema)
+
+    def train_fn(self) -> Callable[..., dict]:
+        if self.train is None:
+            raise UsageError(f"task '{self.name}' has no training entry point")
+        return load_attr(self.train)
+
+
+def _spec(name: str, schema: str, **kw: Any) -> tuple[str, TaskSpec]:
+    return name, TaskSpec(name, schema, **kw)
+
+
+TASKS: dict[str, TaskSpec] = dict([
+    _spec("data.synth", "emotk.data.synth:SynthConfig", summary="the built-in demo corpus"),
+    _spec("demo", "emotk.demo:DemoConfig", recipe="demo", summary="the pipeline on the demo corpus"),
+    _spec("pretrain.care", "emotk.models.care.config:CareConfig", train="emotk.models.care.task:pretrain",
+          recipe="pretrain/care", summary="CARE emotion-aware speech pre-training"),
+    _spec("pretrain.text", "emotk.models.text.pretrain:TextPretrainConfig",
+          train="emotk.models.text.pretrain:pretrain_text", recipe="pretrain/text",
+          summary="LLM-supervised text pre-training"),
+    _spec("ser.superb", "emotk.models.ser.config:SerConfig", train="emotk.models.ser.pipeline:train",
+          summary="SUPERB-protocol speech emotion recognition"),
+    _spec("transfer.zest", "emotk.models.zest.config:ZestConfig", train="emotk.models.zest.analysis:train_stage",
+          summary="S2S-ZEST speaker / analysis stages"),
+    _spec("transfer.vocoder", "emotk.models.zest.vocoder.config:VocoderConfig",
+          train="emotk.models.zest.vocoder.train:train_vocoder", summary="S2S-ZEST BigVGAN vocoder"),
+    _spec("evaluate.est", "emotk.eval.est:EstConfig", recipe="evaluate/est",
+          summary="emotion style transfer evaluation"),
+])
 
 
 def configs_dir() -> Path:
@@ -30,15 +77,14 @@ def configs_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parent.parent / "configs"
 
 
-def schema_for(task: str) -> type:
+def task_spec(task: str) -> TaskSpec:
     if task not in TASKS:
-        import difflib
+        raise UsageError(f"unknown task '{task}'{did_you_mean(task, TASKS)}; known: {', '.join(sorted(TASKS))}")
+    return TASKS[task]
 
-        close = difflib.get_close_matches(task, list(TASKS), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise UsageError(f"unknown task '{task}'{hint}; known: {', '.join(sorted(TASKS))}")
-    module, cls = TASKS[task].split(":")
-    return getattr(importlib.import_module(module), cls)
+
+def schema_for(task: str) -> type:
+    return task_spec(task).schema_class()
 
 
 def find_config(name_or_path: str | Path) -> Path:
@@ -51,8 +97,4 @@ def find_config(name_or_path: str | Path) -> Path:
         if cand.is_file():
             return cand
     known = sorted(str(f.relative_to(base).with_suffix("")) for f in base.rglob("*.yaml"))
-    import difflib
-
-    close = difflib.get_close_matches(str(p), known, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    raise UsageError(f"config '{name_or_path}' not found{hint}; see `emotk config list`")
+    raise UsageError(f"config '{name_or_path}' not found{did_you_mean(str(p), known)}; see `emotk config list`")

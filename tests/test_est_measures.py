@@ -316,7 +316,7 @@ def test_ser_posterior_emotion_embedder_from_an_export(tmp_path):
 
     from emotk.core.config import resolve
     from emotk.models.ser.config import SerConfig
-    from emotk.models.ser.inference import SerPredictor, write_export
+    from emotk.models.ser.infer import SerPredictor, write_export
     from emotk.models.ser.superb import SuperbDims, SuperbDownstream
 
     repo = Path(__file__).resolve().parents[1]

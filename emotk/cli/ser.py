@@ -128,7 +128,7 @@ def predict(
     """Predict emotions: one JSON object per input (id, label, probabilities), JSONL on stdout."""
     from emotk.core.io import atomic_path, check_writable
     from emotk.data.manifest import parse_roots
-    from emotk.models.ser.inference import predict as run_predict
+    from emotk.models.ser.infer import predict as run_predict
     from emotk.models.ser.pipeline import resolve_device
 
     if out is not None:

@@ -161,7 +161,7 @@ class SerEmotionEmbedder(EmotionEmbedder):
 
     def __init__(self, folder: str | os.PathLike, device: str = "cpu") -> None:
         from emotk.core.io import sha256_file
-        from emotk.models.ser.inference import WEIGHTS, SerPredictor
+        from emotk.models.ser.infer import WEIGHTS, SerPredictor
 
         self.predictor = SerPredictor(folder, device=device)
         if self.predictor.regression or not self.predictor.classes:

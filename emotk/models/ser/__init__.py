@@ -6,7 +6,7 @@
 * :mod:`.superb` -- the SUPERB downstream: softmax layer sum -> masked pooling -> MLP head
 * :mod:`.task` -- the TrainTask (datasets from the cache, collate, steps, metrics)
 * :mod:`.pipeline` -- ``ser train`` (folds x seeds, test reports, summary) and ``ser evaluate``
-* :mod:`.inference` -- the ``export/`` inference bundle and ``ser predict``
+* :mod:`.infer` -- the ``export/`` inference bundle and ``ser predict``
 
 Importing this package is cheap; torch is imported by the submodules that need it.
 """

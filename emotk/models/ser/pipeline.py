@@ -238,7 +238,7 @@ def _train_one(resolved: Any, cfg: Any, prepared: Any, store: Any, sub: Path, fo
                runtime: Any, resume: bool, inputs: dict[str, str], argv: list[str] | None) -> dict[str, Any]:
     from emotk.core.config import Resolved
     from emotk.core.runs import RunDir
-    from emotk.models.ser.inference import write_export
+    from emotk.models.ser.infer import write_export
     from emotk.models.ser.task import SerTask
     from emotk.train import distributed as dist
     from emotk.train.trainer import Trainer
