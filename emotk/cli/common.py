@@ -71,3 +71,16 @@ def resolve_config(schema: type, task: str, file: Any = None, overrides: Any = (
     resolved = resolve(schema, task, file, list(overrides or ()), base=base)
     resolved.runtime = with_device(resolved.runtime, options.device)
     return resolved
+
+
+def parse_roots(items: Any) -> dict[str, str]:
+    """``--root`` values ``['IEMOCAP=/data/iemocap']`` -> ``{'IEMOCAP': '/data/iemocap'}`` (UsageError otherwise)."""
+    from emotk.errors import UsageError
+
+    roots = {}
+    for item in items or ():
+        if "=" not in item:
+            raise UsageError(f"--root {item!r}: expected NAME=DIR")
+        name, value = item.split("=", 1)
+        roots[name.strip()] = value
+    return roots

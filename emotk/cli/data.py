@@ -101,8 +101,8 @@ def validate(
     workers: int = typer.Option(4, "--workers", "-j"),
 ) -> None:
     """Check schema, duplicate ids, audio files (exist, decode, rates, durations, NaN), labels. Exit 1 on errors."""
+    from emotk.cli.common import parse_roots
     from emotk.data.labels import LabelMap
-    from emotk.data.manifest import parse_roots
     from emotk.data.validate import validate_manifest
 
     lm = None
@@ -149,9 +149,10 @@ def split(
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Deterministic speaker-independent folds for any manifest (sorted values + seed), or apply a committed protocol."""
+    from emotk.cli.common import parse_roots
     from emotk.core.io import check_writable
-    from emotk.data.manifest import Manifest, parse_roots
     from emotk.data import protocols as P
+    from emotk.data.manifest import Manifest
 
     m = Manifest.load(manifest, roots=parse_roots(root))
     if protocol:
@@ -197,8 +198,10 @@ def merge(
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Concatenate manifests (paths made absolute; duplicate ids are an error)."""
+    from emotk.cli.common import parse_roots
     from emotk.core.io import check_writable
-    from emotk.data.manifest import Manifest, merge as merge_manifests, parse_roots
+    from emotk.data.manifest import Manifest
+    from emotk.data.manifest import merge as merge_manifests
 
     roots = parse_roots(root)
     merged = merge_manifests(Manifest.load(p, roots=roots) for p in manifests)
@@ -218,8 +221,9 @@ def filter_(
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Keep the records that match every condition (paths made absolute)."""
+    from emotk.cli.common import parse_roots
     from emotk.core.io import check_writable
-    from emotk.data.manifest import Manifest, parse_roots
+    from emotk.data.manifest import Manifest
     from emotk.errors import UsageError
 
     m = Manifest.load(manifest, roots=parse_roots(root))

@@ -43,8 +43,8 @@ def est(
 ) -> None:
     """Convert every pair with each system (models, world-baseline, copy-source) and score Emo-Sim, WER, Spk-Sim and
     word-rate PCC; write OUT/report (Table 5.2 layout: results.json/.csv, table.md, plots)."""
+    from emotk.cli.common import parse_roots
     from emotk.cli.common import resolve_config as resolve
-    from emotk.data.manifest import parse_roots
     from emotk.eval.est import EstConfig, run_est
     from emotk.recipes import configs_dir, find_config
 

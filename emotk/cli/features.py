@@ -54,8 +54,8 @@ def extract(
     root: Optional[List[str]] = RootOpt,
 ) -> None:
     """Extract one kind of feature for every utterance of a manifest into the feature cache."""
+    from emotk.cli.common import parse_roots
     from emotk.cli.common import resolve_config as resolve
-    from emotk.data.manifest import parse_roots
     from emotk.features.extract import get_extractor, run_extraction
 
     spec = get_extractor(kind)
@@ -112,7 +112,7 @@ def train_tokenizer(
     root: Optional[List[str]] = RootOpt,
 ) -> None:
     """Train a k-means content tokenizer (S2S-ZEST: K=100 on a random 10 % of the training data)."""
-    from emotk.data.manifest import parse_roots
+    from emotk.cli.common import parse_roots
     from emotk.errors import UsageError
     from emotk.features.tokens import FeatureSpace
     from emotk.features.tokens import train_tokenizer as train
@@ -159,7 +159,7 @@ def transcribe(
     root: Optional[List[str]] = RootOpt,
 ) -> None:
     """Transcribe a manifest with Whisper: adds asr_text and asr_words; resumable; --shard I/N for arrays."""
-    from emotk.data.manifest import parse_roots
+    from emotk.cli.common import parse_roots
     from emotk.features.asr import transcribe_manifest
 
     options = {"language": language, "beam_size": beam_size, "word_timestamps": words}

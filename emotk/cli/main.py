@@ -17,11 +17,11 @@ from emotk.cli import demo as demo_cli
 from emotk.cli import evaluate as evaluate_cli
 from emotk.cli import features as features_cli
 from emotk.cli import launch as launch_cli
+from emotk.cli import models as models_cli
 from emotk.cli import pretrain as pretrain_cli
 from emotk.cli import ser as ser_cli
-from emotk.cli import transfer as transfer_cli
-from emotk.cli import models as models_cli
 from emotk.cli import tasks as tasks_cli
+from emotk.cli import transfer as transfer_cli
 from emotk.core.context import options, set_offline
 
 app = typer.Typer(

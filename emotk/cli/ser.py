@@ -49,9 +49,9 @@ def train(
     root: Optional[List[str]] = RootOpt,
 ) -> None:
     """Train the SUPERB SER downstream for each (fold, seed); print the test metrics (mean ± std)."""
+    from emotk.cli.common import parse_roots
     from emotk.cli.common import resolve_config as resolve
     from emotk.core.context import options
-    from emotk.data.manifest import parse_roots
     from emotk.models.ser.config import SerConfig
     from emotk.models.ser.pipeline import train as run_train
     from emotk.recipes import find_config
@@ -100,7 +100,7 @@ def evaluate(
     root: Optional[List[str]] = RootOpt,
 ) -> None:
     """Score the selected checkpoints on a split: report, predictions, confusion matrix (JSON + PNG) per run."""
-    from emotk.data.manifest import parse_roots
+    from emotk.cli.common import parse_roots
     from emotk.models.ser.pipeline import evaluate as run_evaluate
 
     result = run_evaluate(run_dir, manifest=str(data) if data else None, split=split, roots=parse_roots(root),
@@ -126,8 +126,8 @@ def predict(
     root: Optional[List[str]] = RootOpt,
 ) -> None:
     """Predict emotions: one JSON object per input (id, label, probabilities), JSONL on stdout."""
+    from emotk.cli.common import parse_roots
     from emotk.core.io import atomic_path, check_writable
-    from emotk.data.manifest import parse_roots
     from emotk.models.ser.infer import predict as run_predict
     from emotk.models.ser.pipeline import resolve_device
 

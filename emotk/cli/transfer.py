@@ -81,8 +81,8 @@ def convert(
     if f0_level is not None and f0_level not in F0_LEVELS:
         raise UsageError(f"--f0-level: {f0_level!r} is not one of {', '.join(F0_LEVELS)}")
     from emotk.core.io import check_writable
-    from emotk.models.zest.bundle import load_bundle
     from emotk.models.zest import pipeline
+    from emotk.models.zest.bundle import load_bundle
 
     if pairs is None:
         check_writable(out, overwrite)

@@ -56,19 +56,6 @@ def record_problems(rec: Any) -> list[tuple[str, str]]:
     return problems
 
 
-def parse_roots(items: Iterable[str] | None) -> dict[str, str]:
-    """``['IEMOCAP=/data/iemocap']`` -> ``{'IEMOCAP': '/data/iemocap'}``."""
-    roots = {}
-    for item in items or ():
-        if "=" not in item:
-            from emotk.errors import UsageError
-
-            raise UsageError(f"--root {item!r}: expected NAME=DIR")
-        name, value = item.split("=", 1)
-        roots[name.strip()] = value
-    return roots
-
-
 @dataclass
 class Manifest:
     """An ordered list of utterance records plus where they came from."""
