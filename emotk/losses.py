@@ -20,7 +20,6 @@ scikit-learn's ``class_weight="balanced"``.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from typing import Any, Callable, Sequence
 
@@ -28,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emotk.core.suggest import did_you_mean
 from emotk.errors import ConfigError, DataError
 
 IGNORE_INDEX = -100
@@ -106,16 +106,6 @@ def _target_weights(weight: torch.Tensor | Sequence[float] | None, t: torch.Tens
     if w.numel() != logits.shape[-1]:
         raise DataError(f"weight has {w.numel()} entries but the logits have {logits.shape[-1]} classes")
     return w[t]
-
-
-def count_classes(target: torch.Tensor, num_classes: int, mask: torch.Tensor | None = None,
-                  ignore_index: int | None = IGNORE_INDEX) -> torch.Tensor:
-    """Per-class counts ``(num_classes,)`` (long) of the kept entries of ``target`` (any shape)."""
-    keep = _keep_mask(target, mask, ignore_index)
-    t = target[keep].long()
-    if t.numel() and bool(((t < 0) | (t >= num_classes)).any()):
-        raise DataError(f"target holds a class outside [0, {num_classes})")
-    return torch.bincount(t, minlength=num_classes)
 
 
 def class_weights(counts: CountsLike) -> torch.Tensor:
@@ -452,17 +442,14 @@ def build_loss(name: str, **kwargs: Any) -> Loss:
     with a suggestion. The returned module is called as ``loss(input, target, mask=None)``.
     """
     if name not in LOSSES:
-        close = difflib.get_close_matches(name, list(LOSSES), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"unknown loss '{name}' (known: {', '.join(LOSSES)}){hint}")
+        raise ConfigError(f"unknown loss '{name}'{did_you_mean(name, LOSSES)} (known: {', '.join(LOSSES)})")
     fn = LOSSES[name]
     params = inspect.signature(fn).parameters
     allowed = [p for p in params if p not in _CALL_ARGS]
     for key in kwargs:
         if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(f"loss '{name}' has no argument '{key}' (it takes: {', '.join(allowed)}){hint}")
+            raise ConfigError(f"loss '{name}' has no argument '{key}'{did_you_mean(key, allowed)} "
+                              f"(it takes: {', '.join(allowed)})")
     missing = [p for p, spec in params.items()
                if p not in _CALL_ARGS and spec.default is inspect.Parameter.empty and p not in kwargs]
     if missing:

@@ -62,11 +62,10 @@ def prepare(
             raise UsageError(f"--option {item!r}: expected KEY=VALUE")
         key, value = item.split("=", 1)
         if key not in known:
-            import difflib
+            from emotk.core.suggest import did_you_mean
 
-            close = difflib.get_close_matches(key, list(known), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise UsageError(f"--option {key}: unknown option for {dataset}{hint}; known: {', '.join(known) or 'none'}")
+            raise UsageError(f"--option {key}: unknown option for {dataset}{did_you_mean(key, known)}; "
+                             f"known: {', '.join(known) or 'none'}")
         extra[key] = value
     if not root.is_dir():
         raise DataError(f"{root}: corpus folder not found")

@@ -15,7 +15,6 @@ Unknown keys anywhere are errors that suggest the closest valid key.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from emotk.core.io import sha256_json
+from emotk.core.suggest import did_you_mean
 from emotk.errors import ConfigError
 
 T = TypeVar("T")
@@ -123,8 +123,7 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
 
 
 def _suggest(name: str, candidates: list[str]) -> str:
-    match = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
-    return f" (did you mean '{match[0]}'?)" if match else f" (valid keys: {', '.join(sorted(candidates))})"
+    return did_you_mean(name, candidates, cutoff=0.5) or f" (valid keys: {', '.join(sorted(candidates))})"
 
 
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:

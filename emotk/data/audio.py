@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from emotk.core.audio import SAMPLE_RATE
 from emotk.errors import AudioError
 
-DEFAULT_SR = 16000
 MIN_DURATION = 0.05  # seconds; shorter input cannot give one 20 ms frame with context
 
 
@@ -73,7 +73,7 @@ def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 
 def load_audio(
     path: str | os.PathLike,
-    sr: int | None = DEFAULT_SR,
+    sr: int | None = SAMPLE_RATE,
     start: float | None = None,
     end: float | None = None,
     min_duration: float = MIN_DURATION,
@@ -114,7 +114,7 @@ def load_audio(
     return np.ascontiguousarray(wav, dtype=np.float32)
 
 
-def save_audio(path: str | os.PathLike, wav: np.ndarray, sr: int = DEFAULT_SR, subtype: str = "PCM_16") -> None:
+def save_audio(path: str | os.PathLike, wav: np.ndarray, sr: int = SAMPLE_RATE, subtype: str = "PCM_16") -> None:
     """Write mono audio atomically (format from the suffix: .wav, .flac, ...)."""
     import soundfile as sf
 

@@ -43,7 +43,6 @@ The fold builder :func:`make_folds` (the RAVDESS baseline protocol of BASELINES.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -54,6 +53,7 @@ from typing import Any, Iterable
 
 from emotk.core.io import atomic_write_json, sha256_json
 from emotk.core.log import get_logger
+from emotk.core.suggest import did_you_mean
 from emotk.data.manifest import Manifest
 from emotk.errors import DataError, UsageError
 
@@ -140,7 +140,7 @@ class Protocol:
         for f in self.folds:
             if f.name == str(fold):
                 return f
-        hint = _did_you_mean(str(fold), self.fold_names)
+        hint = did_you_mean(str(fold), self.fold_names)
         raise UsageError(f"protocol '{self.name}' has no fold '{fold}'{hint}; folds: {', '.join(self.fold_names)}")
 
     # ---- files --------------------------------------------------------------------------------
@@ -242,17 +242,9 @@ class Protocol:
                 "missing_values": sorted(set(where) - seen_values)}
 
 
-def _did_you_mean(name: str, known: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for a case-insensitive or close match, else ""."""
-    known = list(known)
-    same_case = [k for k in known if k.lower() == name.lower()]
-    close = same_case or difflib.get_close_matches(name, known, n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
 def _suggest(key: str, known: Iterable[str]) -> str:
     known = list(known)
-    return _did_you_mean(key, known) or f"; known keys: {', '.join(known)}"
+    return did_you_mean(key, known) or f"; known keys: {', '.join(known)}"
 
 
 def _check_protocol(p: Protocol, where: str) -> None:
@@ -373,7 +365,7 @@ def find_protocol(name_or_path: str | os.PathLike) -> Protocol:
         known[p.name] = p
     if text in known:
         return known[text]
-    hint = _did_you_mean(text, known)
+    hint = did_you_mean(text, known)
     listing = ", ".join(known) if known else f"none found under {protocols_dir()}"
     raise DataError(f"unknown protocol '{text}'{hint}; known: {listing} (or give the path of a protocol JSON file)")
 

@@ -598,9 +598,3 @@ def ensure_demo_corpus(cache_dir: str | os.PathLike | None = None, cfg: SynthCon
     return out / "manifest.jsonl"
 
 
-def load_config(file: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()) -> SynthConfig:
-    """SynthConfig from defaults < ``file`` < ``overrides`` (``--set styles[...]`` is not supported: edit a file)."""
-    from emotk.core.config import resolve
-
-    return resolve(SynthConfig, TASK, file, overrides).config
-

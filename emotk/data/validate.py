@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emotk.data.audio import DEFAULT_SR, MIN_DURATION, audio_info, load_audio
+from emotk.core.audio import SAMPLE_RATE
+from emotk.data.audio import MIN_DURATION, audio_info, load_audio
 from emotk.data.labels import LabelMap
 from emotk.data.manifest import iter_jsonl, record_problems, resolve_audio_path
 from emotk.errors import AudioError, DataError
@@ -69,7 +70,7 @@ def validate_manifest(
     label_field: str = "emotion",
     check_audio: bool = True,
     decode: bool = True,
-    target_sr: int = DEFAULT_SR,
+    target_sr: int = SAMPLE_RATE,
     min_duration: float = MIN_DURATION,
     workers: int = 4,
 ) -> Report:

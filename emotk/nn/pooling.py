@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from emotk.core.suggest import did_you_mean
 from emotk.errors import ConfigError
 from emotk.nn.masks import as_mask
 
@@ -95,9 +96,6 @@ POOLINGS: dict[str, type[nn.Module]] = {
 def build_pooling(name: str, dim: int, **options: Any) -> nn.Module:
     """A pooling module by name (``mean`` | ``attentive_stats``) over D = ``dim`` features; it has ``out_dim``."""
     if name not in POOLINGS:
-        import difflib
-
-        close = difflib.get_close_matches(name, list(POOLINGS), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"unknown pooling '{name}'{hint}; choose one of {', '.join(sorted(POOLINGS))}")
+        raise ConfigError(f"unknown pooling '{name}'{did_you_mean(name, POOLINGS)}; "
+                          f"choose one of {', '.join(sorted(POOLINGS))}")
     return POOLINGS[name](dim, **options)

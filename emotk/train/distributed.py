@@ -174,19 +174,6 @@ def _comm_device() -> torch.device:
     return torch.device("cpu")
 
 
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum ``tensor`` (any shape) over processes in place and return it."""
-    if is_initialized():
-        dev = _comm_device()
-        if tensor.device != dev:
-            moved = tensor.to(dev)
-            torch.distributed.all_reduce(moved)
-            tensor.copy_(moved)
-        else:
-            torch.distributed.all_reduce(tensor)
-    return tensor
-
-
 def any_process(flag: bool) -> bool:
     """True when ``flag`` is true on at least one process (every process gets the same answer)."""
     if not is_initialized():

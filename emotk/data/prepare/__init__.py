@@ -31,9 +31,7 @@ IMPORTERS: dict[str, str] = {
 def get_importer(name: str) -> ModuleType:
     key = name.lower().replace("_", "-")
     if key not in IMPORTERS:
-        import difflib
+        from emotk.core.suggest import did_you_mean
 
-        close = difflib.get_close_matches(key, list(IMPORTERS), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise UsageError(f"unknown dataset '{name}'{hint}; known: {', '.join(IMPORTERS)}")
+        raise UsageError(f"unknown dataset '{name}'{did_you_mean(key, IMPORTERS)}; known: {', '.join(IMPORTERS)}")
     return importlib.import_module(IMPORTERS[key])

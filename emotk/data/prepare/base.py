@@ -48,14 +48,6 @@ class PrepareResult:
             self.warn(f"{self.dataset}: found {found} {name}, the official release has {expected} (partial copy?)")
 
 
-def require_dir(root: Path, *parts: str, hint: str = "") -> Path:
-    """``root/parts`` must be a directory, else a one-line DataError explaining the expected layout."""
-    path = root.joinpath(*parts)
-    if not path.is_dir():
-        raise DataError(f"{path}: expected directory not found{(' — ' + hint) if hint else ''}")
-    return path
-
-
 def option_choice(opts: PrepareOptions, key: str, choices: Iterable[str], default: str) -> str:
     """Importer option ``key`` from ``opts.extra`` (lower-cased), one of ``choices``; else a UsageError."""
     from emotk.errors import UsageError

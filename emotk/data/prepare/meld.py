@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from emotk.core.audio import SAMPLE_RATE
 from emotk.core.log import Progress, get_logger
 from emotk.data.audio import audio_info
 from emotk.data.labels import LabelMap
@@ -64,7 +65,6 @@ EXPECTED_DIALOGUES = {"train": 1038, "dev": 114, "test": 280}
 EMOTIONS = ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]
 SENTIMENTS = ("negative", "neutral", "positive")
 COLUMNS = ("Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID", "Utterance_ID")
-SAMPLE_RATE = 16000
 FFMPEG_TIMEOUT_S = 300
 
 
