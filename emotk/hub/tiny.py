@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from emotk.errors import OutputExistsError, UsageError
-from emotk.hub.registry import get_spec
+from emotk.hub.registry import get_spec, list_specs
+from emotk.hub.types import LoadedModel
 
 # --------------------------------------------------------------------------------------------- configs
 
@@ -133,9 +134,7 @@ def tiny_tokenizer(bos_only: bool = False):
 # --------------------------------------------------------------------------------------------- builders
 
 
-def _loaded(name: str, model: Any, **extra: Any):
-    from emotk.hub.load import LoadedModel
-
+def _loaded(name: str, model: Any, **extra: Any) -> LoadedModel:
     spec = get_spec(name)
     return LoadedModel(name=name, family=spec.family, format=spec.format, path=None, model=model,
                        sample_rate=spec.sample_rate, **extra)
@@ -271,7 +270,7 @@ def build_tiny_ecapa(device: str = "cpu"):
 
 
 def build_tiny(name: str, device: str = "cpu"):
-    """Build the tiny model ``name`` (e.g. "tiny-wavlm") in memory; returns a :class:`~emotk.hub.load.LoadedModel`."""
+    """Build the tiny model ``name`` (e.g. "tiny-wavlm") in memory; returns a :class:`~emotk.hub.types.LoadedModel`."""
     spec = get_spec(name)
     if not spec.is_tiny:
         raise UsageError(f"{name!r} is not a tiny model (tiny names: {', '.join(tiny_names())})")
@@ -280,8 +279,6 @@ def build_tiny(name: str, device: str = "cpu"):
 
 def tiny_names() -> list[str]:
     """Return the names of all tiny variants, sorted."""
-    from emotk.hub.registry import list_specs
-
     return [s.name for s in list_specs() if s.is_tiny]
 
 
