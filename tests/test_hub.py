@@ -301,8 +301,9 @@ def test_soft_hubert_gives_n_div_320_frames(n):
 def test_soft_hubert_loads_upstream_style_checkpoints(tmp_path):
     import torch
 
+    from emotk.features.encoders.soft_hubert import SoftHubertConfig
     from emotk.hub import build_tiny
-    from emotk.hub.soft_hubert import SoftHubertConfig, infer_config, load_soft_hubert, to_upstream_state_dict
+    from emotk.hub.soft_hubert import infer_config, load_soft_hubert, to_upstream_state_dict
     from emotk.hub.tiny import SOFT_HUBERT_TINY
 
     model = build_tiny("tiny-soft-hubert").model

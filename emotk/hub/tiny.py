@@ -201,7 +201,7 @@ def build_tiny_llama(device: str = "cpu"):
 
 def build_tiny_soft_hubert(device: str = "cpu"):
     """Tiny soft-HuBERT (emotk's class; 32-d, 2 layers, 16-d units): waveform (B, T) -> (B, T // 320, 16)."""
-    from emotk.hub.soft_hubert import SoftHubertConfig, build_soft_hubert
+    from emotk.features.encoders.soft_hubert import SoftHubertConfig, build_soft_hubert
 
     with _seeded("tiny-soft-hubert"):
         model = build_soft_hubert(SoftHubertConfig(**SOFT_HUBERT_TINY))
@@ -214,7 +214,7 @@ def build_tiny_emotion2vec(device: str = "cpu"):
     a weight that loads into the wrong place changes the output."""
     import torch
 
-    from emotk.hub.emotion2vec import Emotion2vecConfig, build_emotion2vec
+    from emotk.features.encoders.emotion2vec import Emotion2vecConfig, build_emotion2vec
 
     with _seeded("tiny-emotion2vec"):
         model = build_emotion2vec(Emotion2vecConfig(**EMOTION2VEC_TINY))
