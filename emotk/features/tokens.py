@@ -16,7 +16,6 @@ frames from another feature space (``tokenize(frames, space=...)``) or of anothe
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -27,6 +26,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from emotk.core.io import atomic_path, atomic_write_json, sha256_bytes
+from emotk.core.suggest import closest
 from emotk.errors import DataError, UsageError
 
 FORMAT = "emotk.kmeans_tokenizer"
@@ -65,7 +65,7 @@ class FeatureSpace:
         allowed = SPACE_OPTIONS[self.name]
         for key in self.options:
             if key not in allowed:
-                hint = difflib.get_close_matches(key, allowed, n=1)
+                hint = closest(key, allowed)
                 raise UsageError(f"feature space '{self.name}' has no option '{key}'"
                                  + (f"; did you mean '{hint[0]}'?" if hint else "")
                                  + f" (options: {', '.join(allowed)})")
@@ -481,8 +481,9 @@ def logmel_frames(wav: np.ndarray, n_mels: int = 80, n_fft: int = 512, win: int 
     A 25 ms Hann window centred on sample 320 i + 160 (the input is padded by 40 samples on each side,
     the soft-HuBERT convention of :mod:`emotk.features.frames`), so frame i describes [320 i, 320 (i+1)).
     """
+    from emotk.core.audio import HOP
     from emotk.features.acoustic import mel_filterbank
-    from emotk.features.frames import HOP, num_frames
+    from emotk.features.frames import num_frames
 
     x = np.asarray(wav, dtype=np.float32)
     n = num_frames(len(x))
@@ -606,7 +607,7 @@ def train_tokenizer(
     seed: int = 0,
     algorithm: str = "lloyd",
     max_train_frames: int | None = None,
-    device: str = "cpu",
+    device: str | None = "cpu",
     overwrite: bool = False,
     roots: dict[str, str] | None = None,
     frames_fn: Callable[[Sequence[np.ndarray]], list[np.ndarray]] | None = None,
@@ -614,12 +615,14 @@ def train_tokenizer(
     """Fit a tokenizer on the audio of a manifest and save it; only the chosen utterances are decoded.
 
     manifest: a path or :class:`emotk.data.manifest.Manifest`; space: the feature space; out: the
-    ``.safetensors`` path. frames_fn (optional) replaces :class:`ContentFrames` (list of waveforms ->
-    list of (T, D)). Returns the tokenizer metadata plus the output path and seconds taken.
+    ``.safetensors`` path. device: where the feature model runs ("cpu", "cuda[:N]"; "auto"/None: CUDA when
+    available). frames_fn (optional) replaces :class:`ContentFrames` (list of waveforms -> list of (T, D)).
+    Returns the tokenizer metadata plus the output path and seconds taken.
     """
     import time
 
     from emotk.core.io import check_writable
+    from emotk.core.runtime import device_name
     from emotk.data.audio import load_audio
     from emotk.data.manifest import Manifest
 
@@ -632,7 +635,7 @@ def train_tokenizer(
     by_id = m.by_id()
     tok = KMeansTokenizer(space, n_clusters=n_clusters, fraction=fraction, seed=seed, algorithm=algorithm,
                           max_train_frames=max_train_frames)
-    fn = frames_fn or ContentFrames(tok.space, device=device)
+    fn = frames_fn or ContentFrames(tok.space, device=device_name(device))
 
     def load_frames(uid: str) -> np.ndarray:
         rec = by_id[uid]

@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from emotk.core.audio import SAMPLE_RATE
 from emotk.errors import OutputExistsError, UsageError
 from emotk.hub.registry import get_spec, list_specs
 from emotk.hub.types import LoadedModel
@@ -154,10 +155,10 @@ def _build_hf(name: str, device: str):
         kwargs["vocab_size"] = len(extra["tokenizer"])
     elif name == "tiny-whisper":
         extra["feature_extractor"] = transformers.WhisperFeatureExtractor(
-            feature_size=kwargs["num_mel_bins"], sampling_rate=16000, chunk_length=TINY_WHISPER_CHUNK_S)
+            feature_size=kwargs["num_mel_bins"], sampling_rate=SAMPLE_RATE, chunk_length=TINY_WHISPER_CHUNK_S)
     else:
         extra["feature_extractor"] = transformers.Wav2Vec2FeatureExtractor(
-            feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True, return_attention_mask=True)
+            feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0, do_normalize=True, return_attention_mask=True)
     config = getattr(transformers, config_cls)(**kwargs)
     with _seeded(name):
         model = getattr(transformers, model_cls)(config)
