@@ -1,4 +1,4 @@
-"""Numerical parity of emotk's emotion2vec (emotk.hub.emotion2vec) with FunASR's own ``Emotion2vec`` class.
+"""Numerical parity of emotk's emotion2vec (emotk.features.encoders.emotion2vec) with FunASR's ``Emotion2vec`` class.
 
 Evidence, not a CI test: it needs ``funasr`` (and its omegaconf), which emotk does not depend on, so run it from a
 scratch virtual environment outside the repository (the constraints file keeps pip on the CPU torch wheel):
@@ -69,7 +69,7 @@ LENGTHS = (400, 7999, 16000, 35117)  # samples: the shortest input with one fram
 
 def model_conf(name: str) -> dict:
     """FunASR ``model_conf`` of a parity config."""
-    from emotk.hub.emotion2vec import Emotion2vecConfig
+    from emotk.features.encoders.emotion2vec import Emotion2vecConfig
     from emotk.hub.tiny import EMOTION2VEC_TINY
 
     if name == "base":

@@ -54,7 +54,7 @@ def test_lld_layout():
     assert cfg.lld_dim() == 80 + 40 + 40 + 80 + 4 + 12 == 256
     y = acoustic_targets(voice(1.0, f0=150.0), SR, cfg)
     logmel, mfcc, dmfcc, longmel = y[:, :80], y[:, 80:120], y[:, 120:160], y[:, 160:240]
-    logf0, voiced, zcr, energy = y[:, 240], y[:, 241], y[:, 242], y[:, 243]
+    logf0, voiced, zcr, _energy = y[:, 240], y[:, 241], y[:, 242], y[:, 243]
     np.testing.assert_allclose(mfcc, dct(logmel.astype(np.float64), type=2, norm="ortho", axis=1)[:, :40], atol=1e-3)
     np.testing.assert_allclose(dmfcc, deltas(mfcc.astype(np.float64)), atol=1e-3)
     np.testing.assert_allclose(longmel[25], logmel[20:31].mean(axis=0), atol=1e-3)  # ±5 frames

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import needs_ct2, write_wav
 
 from emotk.errors import DataError, OutputExistsError, UsageError
 from emotk.features.asr import make_backend, normalize_english, transcribe_manifest, word_error_rate
-from conftest import needs_ct2, write_wav
 
 
 class FakeASR:
@@ -119,8 +119,10 @@ def test_resume_rules(manifest, tmp_path):
 def test_shards_are_disjoint_and_the_last_one_writes_the_manifest(manifest, tmp_path):
     out = tmp_path / "asr.jsonl"
     fakes = [FakeASR(), FakeASR(), FakeASR()]
-    summaries = [transcribe_manifest(manifest, out, shard=f"{i}/3", asr=fakes[i]) for i in range(3)]
+    summaries = [transcribe_manifest(manifest, out, shard=(i, 3), asr=fakes[i]) for i in range(3)]
     assert [s["complete"] for s in summaries] == [False, False, True]
+    journals = [tmp_path / f"asr.jsonl.partial.shard-{i}-of-3.jsonl" for i in range(3)]
+    assert [s["progress_file"] for s in summaries] == [str(p) for p in journals] and all(p.is_file() for p in journals)
     assert [s["utterances"] for s in summaries] == [3, 2, 2] and sum(sum(f.calls) for f in fakes) == 7
     assert [r["asr_text"] for r in _read(out)] == [f"len {3200 + 320 * i}" for i in range(7)]
 
@@ -155,7 +157,8 @@ def _speech_clip(tmp_path: Path) -> tuple[Path, str]:
         # a voice, rate and sentence that tiny.en transcribes exactly (espeak-ng 1.51)
         text = "I would like a cup of coffee with milk"
         wav = tmp_path / "espeak.wav"
-        subprocess.run(["espeak-ng", "-v", "en-us+m3", "-s", "140", "-w", str(wav), text], check=True, capture_output=True)
+        subprocess.run(["espeak-ng", "-v", "en-us+m3", "-s", "140", "-w", str(wav), text], check=True,
+                       capture_output=True)
         return wav, text
     pytest.skip("no speech clip: ../shared/data/ravdess and espeak-ng are both absent")
 
@@ -163,16 +166,12 @@ def _speech_clip(tmp_path: Path) -> tuple[Path, str]:
 @pytest.mark.slow
 @needs_ct2
 def test_faster_whisper_tiny_en_transcribes_speech_through_the_cli_command(tmp_path):
-    import typer
     from typer.testing import CliRunner
 
-    from emotk.cli.features import transcribe_command
+    from emotk.cli.data import app  # the `emotk data` group: the command name is part of argv
 
     clip, text = _speech_clip(tmp_path)
     (tmp_path / "m.jsonl").write_text(json.dumps({"id": "s-1", "path": str(clip), "dataset": "s", "text": text}) + "\n")
-    app = typer.Typer()
-    app.command()(transcribe_command)
-    app.command("noop")(lambda: None)  # two commands, so the command name is part of argv
     res = CliRunner().invoke(app, ["transcribe", str(tmp_path / "m.jsonl"), "-o", str(tmp_path / "asr.jsonl")])
     assert res.exit_code == 0, res.output
     rec = _read(tmp_path / "asr.jsonl")[0]
@@ -191,8 +190,13 @@ def test_hf_whisper_backend_plumbing_with_a_tiny_random_model(manifest, tmp_path
     from emotk.compat import ensure_torchaudio_importable
 
     ensure_torchaudio_importable()
-    from transformers import (WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration,
-                              WhisperProcessor, WhisperTokenizerFast)
+    from transformers import (
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+        WhisperTokenizerFast,
+    )
 
     from emotk.features.asr import bundled_whisper_dir
 

@@ -7,10 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from emotk.core.shard import owned, parse_shard, select
 from emotk.errors import DataError, OutputExistsError, UsageError
-from emotk.features.cache import (
-    FeatureCache, cache_dir_name, find_caches, owned_blocks, parse_shard, shard_blocks, shard_ids,
-)
+from emotk.features.cache import FeatureCache, cache_dir_name, find_caches, shard_blocks
 
 IDS = [f"ds-{i:03d}" for i in range(23)]
 
@@ -31,11 +30,11 @@ def test_worker_partition_is_disjoint_and_complete(n):
     assert sum(blocks, []) == sorted(IDS)  # contiguous blocks of the sorted ids
     seen: list[str] = []
     for i in range(n):
-        for j in owned_blocks(len(blocks), (i, n)):
+        for j in owned(len(blocks), (i, n)):
             assert j % n == i
             seen.extend(blocks[j])
     assert sorted(seen) == sorted(IDS) and len(seen) == len(set(seen))
-    per_id = [shard_ids(shuffled, (i, n)) for i in range(n)]
+    per_id = [select(sorted(shuffled), (i, n)) for i in range(n)]
     flat = sum(per_id, [])
     assert sorted(flat) == sorted(IDS) and len(flat) == len(set(flat))
 

@@ -1,4 +1,5 @@
-"""emotk's emotion2vec (emotk.hub.emotion2vec): shapes, checkpoint layouts, masks, errors, the Emo-Sim embedder.
+"""emotk's emotion2vec (emotk.features.encoders.emotion2vec; checkpoints: emotk.hub.emotion2vec): shapes, checkpoint
+layouts, masks, errors, the Emo-Sim embedder.
 
 No real weights and no network: the tiny random variant and synthetic checkpoints written with the upstream key
 names (FunASR ``model.pt`` + ``config.yaml``; fairseq ``{"cfg", "model", ...}`` with a pickled omegaconf-like
@@ -18,10 +19,15 @@ import torch
 import yaml
 
 from emotk.errors import DataError, UsageError
-from emotk.hub.emotion2vec import (
-    AUDIO, STANDARD_CONV_LAYERS, Emotion2vecConfig, alibi_slopes, build_emotion2vec, conv_spec_text,
-    load_emotion2vec, parse_conv_spec, save_funasr, to_upstream_state_dict,
+from emotk.features.encoders.emotion2vec import (
+    STANDARD_CONV_LAYERS,
+    Emotion2vecConfig,
+    alibi_slopes,
+    build_emotion2vec,
+    conv_spec_text,
+    parse_conv_spec,
 )
+from emotk.hub.emotion2vec import AUDIO, load_emotion2vec, save_funasr, to_upstream_state_dict
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,13 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_wav
 
 from emotk.errors import AudioError, DataError, OutputExistsError
 from emotk.features.cache import FeatureCache
 from emotk.features.extract import (
-    EXTRACTORS, ExtractorSpec, cache_path, make_config, register_extractor, run_extraction,
+    EXTRACTORS,
+    ExtractorSpec,
+    cache_path,
+    make_config,
+    register_extractor,
+    run_extraction,
 )
-from conftest import write_wav
 
 
 def _frame_rms(wav: np.ndarray) -> np.ndarray:
@@ -40,7 +45,8 @@ def _build_rms(cfg: RmsConfig, device: str):
 
 @pytest.fixture(autouse=True)
 def _rms_kind():
-    register_extractor(ExtractorSpec("test-rms", RmsConfig, "audio", _build_rms, "frame RMS (tests)", uses_device=False))
+    register_extractor(ExtractorSpec("test-rms", RmsConfig, "audio", _build_rms, "frame RMS (tests)",
+                                     uses_device=False))
     CALLS.clear()
     yield
     EXTRACTORS.pop("test-rms", None)
@@ -120,7 +126,7 @@ def test_shard_workers_are_disjoint_and_complete(corpus, tmp_path):
     stored: set[str] = set()
     total = 0
     for i in range(3):
-        s = run_extraction("test-rms", corpus, out, shard=f"{i}/3", shard_size=2)
+        s = run_extraction("test-rms", corpus, out, shard=(i, 3), shard_size=2)
         assert s["shard"] == f"{i}/3" and s["shards_owned"] == 2
         now = set(FeatureCache(s["cache"]).ids())
         assert len(now - stored) == s["count"] and stored <= now  # each worker adds only its own ids
@@ -199,8 +205,8 @@ def test_cli_tokens_kind_with_a_logmel_tokenizer(cli, corpus, tmp_path):
             "--set", f"tokenizer={tmp_path / 'tok.safetensors'}")
     assert r.code == 0, r.err
     cache = FeatureCache(json.loads(r.out)["cache"])
-    from emotk.features.tokens import KMeansTokenizer, dup, logmel_frames
     from emotk.data.audio import load_audio
+    from emotk.features.tokens import KMeansTokenizer, dup, logmel_frames
 
     tok = KMeansTokenizer.load(tmp_path / "tok.safetensors")
     arrs = cache.get("syn-004")

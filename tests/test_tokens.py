@@ -9,7 +9,14 @@ import pytest
 
 from emotk.errors import DataError, OutputExistsError, UsageError
 from emotk.features.tokens import (
-    ContentFrames, FeatureSpace, KMeansTokenizer, dedup, dup, logmel_frames, mfcc_frames, select_training_ids,
+    ContentFrames,
+    FeatureSpace,
+    KMeansTokenizer,
+    dedup,
+    dup,
+    logmel_frames,
+    mfcc_frames,
+    select_training_ids,
     train_tokenizer,
 )
 
@@ -137,7 +144,8 @@ def test_save_load_gives_identical_tokens_and_metadata(tmp_path):
 
 def test_tokenize_refuses_other_feature_space_and_width(tmp_path):
     frames, ids, _ = _blobs()
-    tok = KMeansTokenizer.load(KMeansTokenizer("whisper-encoder", n_clusters=5).fit(frames, ids).save(tmp_path / "t.safetensors"))
+    tok = KMeansTokenizer.load(KMeansTokenizer("whisper-encoder", n_clusters=5).fit(frames, ids)
+                               .save(tmp_path / "t.safetensors"))
     tok.tokenize(frames[0], space="whisper-encoder")  # same space: fine
     with pytest.raises(DataError, match="trained on feature space 'whisper-encoder'"):
         tok.tokenize(frames[0], space="ssl:wavlm-base-plus:6")

@@ -8,17 +8,17 @@ from typing import List, Optional
 import typer
 
 from emotk.cli.common import ConfigOpt, OverwriteOpt, RootOpt, SetOpt, emit, table
-from emotk.cli.features import transcribe_command
 from emotk.cli.text_pretrain import label_command
 
 app = typer.Typer(help="Corpora and manifests: prepare, validate, split, synth, merge, filter, transcribe, label.",
                   no_args_is_help=True)
-app.command("transcribe")(transcribe_command)
 app.command("label")(label_command)
 
 
 @app.command("datasets")
-def datasets(name: Optional[str] = typer.Argument(None, help="Show one importer's expected layout and options.")) -> None:
+def datasets(
+    name: Optional[str] = typer.Argument(None, help="Show one importer's expected layout and options."),
+) -> None:
     """List the dataset importers (or show one importer's layout and options)."""
     import importlib
 
@@ -28,14 +28,16 @@ def datasets(name: Optional[str] = typer.Argument(None, help="Show one importer'
         mod = get_importer(name)
         info = {"dataset": mod.DATASET, "description": mod.DESCRIPTION, "layout": mod.LAYOUT.strip(),
                 "options": dict(getattr(mod, "OPTIONS", {}))}
-        emit(info, lambda i: typer.echo(f"{i['dataset']}: {i['description']}\n\nExpected layout:\n{i['layout']}\n\nOptions (--option KEY=VALUE):\n"
-                                        + ("\n".join(f"  {k}: {v}" for k, v in i["options"].items()) or "  none")))
+        emit(info, lambda i: typer.echo(
+            f"{i['dataset']}: {i['description']}\n\nExpected layout:\n{i['layout']}\n\nOptions (--option KEY=VALUE):\n"
+            + ("\n".join(f"  {k}: {v}" for k, v in i["options"].items()) or "  none")))
         return
     rows = []
     for key, module in IMPORTERS.items():
         mod = importlib.import_module(module)
         rows.append({"dataset": key, "description": getattr(mod, "DESCRIPTION", "")})
-    emit(rows, lambda r: table("dataset importers", ["dataset", "description"], [[x["dataset"], x["description"]] for x in r]))
+    emit(rows, lambda r: table("dataset importers", ["dataset", "description"],
+                               [[x["dataset"], x["description"]] for x in r]))
 
 
 @app.command("prepare")
@@ -43,10 +45,12 @@ def prepare(
     dataset: str = typer.Argument(..., help="Importer name (see `emotk data datasets`)."),
     root: Path = typer.Argument(..., help="Corpus folder, as distributed."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: manifest.jsonl, label_map*.json, prepare.json."),
-    root_name: Optional[str] = typer.Option(None, "--root-name", help="Write paths as ${NAME}/... (portable manifests)."),
+    root_name: Optional[str] = typer.Option(None, "--root-name",
+                                            help="Write paths as ${NAME}/... (portable manifests)."),
     workers: int = typer.Option(4, "--workers", "-j", help="Parallel header reads / audio extraction."),
     option: Optional[List[str]] = typer.Option(None, "--option", help="Importer option KEY=VALUE (repeatable)."),
-    strict: bool = typer.Option(False, "--strict", help="Fail on the first unreadable audio file instead of skipping it."),
+    strict: bool = typer.Option(False, "--strict",
+                                help="Fail on the first unreadable audio file instead of skipping it."),
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Turn a corpus folder into a manifest + label map (+ summary with official-count checks)."""
@@ -91,12 +95,14 @@ def prepare(
 @app.command("validate")
 def validate(
     manifest: Path = typer.Argument(..., help="Manifest (JSONL) to check."),
-    label_map: Optional[Path] = typer.Option(None, "--label-map", help="Label map JSON (default: label_map.json beside the manifest, if any)."),
+    label_map: Optional[Path] = typer.Option(
+        None, "--label-map", help="Label map JSON (default: label_map.json beside the manifest, if any)."),
     label_field: str = typer.Option("emotion", "--label-field", help="Field checked against the label map."),
     root: Optional[List[str]] = RootOpt,
     sr: int = typer.Option(16000, "--sr", help="Target sample rate; other rates are warnings."),
     no_audio: bool = typer.Option(False, "--no-audio", help="Only check the manifest text, not the audio files."),
-    no_decode: bool = typer.Option(False, "--no-decode", help="Check audio headers only (faster; misses NaN/corrupt data)."),
+    no_decode: bool = typer.Option(False, "--no-decode",
+                                   help="Check audio headers only (faster; misses NaN/corrupt data)."),
     workers: int = typer.Option(4, "--workers", "-j"),
 ) -> None:
     """Check schema, duplicate ids, audio files (exist, decode, rates, durations, NaN), labels. Exit 1 on errors."""
@@ -137,7 +143,8 @@ def _json() -> bool:
 def split(
     manifest: Path = typer.Argument(..., help="Manifest to split."),
     out: Path = typer.Option(..., "--out", "-o", help="Protocol JSON to write (or a folder with --write-manifests)."),
-    protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="Apply a committed protocol (name or file) instead of building folds."),
+    protocol: Optional[str] = typer.Option(
+        None, "--protocol", "-p", help="Apply a committed protocol (name or file) instead of building folds."),
     folds: int = typer.Option(5, "--folds", "-k", help="Number of folds."),
     by: str = typer.Option("speaker", "--by", help="Manifest field that must not cross splits."),
     seed: int = typer.Option(0, "--seed", help="Shuffle seed (the fold rule sorts values first)."),
@@ -147,7 +154,8 @@ def split(
     root: Optional[List[str]] = RootOpt,
     overwrite: bool = OverwriteOpt,
 ) -> None:
-    """Deterministic speaker-independent folds for any manifest (sorted values + seed), or apply a committed protocol."""
+    """Deterministic speaker-independent folds for any manifest (sorted values + seed), or apply a committed
+    protocol."""
     from emotk.cli.common import parse_roots
     from emotk.core.io import check_writable
     from emotk.data import protocols as P
@@ -248,3 +256,49 @@ def filter_(
     check_writable(out, overwrite)
     sha = kept.save(out)
     emit({"manifest": str(out), "utterances": len(kept), "dropped": len(m) - len(kept), "sha256": sha})
+
+
+@app.command("transcribe")
+def transcribe(
+    manifest: Path = typer.Argument(..., help="Manifest (JSONL) to transcribe."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output manifest with asr_text (+ asr_words)."),
+    backend: str = typer.Option("faster-whisper", "--backend", help="faster-whisper, openai-whisper or hf-whisper."),
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", help="Model path or registry name (faster-whisper default: the bundled tiny.en)."),
+    shard: Optional[str] = typer.Option(None, "--shard",
+                                        help="Process part I of N (0-based), e.g. 3/16 for a SLURM array task."),
+    resume: bool = typer.Option(True, "--resume/--no-resume",
+                                help="Continue an interrupted run from its progress file."),
+    overwrite: bool = OverwriteOpt,
+    batch_size: int = typer.Option(8, "--batch-size", "-b",
+                                   help="Utterances per batch (progress is saved after each)."),
+    language: Optional[str] = typer.Option("en", "--language", help="Spoken language (multilingual models)."),
+    beam_size: int = typer.Option(5, "--beam-size", help="Beam width."),
+    words: bool = typer.Option(True, "--words/--no-words", help="Word timestamps (asr_words)."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable audio (listed) instead of failing."),
+    root: Optional[List[str]] = RootOpt,
+) -> None:
+    """Transcribe a manifest with Whisper: adds asr_text and asr_words; resumable; --shard I/N for arrays."""
+    from emotk.cli.common import parse_roots
+    from emotk.core.context import options
+    from emotk.core.shard import parse_shard
+    from emotk.features.asr import transcribe_manifest
+
+    backend_options = {"language": language, "beam_size": beam_size, "word_timestamps": words}
+    if backend == "hf-whisper":
+        backend_options["batch_size"] = batch_size
+    summary = transcribe_manifest(manifest, out, backend, model, device=options.device, batch_size=batch_size,
+                                  resume=resume, overwrite=overwrite, shard=parse_shard(shard), skip_bad=skip_bad,
+                                  roots=parse_roots(root), **backend_options)
+
+    def human(s: dict) -> None:
+        rows = [["backend", s["backend"]], ["model", s["model"]], ["shard", s["shard"] or "all"],
+                ["transcribed", s["transcribed"]], ["already done", s["already_done"]], ["skipped", len(s["skipped"])],
+                ["audio seconds", s["audio_seconds"]], ["real-time factor", s["real_time_factor"]],
+                ["output written", s["out"] if s["complete"] else f"no (progress in {s['progress_file']})"]]
+        if "wer_vs_text" in s:
+            wer = s["wer_vs_text"]
+            rows.append(["WER vs text", f"{100 * wer['wer']:.2f} % ({wer['utterances']} utts)"])
+        table("transcribe", ["item", "value"], rows)
+
+    emit(summary, human)

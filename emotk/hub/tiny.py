@@ -21,8 +21,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from emotk.core.audio import SAMPLE_RATE
 from emotk.errors import OutputExistsError, UsageError
-from emotk.hub.registry import get_spec
+from emotk.hub.registry import get_spec, list_specs
+from emotk.hub.types import LoadedModel
 
 # --------------------------------------------------------------------------------------------- configs
 
@@ -133,9 +135,7 @@ def tiny_tokenizer(bos_only: bool = False):
 # --------------------------------------------------------------------------------------------- builders
 
 
-def _loaded(name: str, model: Any, **extra: Any):
-    from emotk.hub.load import LoadedModel
-
+def _loaded(name: str, model: Any, **extra: Any) -> LoadedModel:
     spec = get_spec(name)
     return LoadedModel(name=name, family=spec.family, format=spec.format, path=None, model=model,
                        sample_rate=spec.sample_rate, **extra)
@@ -155,10 +155,10 @@ def _build_hf(name: str, device: str):
         kwargs["vocab_size"] = len(extra["tokenizer"])
     elif name == "tiny-whisper":
         extra["feature_extractor"] = transformers.WhisperFeatureExtractor(
-            feature_size=kwargs["num_mel_bins"], sampling_rate=16000, chunk_length=TINY_WHISPER_CHUNK_S)
+            feature_size=kwargs["num_mel_bins"], sampling_rate=SAMPLE_RATE, chunk_length=TINY_WHISPER_CHUNK_S)
     else:
         extra["feature_extractor"] = transformers.Wav2Vec2FeatureExtractor(
-            feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True, return_attention_mask=True)
+            feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0, do_normalize=True, return_attention_mask=True)
     config = getattr(transformers, config_cls)(**kwargs)
     with _seeded(name):
         model = getattr(transformers, model_cls)(config)
@@ -202,7 +202,7 @@ def build_tiny_llama(device: str = "cpu"):
 
 def build_tiny_soft_hubert(device: str = "cpu"):
     """Tiny soft-HuBERT (emotk's class; 32-d, 2 layers, 16-d units): waveform (B, T) -> (B, T // 320, 16)."""
-    from emotk.hub.soft_hubert import SoftHubertConfig, build_soft_hubert
+    from emotk.features.encoders.soft_hubert import SoftHubertConfig, build_soft_hubert
 
     with _seeded("tiny-soft-hubert"):
         model = build_soft_hubert(SoftHubertConfig(**SOFT_HUBERT_TINY))
@@ -215,7 +215,7 @@ def build_tiny_emotion2vec(device: str = "cpu"):
     a weight that loads into the wrong place changes the output."""
     import torch
 
-    from emotk.hub.emotion2vec import Emotion2vecConfig, build_emotion2vec
+    from emotk.features.encoders.emotion2vec import Emotion2vecConfig, build_emotion2vec
 
     with _seeded("tiny-emotion2vec"):
         model = build_emotion2vec(Emotion2vecConfig(**EMOTION2VEC_TINY))
@@ -271,7 +271,7 @@ def build_tiny_ecapa(device: str = "cpu"):
 
 
 def build_tiny(name: str, device: str = "cpu"):
-    """Build the tiny model ``name`` (e.g. "tiny-wavlm") in memory; returns a :class:`~emotk.hub.load.LoadedModel`."""
+    """Build the tiny model ``name`` (e.g. "tiny-wavlm") in memory; returns a :class:`~emotk.hub.types.LoadedModel`."""
     spec = get_spec(name)
     if not spec.is_tiny:
         raise UsageError(f"{name!r} is not a tiny model (tiny names: {', '.join(tiny_names())})")
@@ -280,8 +280,6 @@ def build_tiny(name: str, device: str = "cpu"):
 
 def tiny_names() -> list[str]:
     """Return the names of all tiny variants, sorted."""
-    from emotk.hub.registry import list_specs
-
     return [s.name for s in list_specs() if s.is_tiny]
 
 

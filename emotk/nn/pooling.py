@@ -19,13 +19,17 @@ _VAR_EPS = 1e-6
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over valid frames: x (B, T, D), mask (B, T) bool -> (B, D) (zeros for an empty item)."""
+    """Mean over valid frames: x (B, T, D), mask (B, T) bool or 0/1 (an HF ``attention_mask``) -> (B, D) in
+    x's dtype (zeros for an empty item)."""
+    if mask.dtype != torch.bool:
+        mask = mask != 0
     w = mask.to(x.dtype).unsqueeze(-1)
     total = (x.masked_fill(~mask.unsqueeze(-1), 0) * w).sum(dim=1)
     return total / w.sum(dim=1).clamp(min=1.0)
 
 
-def weighted_mean_std(x: torch.Tensor, weights: torch.Tensor, eps: float = _VAR_EPS) -> tuple[torch.Tensor, torch.Tensor]:
+def weighted_mean_std(x: torch.Tensor, weights: torch.Tensor,
+                      eps: float = _VAR_EPS) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted mean and standard deviation over time.
 
     x: (B, T, D); weights: (B, T) or (B, T, D), non-negative, summing to 1 over T (0 on padding).

@@ -1,7 +1,7 @@
 """The text sentiment classifier of ``emotk pretrain text`` and its training hooks (METHODS.md §2).
 
 A Hugging Face text encoder (RoBERTa-large in the thesis) whose last hidden states are mean-pooled over the
-real tokens (padding masked out, as :func:`emotk.features.text.masked_mean`) -> dropout -> one linear layer to
+real tokens (padding masked out, as :func:`emotk.nn.pooling.masked_mean`) -> dropout -> one linear layer to
 the pseudo-classes; cross-entropy. Only the encoder is kept as the emotion-aware text model; the head is
 exported beside it for inspection and prediction.
 """
@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from emotk.features.text import masked_mean
+from emotk.nn.pooling import masked_mean
 from emotk.train.task import StepState, TrainTask
 
 

@@ -564,8 +564,8 @@ def label_manifest(manifest: Any, out: str | os.PathLike, labeller: Labeller, fi
     Raises DataError for records without the text field (before any request), :class:`FatalLabelError` for
     failures that would repeat for every item.
     """
+    from emotk.core.shard import parse_shard
     from emotk.data.manifest import Manifest
-    from emotk.features.cache import parse_shard
 
     m = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest)
     out = Path(out)

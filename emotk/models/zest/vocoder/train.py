@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from emotk.core.audio import HOP
 from emotk.core.log import get_logger
 from emotk.errors import DataError, UsageError
-from emotk.features.frames import HOP
 from emotk.models.zest.vocoder.config import VocoderConfig
 from emotk.train.task import StepState, TrainTask
 
