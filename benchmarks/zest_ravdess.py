@@ -56,11 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override (repeatable), e.g. --set train.epochs=1")
     ap.add_argument("--limit-pairs", type=int, default=None, help="evaluate only N evenly spaced pairs (smoke runs)")
-    ap.add_argument("--reuse", action="store_true", help="skip training when WORK/bundle exists (same manifest and config)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="skip training when WORK/bundle exists (same manifest and config)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2, help="torch threads for the evaluation (training: runtime.threads)")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="torch threads for the evaluation (training: runtime.threads)")
     ap.add_argument("--voiced-threshold", type=float, default=60.0,
-                    help="predicted F0 above this (Hz) counts as voiced (default 60, the F0 floor of the trackers; 0: F0 > 0)")
+                    help="predicted F0 above this (Hz) counts as voiced (default 60, the F0 floor of the trackers; "
+                         "0: F0 > 0)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "zest_ravdess.json")
     args = ap.parse_args(argv)
     if not RAVDESS.is_file():
@@ -75,10 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     from emotk.core.runs import git_revision, package_versions
     from emotk.data.audio import load_audio
     from emotk.data.manifest import Manifest
-    from emotk.models.zest.bundle import load_bundle
     from emotk.models.zest.config import TASK, ZestConfig
     from emotk.models.zest.demo import train_demo_bundle
     from emotk.models.zest.evaluation import evaluate_pairs, plan_parallel_pairs, spread
+    from emotk.models.zest.export import load_bundle
     from emotk.recipes import find_config
 
     setup_logging(0)

@@ -277,10 +277,10 @@ def test_emotion2vec_and_bad_specs_are_clear_errors(hub_env):  # hub_env: no loc
 def test_zest_emotion_embedder_from_a_bundle(tmp_path):
     from emotk.core.config import resolve
     from emotk.features.tokens import KMeansTokenizer
-    from emotk.models.zest.analysis import build_analysis_model, build_speaker_model
-    from emotk.models.zest.bundle import load_bundle, save_bundle
     from emotk.models.zest.config import TASK, ZestConfig
-    from emotk.models.zest.pipeline import analyse_reference
+    from emotk.models.zest.export import load_bundle, save_bundle
+    from emotk.models.zest.infer import analyse_reference
+    from emotk.models.zest.model import build_analysis_model, build_speaker_model
 
     repo = Path(__file__).resolve().parents[1]
     cfg = resolve(ZestConfig, TASK, repo / "configs" / "transfer" / "zest-tiny.yaml", []).config

@@ -405,23 +405,13 @@ class _Corpus:
         return self._audio.get_or(uid, load)
 
 
-def _device(runtime_device: str | None) -> str:
-    from emotk.core.context import options
-
-    dev = options.device or runtime_device or "cpu"
-    if dev == "auto":
-        import torch
-
-        dev = "cuda" if torch.cuda.is_available() else "cpu"
-    return dev
-
-
 def _bundle_info(path: Path) -> dict[str, Any]:
     from emotk.core.io import sha256_file
 
     meta = path / "bundle.json"
     if not meta.is_file():
-        raise DataError(f"{path}: not an S2S-ZEST model bundle (no bundle.json); build one with `emotk transfer bundle`")
+        raise DataError(f"{path}: not an S2S-ZEST model bundle (no bundle.json); build one with "
+                        "`emotk transfer bundle`")
     return {"path": str(path.resolve()), "sha256": sha256_file(meta)}
 
 
@@ -500,12 +490,12 @@ def run_est(resolved: Any, out_dir: str | os.PathLike, *, models: Sequence[str |
     Returns {"out_dir", "scored" (this process), "skipped_done", "failed", "coverage", "report": paths, "table"}.
     """
     from emotk.core.runs import RunDir
+    from emotk.core.shard import parse_shard
     from emotk.eval.report import render_markdown, write_est_report
-    from emotk.models.zest.pipeline import parse_shard
 
     cfg: EstConfig = resolved.config
     out = Path(out_dir)
-    i, n = parse_shard(shard)
+    i, n = parse_shard(shard) or (0, 1)
     if not report_only and not data:
         raise UsageError("--data: give the manifest(s) holding the pairs' audio (the pairs are built from them, or "
                          "read from --pairs FILE)")
@@ -630,18 +620,13 @@ def _score(cfg: EstConfig, resolved: Any, out: Path, plan: Mapping[str, Any], pa
            systems: Sequence[System], model_dirs: Mapping[str, Path], manifests: Sequence[Any],
            shard: tuple[int, int], resume: bool, progress_every: int,
            on_pair: Callable[[int], None] | None) -> tuple[dict[str, int], dict[str, str]]:
+    from emotk.core.runtime import apply_threads, device_name
     from emotk.eval.baselines import WorldProsodyBaseline
     from emotk.eval.measures import NoiseBank
-    from emotk.models.zest.bundle import load_bundle
+    from emotk.models.zest.export import load_bundle
 
-    import torch
-
-    from emotk.train.trainer import resolve_threads
-
-    device = _device(resolved.runtime.device)
-    threads = resolve_threads(resolved.runtime.threads)
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
+    device = device_name(resolved.runtime.device)
+    apply_threads(resolved.runtime.threads)
     by_id = {p["id"]: (s, p) for s, v in pairsets.items() for p in v["pairs"]}
     order = [pid for s in plan["settings"] for pid in plan["settings"][s]["selected"]]
     mine = [pid for k, pid in enumerate(order) if k % shard[1] == shard[0]]
@@ -725,7 +710,7 @@ def _score_one(cfg: EstConfig, out: Path, scorer: Scorer, corpus: _Corpus, bundl
     """Convert one pair with one system (at one noise level) and measure it -> the scores line (status ok|error)."""
     from emotk.data.audio import save_audio
     from emotk.eval.baselines import copy_source
-    from emotk.models.zest import pipeline
+    from emotk.models.zest import infer
 
     pid = pair["id"]
     src_rec = corpus.record(pair["source"], pid, "source")
@@ -735,8 +720,8 @@ def _score_one(cfg: EstConfig, out: Path, scorer: Scorer, corpus: _Corpus, bundl
                            "reference_emotion": pair["reference_emotion"]}
     t0 = time.perf_counter()
     try:
-        src = pipeline.check_input(corpus.audio(pair["source"]), f"source {pair['source']}")
-        ref = pipeline.check_input(corpus.audio(pair["reference"]), f"reference {pair['reference']}")
+        src = infer.check_input(corpus.audio(pair["source"]), f"source {pair['source']}")
+        ref = infer.check_input(corpus.audio(pair["reference"]), f"reference {pair['reference']}")
         noisy = src if snr is None else bank.add(src, snr, key=pid)
         transcript = src_rec.get(cfg.measures.transcript_field)
         if isinstance(transcript, str) and transcript.strip():
@@ -753,15 +738,15 @@ def _score_one(cfg: EstConfig, out: Path, scorer: Scorer, corpus: _Corpus, bundl
             # a source's analysis serves every pair that uses it (noisy sources: one per pair and SNR); its F0
             # track is made only when the bundle calibrates the predicted F0 level (transfer.f0_level: source)
             key = (system.model, "source", pair["source"]) if snr is None else (system.model, "source", pid, snr)
-            sa = corpus.analysis.get_or(key, lambda: pipeline.analyse_source(bundle, noisy, f0=False))
+            sa = corpus.analysis.get_or(key, lambda: infer.analyse_source(bundle, noisy, f0=False))
             ra = corpus.analysis.get_or((system.model, pair["reference"]),
-                                        lambda: pipeline.analyse_reference(bundle, ref))
-            conv = pipeline.convert(bundle, sa, ra, duration_predictor=system.variant != "fixed-durations")
-            wav = pipeline.synthesise(bundle, sa, ra, conv, cfg.synth or bundle.config.transfer.synth)
+                                        lambda: infer.analyse_reference(bundle, ref))
+            conv = infer.convert(bundle, sa, ra, duration_predictor=system.variant != "fixed-durations")
+            wav = infer.synthesise(bundle, sa, ra, conv, cfg.synth or bundle.config.transfer.synth)
             info = {"frames_source": int(sa.durations.sum()), "frames_converted": int(conv.durations.sum())}
             if sa.f0_level_factor is not None:
                 info["f0_level_factor"] = sa.f0_level_factor
-        wav = pipeline.check_input(wav, f"{system.name} output for pair {pid}")
+        wav = infer.check_input(wav, f"{system.name} output for pair {pid}")
         rec.update(status="ok", **scorer.score(wav, pair["source"], src, pair["reference"], ref, transcript),
                    transcript_from=origin, seconds_out=round(wav.size / SAMPLE_RATE, 3), **info)
         if cfg.save_audio:

@@ -88,7 +88,7 @@ def bundle_tag(bundle: Any) -> str:
 
 class ZestEmotionEmbedder(EmotionEmbedder):
     """The S2S-ZEST emotion encoder's utterance embedding e-bar (thesis 5.x), from a loaded bundle
-    (:func:`emotk.models.zest.bundle.load_bundle`). Name: ``zest-emotion-encoder:<sha12 of the weights>``."""
+    (:func:`emotk.models.zest.export.load_bundle`). Name: ``zest-emotion-encoder:<sha12 of the weights>``."""
 
     def __init__(self, bundle: Any) -> None:
         if not hasattr(bundle, "analysis"):
@@ -98,7 +98,7 @@ class ZestEmotionEmbedder(EmotionEmbedder):
 
     def embed(self, wav: Any) -> np.ndarray:
         """16 kHz waveform (S >= 320 samples) -> e-bar (D,) float32 (D = the bundle's emotion dim, 128 full size)."""
-        from emotk.models.zest.pipeline import analyse_reference
+        from emotk.models.zest.infer import analyse_reference
 
         wav = check_wav(wav, "emotion-similarity input", min_samples=320)
         return np.asarray(analyse_reference(self.bundle, wav).emotion_embedding, dtype=np.float32)
@@ -325,7 +325,7 @@ def make_emotion_embedder(spec: Any, device: str = "cpu", **options: Any) -> Emo
             raise UsageError("emotion embedder 'zest:' needs a bundle folder: zest:BUNDLE_DIR")
         if options:
             raise UsageError(f"emotion embedder 'zest:' takes no option '{sorted(options)[0]}'")
-        from emotk.models.zest.bundle import load_bundle
+        from emotk.models.zest.export import load_bundle
 
         return ZestEmotionEmbedder(load_bundle(Path(os.path.expanduser(rest)), device=device))
     if kind == "ser":

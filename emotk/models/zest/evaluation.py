@@ -1,8 +1,8 @@
 """Objective evaluation of the S2S-ZEST analysis models on parallel speech (same speaker, same sentence).
 
 For a pair (source = a neutral utterance, target = an emotional utterance of the same speaker and text) the
-bundle analyses the source, takes the target as the reference (:func:`~emotk.models.zest.pipeline.analyse_reference`)
-and converts (:func:`~emotk.models.zest.pipeline.convert`): predicted unit durations d-hat (clamped) and the
+bundle analyses the source, takes the target as the reference (:func:`~emotk.models.zest.infer.analyse_reference`)
+and converts (:func:`~emotk.models.zest.infer.convert`): predicted unit durations d-hat (clamped) and the
 predicted F0 f-hat of the converted utterance (``sum(d-hat)`` frames). The prediction is then compared with what
 the speaker actually did in the target:
 
@@ -450,12 +450,12 @@ def _top_emotion(bundle: Any, ref: Any) -> str:
 
 
 def evaluate_reconstruction(bundle: Any, source: Any, info: dict[str, Any] | None = None) -> PairResult:
-    """The source (a :class:`~emotk.models.zest.pipeline.SourceAnalysis`) converted with itself as the reference,
+    """The source (a :class:`~emotk.models.zest.infer.SourceAnalysis`) converted with itself as the reference,
     compared with its own extracted F0 and durations (:func:`reconstruction_tracks`)."""
-    from emotk.models.zest import pipeline
+    from emotk.models.zest import infer
 
-    ref = pipeline.analyse_reference(bundle, source.wav)
-    conv = pipeline.convert(bundle, source, ref)
+    ref = infer.analyse_reference(bundle, source.wav)
+    conv = infer.convert(bundle, source, ref)
     res = PairResult({**(info or {}), "frames_source": len(source.tokens),
                       "frames_converted": len(conv.tokens), "units": len(source.units),
                       "predicted_emotion": _top_emotion(bundle, ref)})
@@ -473,11 +473,11 @@ def evaluate_pair(bundle: Any, source: Any, target_wav: np.ndarray, info: dict[s
     ``predicted_emotion`` (the emotion head's top class for the target) to ``info``.
     """
     from emotk.features.f0 import extract_f0
-    from emotk.models.zest import pipeline
+    from emotk.models.zest import infer
 
-    wav = _trim(pipeline.check_input(target_wav, "target"))
-    ref = pipeline.analyse_reference(bundle, wav)
-    conv = pipeline.convert(bundle, source, ref)
+    wav = _trim(infer.check_input(target_wav, "target"))
+    ref = infer.analyse_reference(bundle, wav)
+    conv = infer.convert(bundle, source, ref)
     tgt_f0 = extract_f0(wav, SAMPLE_RATE, _f0_config(bundle))
     src_feat = dtw_features(source.wav) if source_features is None else source_features
     al = align_pair(src_feat, dtw_features(wav), source.durations, conv.durations)
@@ -500,21 +500,21 @@ def evaluate_pairs(bundle: Any, pairs: Sequence[tuple[dict[str, Any], dict[str, 
     ``emotion_accuracy`` (the emotion head on the targets: top class == the target's label), the
     ``voiced_threshold_hz`` used, and per-utterance ``rows`` / ``reconstruction_rows``.
     """
-    from emotk.models.zest import pipeline
+    from emotk.models.zest import infer
 
     sources: dict[str, tuple[Any, np.ndarray]] = {}
     results, recon = [], []
     for n, (src_rec, tgt_rec) in enumerate(pairs):
         sid = src_rec["id"]
         if sid not in sources:
-            src = pipeline.analyse_source(bundle, pipeline.check_input(load(src_rec), sid))
+            src = infer.analyse_source(bundle, infer.check_input(load(src_rec), sid))
             sources[sid] = (src, dtw_features(src.wav))
             recon.append(evaluate_reconstruction(bundle, src, {"source": sid, "speaker": src_rec.get(speaker_field),
                                                                "emotion": src_rec.get(emotion_field)}))
         src, feats = sources[sid]
         info = {"source": sid, "target": tgt_rec["id"], "speaker": tgt_rec.get(speaker_field),
                 "emotion": tgt_rec.get(emotion_field)}
-        results.append(evaluate_pair(bundle, src, pipeline.check_input(load(tgt_rec), tgt_rec["id"]), info, feats))
+        results.append(evaluate_pair(bundle, src, infer.check_input(load(tgt_rec), tgt_rec["id"]), info, feats))
         if progress is not None:
             progress(n + 1, len(pairs))
     judged = [r for r in results if r.info.get("emotion") is not None]

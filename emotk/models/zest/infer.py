@@ -19,14 +19,14 @@ Reference -> emotion frames E_ref and utterance embedding e-bar_ref. Then
   vocoder, inputs t_conv, f-hat_conv, s, e-bar_ref).
 
 :func:`transfer_batch` runs a pairs JSONL file (``--shard i/N`` for SLURM arrays, ``--resume`` after a kill):
-each output is written atomically, then a line is appended to the shard's JSONL log; a resumed run skips the
-pairs whose log line says ``ok`` and whose output exists.
+each output is written atomically, then a record is appended to the shard's journal (``transfer.jsonl`` /
+``transfer.shard-i-of-N.jsonl``, :mod:`emotk.core.journal`); a resumed run skips the pairs whose record says
+``ok`` and whose output exists.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -35,11 +35,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from emotk.core.audio import HOP, SAMPLE_RATE
 from emotk.errors import AudioError, DataError, EmotkError, OutputExistsError, UsageError
 
 log = logging.getLogger("emotk.zest")
 
-SAMPLE_RATE = 16000
 MIN_SECONDS = 0.25  # shortest usable source / reference
 SILENCE_PEAK = 1e-4  # peak |amplitude| below which an input counts as silent (-80 dBFS)
 SYNTHS = ("world", "bigvgan")
@@ -112,9 +112,9 @@ def analyse_source(bundle: Any, wav: np.ndarray, f0: bool = True) -> SourceAnaly
     from emotk.features.f0 import F0Config, extract_f0
     from emotk.features.frames import num_frames
     from emotk.features.tokens import dedup
-    from emotk.models.zest.analysis import content_tokens
+    from emotk.models.zest.data import content_tokens
 
-    wav = wav[: num_frames(len(wav)) * 320]
+    wav = wav[: num_frames(len(wav)) * HOP]
     tokens = content_tokens([wav], bundle.tokenizer, bundle.content_frames())[0]
     units, durations = dedup(tokens)
     xvec = bundle.xvectors().batch([wav])
@@ -133,7 +133,7 @@ def analyse_reference(bundle: Any, wav: np.ndarray) -> ReferenceAnalysis:
     from emotk.features.frames import num_frames
 
     n = num_frames(len(wav))
-    x = torch.from_numpy(np.ascontiguousarray(wav[: n * 320]))[None].to(bundle.device)
+    x = torch.from_numpy(np.ascontiguousarray(wav[: n * HOP]))[None].to(bundle.device)
     with torch.inference_mode():
         out = bundle.analysis.emotion(x, torch.tensor([x.shape[1]]), torch.tensor([n]))
         probs = out["emotion_logits"].softmax(-1)[0]
@@ -318,19 +318,6 @@ def transfer_files(bundle: Any, src: str | os.PathLike, ref: str | os.PathLike, 
 
 
 # ----------------------------------------------------------------------------------------------- batch
-def parse_shard(text: str | None) -> tuple[int, int]:
-    """``"i/N"`` (0 <= i < N) -> (i, N); None -> (0, 1). UsageError otherwise."""
-    if not text:
-        return 0, 1
-    try:
-        i, n = (int(x) for x in str(text).split("/"))
-    except ValueError:
-        raise UsageError(f"--shard: expected i/N (e.g. 0/4), got {text!r}") from None
-    if not (n >= 1 and 0 <= i < n):
-        raise UsageError(f"--shard: need 0 <= i < N, got {text!r}")
-    return i, n
-
-
 def read_pairs(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Pairs JSONL: one ``{"src": PATH, "ref": PATH, "id"?: NAME}`` a line (paths relative to the file's folder).
 
@@ -363,54 +350,53 @@ def read_pairs(path: str | os.PathLike) -> list[dict[str, Any]]:
     return pairs
 
 
-def _log_name(shard: tuple[int, int]) -> str:
-    return "transfer.jsonl" if shard[1] == 1 else f"transfer.shard-{shard[0]}-of-{shard[1]}.jsonl"
+JOURNAL_KIND = "transfer"
 
 
 def finished_ids(out_dir: Path) -> set[str]:
-    """Ids logged ``ok`` in any ``transfer*.jsonl`` of ``out_dir`` whose output file still exists."""
+    """Ids journalled ``ok`` in any shard's transfer journal of ``out_dir`` whose output file still exists."""
+    from emotk.core.journal import read_journal
+    from emotk.core.shard import shard_files
+
     done: set[str] = set()
-    for logf in sorted(out_dir.glob("transfer*.jsonl")):
-        for line in logf.read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:  # a line cut by a kill: that pair is redone
-                continue
-            if rec.get("status") == "ok" and (out_dir / str(rec.get("out", ""))).is_file():
-                done.add(str(rec["id"]))
+    for path in shard_files(out_dir, JOURNAL_KIND):
+        _, records = read_journal(path, JOURNAL_KIND)  # a line cut by a kill is skipped: that pair is redone
+        done.update(str(r["id"]) for r in records
+                    if r.get("status") == "ok" and (out_dir / str(r.get("out", ""))).is_file())
     return done
 
 
 def transfer_batch(bundle: Any, pairs_file: str | os.PathLike, out_dir: str | os.PathLike, *,
-                   shard: str | None = None, resume: bool = False, overwrite: bool = False,
+                   shard: tuple[int, int] | None = None, resume: bool = False, overwrite: bool = False,
                    synth: str | None = None, skip_bad: bool = False, fmt: str = "wav",
                    transfer_fn: Callable[..., tuple[np.ndarray, dict]] | None = None) -> dict[str, Any]:
-    """Transfer every pair of this shard into ``out_dir/<id>.<fmt>``; log one JSON line per pair.
+    """Transfer every pair of this shard into ``out_dir/<id>.<fmt>``; journal one record per pair.
 
-    shard "i/N": pairs with index % N == i. resume: skip pairs already finished (see :func:`finished_ids`);
-    without it an existing log or output is an OutputExistsError unless ``overwrite``. skip_bad: a bad input
-    is logged with status "error" and the batch goes on (else the AudioError stops it). Returns counts, the log
-    path and the skipped pairs.
+    shard ``(i, N)``: pairs with index % N == i (:func:`emotk.core.shard.select`; None = all), journalled in
+    ``out_dir/transfer[.shard-i-of-N].jsonl`` (:class:`emotk.core.journal.Journal`, kind ``transfer``).
+    resume: skip pairs already finished (see :func:`finished_ids`); without it an existing journal or output is
+    an OutputExistsError unless ``overwrite``. skip_bad: a bad input is journalled with status "error" and the
+    batch goes on (else the AudioError stops it). Returns counts, the journal path and the skipped pairs.
     """
     from emotk.core.io import check_writable
+    from emotk.core.journal import Journal
+    from emotk.core.shard import select, shard_name
     from emotk.data.audio import save_audio
 
-    i, n = parse_shard(shard)
+    i, n = shard or (0, 1)
     fn = transfer_fn or transfer
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    pairs = [p for k, p in enumerate(read_pairs(pairs_file)) if k % n == i]
-    log_path = out_dir / _log_name((i, n))
+    pairs = select(read_pairs(pairs_file), shard)
+    log_path = out_dir / shard_name(JOURNAL_KIND, shard)
     done = finished_ids(out_dir) if resume else set()
     if not resume and not overwrite:
         check_writable(log_path, False)
         for p in pairs:
             check_writable(out_dir / f"{p['id']}.{fmt}", False)
-    if overwrite and not resume and log_path.exists():
-        log_path.unlink()
     counts = {"ok": 0, "skipped_done": 0, "error": 0}
     errors = []
-    with open(log_path, "a", encoding="utf-8") as logf:
+    with Journal.open(log_path, JOURNAL_KIND, {"shard": f"{i}/{n}"}, resume=resume, overwrite=overwrite) as journal:
         for p in pairs:
             name = f"{p['id']}.{fmt}"
             if p["id"] in done:
@@ -423,15 +409,11 @@ def transfer_batch(bundle: Any, pairs_file: str | os.PathLike, out_dir: str | os
                     raise
                 counts["error"] += 1
                 errors.append({"id": p["id"], "error": str(e)})
-                logf.write(json.dumps({"id": p["id"], "status": "error", "error": str(e)}) + "\n")
-                logf.flush()
+                journal.append({"id": p["id"], "status": "error", "error": str(e)})
                 continue
             save_audio(out_dir / name, wav, SAMPLE_RATE)  # atomic: a kill never leaves half a file
-            rec = {"id": p["id"], "status": "ok", "out": name, "src": p["src"], "ref": p["ref"],
-                   **{k: v for k, v in info.items() if k not in ("durations_before", "durations_after")}}
-            logf.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            logf.flush()
-            os.fsync(logf.fileno())
+            journal.append({"id": p["id"], "status": "ok", "out": name, "src": p["src"], "ref": p["ref"],
+                            **{k: v for k, v in info.items() if k not in ("durations_before", "durations_after")}})
             counts["ok"] += 1
     return {"pairs": len(pairs), "shard": f"{i}/{n}", **counts, "log": str(log_path), "out_dir": str(out_dir),
             "errors": errors}
@@ -440,7 +422,7 @@ def transfer_batch(bundle: Any, pairs_file: str | os.PathLike, out_dir: str | os
 def export_vocoder_items(bundle: Any, manifest: Any, out_dir: str | os.PathLike,
                          resume: bool = False) -> dict[str, Any]:
     """Vocoder training items from a manifest: ``out_dir/<id>.npz`` with ``tokens`` (T,), ``f0`` (T,) Hz (YAAPT),
-    ``speaker`` s, ``emotion`` e-bar of the utterance itself and ``wav`` (T·320,) (emotk.models.zest.vocoder.train).
+    ``speaker`` s, ``emotion`` e-bar of the utterance itself and ``wav`` (T·320,) (emotk.models.zest.vocoder.task).
 
     Each file is written atomically; ``resume`` keeps existing ones (else an existing file is an error).
     Returns counts and the folder.
@@ -466,6 +448,6 @@ def export_vocoder_items(bundle: Any, manifest: Any, out_dir: str | os.PathLike,
         with atomic_path(target, suffix=".npz") as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, tokens=src.tokens, f0=src.f0.astype(np.float32), speaker=src.speaker_embedding,
-                         emotion=ref.emotion_embedding, wav=src.wav[: len(src.tokens) * 320])
+                         emotion=ref.emotion_embedding, wav=src.wav[: len(src.tokens) * HOP])
         written += 1
     return {"written": written, "kept": kept, "out_dir": str(out_dir)}
