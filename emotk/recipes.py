@@ -67,7 +67,7 @@ TASKS: dict[str, TaskSpec] = dict([
     _spec("transfer.vocoder", "emotk.models.zest.vocoder.config:VocoderConfig",
           train="emotk.models.zest.vocoder.task:train", load_export="emotk.models.zest.vocoder.export:load_generator",
           summary="S2S-ZEST BigVGAN vocoder"),
-    _spec("evaluate.est", "emotk.eval.est:EstConfig", recipe="evaluate/est",
+    _spec("evaluate.est", "emotk.eval.est.config:EstConfig", recipe="evaluate/est",
           summary="emotion style transfer evaluation"),
 ])
 

@@ -45,6 +45,7 @@ def est(
     word-rate PCC; write OUT/report (Table 5.2 layout: results.json/.csv, table.md, plots)."""
     from emotk.cli.common import parse_roots
     from emotk.cli.common import resolve_config as resolve
+    from emotk.core.shard import parse_shard
     from emotk.eval.est import EstConfig, run_est
     from emotk.recipes import configs_dir, find_config
 
@@ -57,7 +58,7 @@ def est(
     file = find_config(config) if config else (default if default.is_file() else None)
     resolved = resolve(EstConfig, TASK, file, sets)
     result = run_est(resolved, out, models=model or [], pair_files=pairs or [], data=data or [],
-                     references=references or [], roots=parse_roots(root), shard=shard, resume=resume,
+                     references=references or [], roots=parse_roots(root), shard=parse_shard(shard), resume=resume,
                      overwrite=overwrite, report_only=report_only)
     emit(result, lambda r: typer.echo(
         f"{r['table'].rstrip()}\n\nscored {r['scored']} ({r['failed']} failed, {r['skipped_done']} already done); "
