@@ -88,7 +88,7 @@ def _usage() -> dict:
 
 def worker_world(seconds: float, repeats: int) -> dict:
     from emotk.features.f0 import F0Config, extract_f0
-    from emotk.models.zest.world_synth import warp_map, world_synthesize
+    from emotk.features.world_synth import warp_map, world_synthesize
 
     x, source = _speech(seconds)
     n = x.size // 320

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from emotk.core.io import atomic_path, atomic_write_text, canonical_json
-from emotk.eval.baselines import BASELINES  # the floors of every table: listed after the systems under test
 from emotk.errors import DataError
+from emotk.eval.baselines import BASELINES  # the floors of every table: listed after the systems under test
 from emotk.eval.pairs import ANY_TO_ANY, SETTINGS  # the canonical setting order
 
 #: metric key -> (label, higher is better); the order of the rows of Table 5.2

@@ -18,6 +18,7 @@ from emotk.eval.est.provenance import bundle_info, provenance
 from emotk.eval.est.scorer import Scorer, make_scorer
 from emotk.eval.est.scores import SCORE_FORMAT, build_results, check_scores, open_scores, read_scores
 from emotk.eval.est.systems import System, parse_models, parse_systems
+from emotk.eval.systems import TransferSystem
 
 log = logging.getLogger("emotk.eval")
 
@@ -116,9 +117,8 @@ def _score(cfg: EstConfig, resolved: Any, out: Path, plan: Mapping[str, Any], pa
            on_pair: Callable[[int], None] | None) -> tuple[dict[str, int], dict[str, str]]:
     from emotk.core.runtime import apply_threads, device_name
     from emotk.core.shard import select
-    from emotk.eval.baselines import WorldProsodyBaseline
+    from emotk.eval.est.systems import load_systems
     from emotk.eval.measures import NoiseBank
-    from emotk.models.zest.export import load_bundle
 
     device = device_name(resolved.runtime.device)
     apply_threads(resolved.runtime.threads)
@@ -142,10 +142,7 @@ def _score(cfg: EstConfig, resolved: Any, out: Path, plan: Mapping[str, Any], pa
         log.info("est: nothing left to score in shard %d/%d", *shard)
         return counts, {}
     scorer = make_scorer(cfg, model_dirs, device)
-    bundles = {name: load_bundle(p, device=device) for name, p in model_dirs.items()
-               if any(s.model == name for s in systems)}
-    world = WorldProsodyBaseline(cfg.baseline.f0, cfg.baseline.tempo, cfg.baseline.max_tempo_change,
-                                 cfg.baseline.f0_backend, cfg.baseline.f0_method)
+    converters = load_systems(systems, model_dirs, cfg, device)
     bank = NoiseBank(cfg.noise.folder or None, cfg.noise.color, cfg.noise.seed) if cfg.noise.snr_db else None
     backends = {**scorer.backends, **({"noise": bank.name} if bank else {})}
     corpus = Corpus(manifests)
@@ -159,7 +156,7 @@ def _score(cfg: EstConfig, resolved: Any, out: Path, plan: Mapping[str, Any], pa
         for finished, (pid, items) in enumerate(todo.items(), 1):
             setting, pair = by_id[pid]
             for system, snr in items:
-                rec = _score_one(cfg, out, scorer, corpus, bundles, world, bank, system, snr, setting, pair)
+                rec = _score_one(cfg, out, scorer, corpus, converters[system.name], bank, system, snr, setting, pair)
                 if rec["status"] != "ok":
                     counts["failed"] += 1
                 journal.append(rec)  # fsynced: a kill never loses a finished score
@@ -185,13 +182,11 @@ def _wait_for_run_json(out: Path, timeout: float = SHARD_START_WAIT_S) -> None:
         time.sleep(0.5)
 
 
-def _score_one(cfg: EstConfig, out: Path, scorer: Scorer, corpus: Corpus, bundles: Mapping[str, Any],
-               world: Any, bank: Any, system: System, snr: float | None, setting: str,
-               pair: Mapping[str, Any]) -> dict[str, Any]:
+def _score_one(cfg: EstConfig, out: Path, scorer: Scorer, corpus: Corpus, converter: TransferSystem, bank: Any,
+               system: System, snr: float | None, setting: str, pair: Mapping[str, Any]) -> dict[str, Any]:
     """Convert one pair with one system (at one noise level) and measure it -> the scores line (status ok|error)."""
     from emotk.data.audio import save_audio
-    from emotk.eval.baselines import copy_source
-    from emotk.models.zest import infer
+    from emotk.models.zest.infer import check_input
 
     pid = pair["id"]
     src_rec = corpus.record(pair["source"], pid, "source")
@@ -201,33 +196,17 @@ def _score_one(cfg: EstConfig, out: Path, scorer: Scorer, corpus: Corpus, bundle
                            "reference_emotion": pair["reference_emotion"]}
     t0 = time.perf_counter()
     try:
-        src = infer.check_input(corpus.audio(pair["source"]), f"source {pair['source']}")
-        ref = infer.check_input(corpus.audio(pair["reference"]), f"reference {pair['reference']}")
+        src = check_input(corpus.audio(pair["source"]), f"source {pair['source']}")
+        ref = check_input(corpus.audio(pair["reference"]), f"reference {pair['reference']}")
         noisy = src if snr is None else bank.add(src, snr, key=pid)
         transcript = src_rec.get(cfg.measures.transcript_field)
         if isinstance(transcript, str) and transcript.strip():
             origin = "manifest"
         else:
             transcript, origin = scorer.asr_of(pair["source"], src)["text"], "asr"
-        info: dict[str, Any] = {}
-        if system.kind == "copy-source":
-            wav, info = copy_source(noisy, ref)
-        elif system.kind == "world-baseline":
-            wav, info = world.convert(noisy, ref)
-        else:
-            bundle = bundles[system.model]
-            # a source's analysis serves every pair that uses it (noisy sources: one per pair and SNR); its F0
-            # track is made only when the bundle calibrates the predicted F0 level (transfer.f0_level: source)
-            key = (system.model, "source", pair["source"]) if snr is None else (system.model, "source", pid, snr)
-            sa = corpus.analysis.get_or(key, lambda: infer.analyse_source(bundle, noisy, f0=False))
-            ra = corpus.analysis.get_or((system.model, pair["reference"]),
-                                        lambda: infer.analyse_reference(bundle, ref))
-            conv = infer.convert(bundle, sa, ra, duration_predictor=system.variant != "fixed-durations")
-            wav = infer.synthesise(bundle, sa, ra, conv, cfg.synth or bundle.config.transfer.synth)
-            info = {"frames_source": int(sa.durations.sum()), "frames_converted": int(conv.durations.sum())}
-            if sa.f0_level_factor is not None:
-                info["f0_level_factor"] = sa.f0_level_factor
-        wav = infer.check_input(wav, f"{system.name} output for pair {pid}")
+        # a system's own caches serve every pair that shares a source or reference (noisy sources: one per SNR)
+        wav, info = converter.convert(noisy, ref)
+        wav = check_input(wav, f"{system.name} output for pair {pid}")
         rec.update(status="ok", **scorer.score(wav, pair["source"], src, pair["reference"], ref, transcript),
                    transcript_from=origin, seconds_out=round(wav.size / SAMPLE_RATE, 3), **info)
         if cfg.save_audio:

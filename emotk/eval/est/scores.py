@@ -58,7 +58,7 @@ def read_scores(out_dir: Path) -> dict[str, dict[str, Any]]:
 
 def _aggregate(records: Sequence[Mapping[str, Any]], normalize: bool) -> dict[str, Any]:
     """Per-pair records of one (system, noise, setting) -> the metrics entry of the results (WER/CER in %)."""
-    from emotk.eval.measures import pearson, wer_cer
+    from emotk.eval.measures import paired_pearson, wer_cer
 
     ok = [r for r in records if r.get("status") == "ok"]
     entry: dict[str, Any] = {"n": len(ok), "n_failed": len(records) - len(ok)}
@@ -69,7 +69,7 @@ def _aggregate(records: Sequence[Mapping[str, Any]], normalize: bool) -> dict[st
     entry["spk_sim"] = float(np.mean([r["spk_sim"] for r in ok]))
     rates = wer_cer([r["transcript"] for r in ok], [r["hypothesis"] for r in ok], normalize=normalize)
     entry["wer"], entry["cer"] = (None, None) if rates["wer"] is None else (100.0 * rates["wer"], 100.0 * rates["cer"])
-    r, n = pearson([x["rate_reference"] for x in ok], [x["rate_converted"] for x in ok])
+    r, n = paired_pearson([x["rate_reference"] for x in ok], [x["rate_converted"] for x in ok])
     entry["rate_pcc"], entry["rate_pairs"] = r, n
     return entry
 

@@ -1,5 +1,6 @@
 """The systems of an EST run: ``--model [NAME=]DIR`` values and config ``systems`` names -> :class:`System` rows
-(a model bundle, its ``NAME:fixed-durations`` ablation, or a floor of :mod:`emotk.eval.baselines`)."""
+(a model bundle, its ``NAME:fixed-durations`` ablation, or a floor of :mod:`emotk.eval.baselines`), and the
+:class:`emotk.eval.systems.TransferSystem` of each (:func:`load_systems`)."""
 
 from __future__ import annotations
 
@@ -61,4 +62,29 @@ def parse_systems(names: Sequence[str], models: Mapping[str, Any]) -> list[Syste
             raise ConfigError(f"config key 'systems': unknown variant '{variant}' of model '{model}' "
                               f"(known: {', '.join(VARIANTS)})")
         out.append(System(name, "zest", model, variant or None))
+    return out
+
+
+def load_systems(systems: Sequence[System], model_dirs: Mapping[str, Path], cfg: Any,
+                 device: str) -> dict[str, Any]:
+    """{system name: :class:`emotk.eval.systems.TransferSystem`} for the evaluated systems: model bundles through
+    ``emotk.models.zest.infer.load_transfer_system`` (a model's variants share its loaded weights), the floors from
+    :mod:`emotk.eval.baselines` (``cfg``: the :class:`EstConfig`)."""
+    from emotk.eval.baselines import CopySource, WorldProsodyBaseline
+
+    out: dict[str, Any] = {}
+    loaded: dict[str, Any] = {}
+    for system in systems:
+        if system.kind == "copy-source":
+            out[system.name] = CopySource()
+        elif system.kind == "world-baseline":
+            b = cfg.baseline
+            out[system.name] = WorldProsodyBaseline(b.f0, b.tempo, b.max_tempo_change, b.f0_backend, b.f0_method)
+        else:
+            from emotk.models.zest.infer import load_transfer_system
+
+            out[system.name] = load_transfer_system(
+                model_dirs[system.model], name=system.name, device=device, synth=cfg.synth or None,
+                duration_predictor=system.variant != "fixed-durations", share_with=loaded.get(system.model))
+            loaded.setdefault(system.model, out[system.name])
     return out

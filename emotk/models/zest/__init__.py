@@ -4,6 +4,6 @@ Task package shape (docs/EXTENDING.md): ``config`` (ZestConfig), ``data`` (corpu
 x-vectors), ``model`` (AnalysisModel and the stage builders; building blocks ``speaker``, ``emotion``,
 ``f0_predictor``, ``duration``), ``task`` (the speaker / analysis TrainTasks and :func:`~.task.train`),
 ``export`` (the inference bundle) and ``infer`` (conversion, batch transfer, the evaluation system protocol).
-The BigVGAN vocoder is the sub-package ``vocoder/`` of the same shape; ``world_synth`` is the WORLD backend;
-``augment`` is emotion-transfer augmentation for SER.
+The BigVGAN vocoder is the sub-package ``vocoder/`` of the same shape; the WORLD backend is DSP
+(:mod:`emotk.features.world_synth`); ``augment`` is emotion-transfer augmentation for SER.
 """
