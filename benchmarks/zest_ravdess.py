@@ -3,7 +3,7 @@
 Trains the tokenizer, the speaker stage and the analysis stage (emotion encoder + F0 predictor + duration
 predictor) of configs/transfer/zest-ravdess-cpu.yaml on actors ravdess-01..20 with
 emotk.models.zest.demo.train_demo_bundle, then evaluates the bundle on parallel pairs of the held-out actors
-ravdess-21..24 with emotk.models.zest.evaluation: source = the neutral take of a sentence, target = the same actor
+ravdess-21..24 with emotk.eval.zest_analysis: source = the neutral take of a sentence, target = the same actor
 saying the same sentence in each other emotion (takes: intensity normal first, then repetition 1), the target as
 the reference. Reported per method (the F0/duration predictors vs copying the source): F0 RMSE (Hz, cents) and
 voicing accuracy against the target's YAAPT F0 through a DTW alignment, per-unit duration MSE and total-length
@@ -78,9 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     from emotk.core.runs import git_revision, package_versions
     from emotk.data.audio import load_audio
     from emotk.data.manifest import Manifest
+    from emotk.eval.pairs import spread
+    from emotk.eval.zest_analysis import evaluate_pairs, headline, plan_parallel_pairs
     from emotk.models.zest.config import TASK, ZestConfig
     from emotk.models.zest.demo import train_demo_bundle
-    from emotk.models.zest.evaluation import evaluate_pairs, plan_parallel_pairs, spread
     from emotk.models.zest.export import load_bundle
     from emotk.recipes import find_config
 
@@ -137,13 +138,10 @@ def main(argv: list[str] | None = None) -> int:
                               voiced_threshold=args.voiced_threshold, progress=progress)
     eval_seconds = round(time.perf_counter() - t0, 2)
     conv, recon = measured["conversion"], measured["reconstruction"]
-    headline = {m: {k: conv[m].get(k) for k in ("f0_rmse_hz", "f0_rmse_cents", "voicing_accuracy", "duration_mse",
-                                                 "length_error_mean_abs", "log_f0_level_error_mean_abs")}
-                for m in ("predictor", "copy_source") if m in conv}
     result = {
         "benchmark": "zest_ravdess",
         "bundle": str(bundle_dir.resolve()),
-        "headline": headline,
+        "headline": headline(conv),
         "pairs": measured["pairs"], "pairs_planned": len(planned), "sources": measured["sources"],
         "voiced_threshold_hz": measured["voiced_threshold_hz"],
         "conversion": conv, "reconstruction": recon, "emotion_accuracy": measured["emotion_accuracy"],

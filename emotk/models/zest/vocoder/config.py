@@ -71,7 +71,7 @@ class GeneratorConfig:
                 "f0_unit": "Hz, 0 = unvoiced, one value per 50 Hz frame"}
 
     def validate(self, prefix: str = "generator") -> None:
-        from emotk.features.frames import HOP, SAMPLE_RATE
+        from emotk.core.audio import HOP, SAMPLE_RATE
 
         if self.sample_rate != SAMPLE_RATE or self.hop != HOP:
             raise ConfigError(
@@ -157,7 +157,7 @@ class VocoderDataConfig:
     epoch_repeats: int = 1  # each utterance appears this many times per epoch (new random crop each time)
 
     def validate(self, prefix: str = "data") -> None:
-        from emotk.features.frames import HOP
+        from emotk.core.audio import HOP
 
         if self.segment_samples < HOP or self.segment_samples % HOP:
             raise ConfigError(f"config key '{prefix}.segment_samples': must be a positive multiple of the hop {HOP} "

@@ -1,4 +1,5 @@
-"""Objective evaluation of the S2S-ZEST analysis models on parallel speech (same speaker, same sentence).
+"""``emotk evaluate zest-analysis``: objective evaluation of the S2S-ZEST analysis models on parallel speech
+(same speaker, same sentence).
 
 For a pair (source = a neutral utterance, target = an emotional utterance of the same speaker and text) the
 bundle analyses the source, takes the target as the reference (:func:`~emotk.models.zest.infer.analyse_reference`)
@@ -27,7 +28,9 @@ are mapped back to source frames by the known duration warp; no DTW): how well t
 were trained to reproduce; the copy baseline is trivially exact there and is reported as a check.
 
 The alignment and metric helpers are pure numpy functions. torch, the bundle and audio I/O are only touched by
-:func:`evaluate_pair`, :func:`evaluate_reconstruction` and :func:`evaluate_pairs`.
+:func:`evaluate_pair`, :func:`evaluate_reconstruction`, :func:`evaluate_pairs` and :func:`evaluate_manifest`
+(``emotk evaluate zest-analysis``). The bundle is used through its public inference module
+(:mod:`emotk.models.zest.infer`) only.
 """
 
 from __future__ import annotations
@@ -39,11 +42,9 @@ from typing import Any
 
 import numpy as np
 
+from emotk.core.audio import HOP, SAMPLE_RATE
 from emotk.errors import DataError
-from emotk.eval.pairs import spread  # noqa: F401 (re-exported: pair lists capped evenly)
 
-HOP = 320  # samples per 50 Hz frame at 16 kHz
-SAMPLE_RATE = 16000
 METHODS = ("predictor", "copy_source")
 
 
@@ -527,3 +528,34 @@ def evaluate_pairs(bundle: Any, pairs: Sequence[tuple[dict[str, Any], dict[str, 
         "rows": [utterance_row(r, voiced_threshold) for r in results],
         "reconstruction_rows": [utterance_row(r, voiced_threshold) for r in recon],
     }
+
+
+def evaluate_manifest(bundle: Any, manifest: Any, *, speakers: Iterable[str] | None = None, text_field: str = "text",
+                      limit: int | None = None, voiced_threshold: float = 60.0, roots: dict[str, str] | None = None,
+                      progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Parallel pairs of ``manifest`` (a path or Manifest; :func:`plan_parallel_pairs` over ``speakers``, default
+    all), at most ``limit`` of them evenly spaced (:func:`emotk.eval.pairs.spread`), evaluated with a loaded
+    bundle (:func:`evaluate_pairs`). Returns evaluate_pairs' dict plus ``pairs_planned`` and ``headline`` (the
+    pooled conversion F0 / duration measures per method). DataError when the manifest yields no pair."""
+    from emotk.data.audio import load_audio
+    from emotk.data.manifest import Manifest
+    from emotk.eval.pairs import spread
+
+    m = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest, roots=roots)
+    planned = plan_parallel_pairs(m, speakers, text_field=text_field)
+    if not planned:
+        raise DataError(f"{m.path or 'manifest'}: no parallel pairs (a neutral and an emotional take of the same "
+                        f"speaker and '{text_field}')")
+    pairs = spread(planned, limit or None)
+    out = evaluate_pairs(bundle, pairs, lambda r: load_audio(m.resolve_path(r)), voiced_threshold=voiced_threshold,
+                         progress=progress)
+    return {"headline": headline(out["conversion"]), "pairs_planned": len(planned), **out}
+
+
+HEADLINE = ("f0_rmse_hz", "f0_rmse_cents", "voicing_accuracy", "duration_mse", "length_error_mean_abs",
+            "log_f0_level_error_mean_abs")
+
+
+def headline(conversion: dict[str, Any]) -> dict[str, Any]:
+    """The pooled conversion measures of the report's headline, per method (``conversion`` of evaluate_pairs)."""
+    return {m: {k: conversion[m].get(k) for k in HEADLINE} for m in METHODS if m in conversion}
