@@ -255,7 +255,8 @@ def test_noise_rows_and_the_fixed_duration_ablation(tiny):
     assert code == 0, err[-3000:]
     assert json_out(stdout)["coverage"] == {"scored": 6, "planned": 6, "complete": True}  # 2 x 2 clean + 2 noisy
     results = json.loads((out / "report" / "results.json").read_text())
-    assert set(results["noise"]) == {"copy-source@10dB"} and results["provenance"]["backends"]["noise"] == "generated:white"
+    assert set(results["noise"]) == {"copy-source@10dB"}
+    assert results["provenance"]["backends"]["noise"] == "generated:white"
     clean, noisy = results["systems"]["copy-source"]["SSST"], results["noise"]["copy-source@10dB"]["SSST"]
     assert noisy["spk_sim"] < clean["spk_sim"] and noisy["n"] == 2
     fixed = [r for r in _scores(out).values() if r["system"] == "s2s-zest:fixed-durations"]

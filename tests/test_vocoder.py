@@ -272,7 +272,8 @@ def trained(tmp_path_factory):
                          "train.batch_size=3")
     threads = torch.get_num_threads()
     try:
-        summary = train_vocoder(resolved, tmp_path_factory.mktemp("voc") / "run", data={"train": items, "valid": items})
+        summary = train_vocoder(resolved, tmp_path_factory.mktemp("voc") / "run",
+                                data={"train": items, "valid": items})
     finally:
         torch.set_num_threads(threads)
     return resolved, items, summary
