@@ -357,7 +357,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     header, rows = table52(results["systems"])
     out += ["## Results (layout of thesis Table 5.2)", "",
             "Rows: system x metric; columns: evaluation settings and their average (Avg., over the settings "
-            "with a value; the any-to-any A2A column is not averaged unless it is the only one). Emo-Sim: reference vs converted; Spk-Sim: source vs converted; Rate PCC: word "
+            "with a value; the any-to-any A2A column is not averaged unless it is the only one). "
+            "Emo-Sim: reference vs converted; Spk-Sim: source vs converted; Rate PCC: word "
             "speaking rate, reference vs converted; WER: converted vs source transcript.", "",
             markdown_table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2))]
     header, rows = _counts_table(results["systems"])

@@ -98,9 +98,9 @@ def train_demo_bundle(train_manifest: Path, out_dir: Path, seed: int, config: st
     """
     from emotk.core.config import resolve
     from emotk.features.tokens import train_tokenizer
-    from emotk.models.zest.task import train
-    from emotk.models.zest.export import assemble_bundle
     from emotk.models.zest.config import TASK, ZestConfig
+    from emotk.models.zest.export import assemble_bundle
+    from emotk.models.zest.task import train
     from emotk.recipes import find_config
 
     secs: dict[str, float] = {}
@@ -148,8 +148,8 @@ def vocoder_demo(bundle_dir: Path, train_manifest: Path, out_dir: Path, steps: i
     from emotk.data.manifest import Manifest
     from emotk.models.zest import infer
     from emotk.models.zest.export import assemble_bundle, load_bundle
-    from emotk.models.zest.vocoder.config import VocoderConfig
     from emotk.models.zest.vocoder.config import TASK as VOCODER_TASK
+    from emotk.models.zest.vocoder.config import VocoderConfig
     from emotk.models.zest.vocoder.task import train as train_vocoder
     from emotk.recipes import find_config
 
