@@ -8,7 +8,7 @@ Usage (from the repository root):
 Measures, each case in a fresh subprocess so that ``resource.getrusage`` gives that case's own peak memory and
 page-fault count: WORLD re-synthesis (analysis + duration warp + synthesis) and the base-size generator
 (random weights, weight norm folded, ~14.8M parameters) synthesising the whole utterance at once vs in chunks
-(:func:`emotk.models.zest.vocoder.synthesis.synthesize`, balanced chunks of at most 6 s + receptive-field
+(:func:`emotk.models.zest.vocoder.infer.synthesize`, balanced chunks of at most 6 s + receptive-field
 overlap), at 2/5/10 s;
 and vocoder training steps per second (one discriminator + one generator AdamW step) for the tiny and base
 configs. RTF = processing seconds / audio seconds (best of ``repeats``). WORLD input is real speech from
@@ -88,7 +88,7 @@ def _usage() -> dict:
 
 def worker_world(seconds: float, repeats: int) -> dict:
     from emotk.features.f0 import F0Config, extract_f0
-    from emotk.models.zest.world_synth import warp_map, world_synthesize
+    from emotk.features.world_synth import warp_map, world_synthesize
 
     x, source = _speech(seconds)
     n = x.size // 320
@@ -118,7 +118,7 @@ def worker_generator(seconds: float, mode: str, repeats: int, threads: int) -> d
 
     from emotk.models.zest.vocoder.config import GeneratorConfig, SynthesisConfig
     from emotk.models.zest.vocoder.generator import VocoderGenerator, count_parameters
-    from emotk.models.zest.vocoder.synthesis import synthesize
+    from emotk.models.zest.vocoder.infer import synthesize
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -146,7 +146,8 @@ def worker_train(size: str, steps: int, batch: int, threads: int) -> dict:
 
     from emotk.core.config import resolve
     from emotk.models.zest.vocoder.config import VocoderConfig
-    from emotk.models.zest.vocoder.train import VocoderGAN, VocoderTask
+    from emotk.models.zest.vocoder.model import VocoderGAN
+    from emotk.models.zest.vocoder.task import VocoderTask
     from emotk.train.optim import build_optimizers
     from emotk.train.task import StepState
 

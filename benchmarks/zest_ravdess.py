@@ -3,7 +3,7 @@
 Trains the tokenizer, the speaker stage and the analysis stage (emotion encoder + F0 predictor + duration
 predictor) of configs/transfer/zest-ravdess-cpu.yaml on actors ravdess-01..20 with
 emotk.models.zest.demo.train_demo_bundle, then evaluates the bundle on parallel pairs of the held-out actors
-ravdess-21..24 with emotk.models.zest.evaluation: source = the neutral take of a sentence, target = the same actor
+ravdess-21..24 with emotk.eval.zest_analysis: source = the neutral take of a sentence, target = the same actor
 saying the same sentence in each other emotion (takes: intensity normal first, then repetition 1), the target as
 the reference. Reported per method (the F0/duration predictors vs copying the source): F0 RMSE (Hz, cents) and
 voicing accuracy against the target's YAAPT F0 through a DTW alignment, per-unit duration MSE and total-length
@@ -56,11 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override (repeatable), e.g. --set train.epochs=1")
     ap.add_argument("--limit-pairs", type=int, default=None, help="evaluate only N evenly spaced pairs (smoke runs)")
-    ap.add_argument("--reuse", action="store_true", help="skip training when WORK/bundle exists (same manifest and config)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="skip training when WORK/bundle exists (same manifest and config)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2, help="torch threads for the evaluation (training: runtime.threads)")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="torch threads for the evaluation (training: runtime.threads)")
     ap.add_argument("--voiced-threshold", type=float, default=60.0,
-                    help="predicted F0 above this (Hz) counts as voiced (default 60, the F0 floor of the trackers; 0: F0 > 0)")
+                    help="predicted F0 above this (Hz) counts as voiced (default 60, the F0 floor of the trackers; "
+                         "0: F0 > 0)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "zest_ravdess.json")
     args = ap.parse_args(argv)
     if not RAVDESS.is_file():
@@ -75,10 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     from emotk.core.runs import git_revision, package_versions
     from emotk.data.audio import load_audio
     from emotk.data.manifest import Manifest
-    from emotk.models.zest.bundle import load_bundle
+    from emotk.eval.pairs import spread
+    from emotk.eval.zest_analysis import evaluate_pairs, headline, plan_parallel_pairs
     from emotk.models.zest.config import TASK, ZestConfig
     from emotk.models.zest.demo import train_demo_bundle
-    from emotk.models.zest.evaluation import evaluate_pairs, plan_parallel_pairs, spread
+    from emotk.models.zest.export import load_bundle
     from emotk.recipes import find_config
 
     setup_logging(0)
@@ -134,13 +138,10 @@ def main(argv: list[str] | None = None) -> int:
                               voiced_threshold=args.voiced_threshold, progress=progress)
     eval_seconds = round(time.perf_counter() - t0, 2)
     conv, recon = measured["conversion"], measured["reconstruction"]
-    headline = {m: {k: conv[m].get(k) for k in ("f0_rmse_hz", "f0_rmse_cents", "voicing_accuracy", "duration_mse",
-                                                 "length_error_mean_abs", "log_f0_level_error_mean_abs")}
-                for m in ("predictor", "copy_source") if m in conv}
     result = {
         "benchmark": "zest_ravdess",
         "bundle": str(bundle_dir.resolve()),
-        "headline": headline,
+        "headline": headline(conv),
         "pairs": measured["pairs"], "pairs_planned": len(planned), "sources": measured["sources"],
         "voiced_threshold_hz": measured["voiced_threshold_hz"],
         "conversion": conv, "reconstruction": recon, "emotion_accuracy": measured["emotion_accuracy"],

@@ -62,11 +62,12 @@ TASKS: dict[str, TaskSpec] = dict([
           summary="LLM-supervised text pre-training"),
     _spec("ser.superb", "emotk.models.ser.config:SerConfig", train="emotk.models.ser.pipeline:train",
           summary="SUPERB-protocol speech emotion recognition"),
-    _spec("transfer.zest", "emotk.models.zest.config:ZestConfig", train="emotk.models.zest.analysis:train_stage",
-          summary="S2S-ZEST speaker / analysis stages"),
+    _spec("transfer.zest", "emotk.models.zest.config:ZestConfig", train="emotk.models.zest.task:train",
+          load_export="emotk.models.zest.export:load_bundle", summary="S2S-ZEST speaker / analysis stages"),
     _spec("transfer.vocoder", "emotk.models.zest.vocoder.config:VocoderConfig",
-          train="emotk.models.zest.vocoder.train:train_vocoder", summary="S2S-ZEST BigVGAN vocoder"),
-    _spec("evaluate.est", "emotk.eval.est:EstConfig", recipe="evaluate/est",
+          train="emotk.models.zest.vocoder.task:train", load_export="emotk.models.zest.vocoder.export:load_generator",
+          summary="S2S-ZEST BigVGAN vocoder"),
+    _spec("evaluate.est", "emotk.eval.est.config:EstConfig", recipe="evaluate/est",
           summary="emotion style transfer evaluation"),
 ])
 

@@ -381,7 +381,7 @@ def test_read_pairs_errors(tmp_path, esd, case, line, needle):
 
 
 def test_pairs_to_transfer_jsonl_feeds_emotk_transfer(tmp_path):
-    from emotk.models.zest.pipeline import read_pairs as transfer_read_pairs
+    from emotk.models.zest.infer import read_pairs as transfer_read_pairs
 
     recs = [{"id": f"d-{s}-{e}", "path": f"wavs/{s}-{e}.wav", "dataset": "d", "speaker": s, "emotion": e,
              "sentence": "s01"} for s in ("p", "q") for e in ("neutral", "sad")]

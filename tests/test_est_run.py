@@ -201,9 +201,11 @@ def test_resume_after_an_interruption_does_not_redo_pairs(tiny, full):
     assert result["skipped_done"] == 9 and result["scored"] == 15 and len(calls) == 5
     resumed = _scores(out)
     assert set(resumed) == set(_scores(full["out"]))
-    lines = scores_file.read_text().splitlines()
-    assert len(lines) == 9 + 1 + 15 and lines[9].startswith('{"format": 1, "key"')  # the cut line stays alone
-    assert all(json.loads(x)["status"] == "ok" for x in lines[:9] + lines[10:])
+    header, *lines = scores_file.read_text().splitlines()
+    assert json.loads(header)["journal"] == "est-scores"  # an emotk.core.journal: header line, then records
+    # the cut line was cut off when the journal was resumed (core.journal's torn-last-line policy)
+    assert len(lines) == 9 + 15 and not any(x.startswith('{"format": 1, "key"') for x in lines)
+    assert all(json.loads(x)["status"] == "ok" for x in lines)
     for key, rec in resumed.items():  # the same numbers as the uninterrupted run
         ref = _scores(full["out"])[key]
         for field in ("emo_sim", "spk_sim", "hypothesis", "rate_converted"):
@@ -253,7 +255,8 @@ def test_noise_rows_and_the_fixed_duration_ablation(tiny):
     assert code == 0, err[-3000:]
     assert json_out(stdout)["coverage"] == {"scored": 6, "planned": 6, "complete": True}  # 2 x 2 clean + 2 noisy
     results = json.loads((out / "report" / "results.json").read_text())
-    assert set(results["noise"]) == {"copy-source@10dB"} and results["provenance"]["backends"]["noise"] == "generated:white"
+    assert set(results["noise"]) == {"copy-source@10dB"}
+    assert results["provenance"]["backends"]["noise"] == "generated:white"
     clean, noisy = results["systems"]["copy-source"]["SSST"], results["noise"]["copy-source@10dB"]["SSST"]
     assert noisy["spk_sim"] < clean["spk_sim"] and noisy["n"] == 2
     fixed = [r for r in _scores(out).values() if r["system"] == "s2s-zest:fixed-durations"]
@@ -296,13 +299,14 @@ def test_bad_inputs_are_one_line_errors(tiny, tmp_path):
 
 
 def test_scores_files_tolerate_a_line_cut_by_a_kill(tmp_path):
-    from emotk.eval.est import SCORE_FORMAT, read_scores
+    from emotk.eval.est import SCORE_FORMAT, SCORES_KIND, read_scores
 
     (tmp_path / "scores").mkdir()
+    header = {"journal": SCORES_KIND, "version": 1, "format": SCORE_FORMAT}
     good = {"format": SCORE_FORMAT, "key": "a|clean|SSST-000001", "status": "ok", "emo_sim": 0.5}
     later = {**good, "emo_sim": 0.7}
     other = {"format": SCORE_FORMAT, "key": "a|clean|SSST-000002", "status": "error", "error": "silent"}
-    text = "\n".join(json.dumps(x) for x in (good, other, later)) + "\n" + json.dumps(good)[:25]  # killed mid-line
+    text = "\n".join(json.dumps(x) for x in (header, good, other, later)) + "\n" + json.dumps(good)[:25]  # killed
     (tmp_path / "scores" / "scores.shard-0-of-2.jsonl").write_text(text)
     (tmp_path / "scores" / "notes.txt").write_text("not a scores file")
     found = read_scores(tmp_path)
@@ -337,7 +341,7 @@ def test_results_use_one_label_set_and_tolerate_wordless_groups():
 
 
 def test_a_shard_waits_for_the_run_folder_another_shard_is_setting_up(tmp_path, monkeypatch):
-    from emotk.eval import est
+    from emotk.eval.est import run as est  # the module that defines _wait_for_run_json
 
     out = tmp_path / "est"
     out.mkdir()

@@ -210,7 +210,7 @@ def test_receptive_field_bound_holds():
 
 
 def test_chunked_synthesis_equals_whole_utterance():
-    from emotk.models.zest.vocoder.synthesis import retain_freed_memory, synthesize
+    from emotk.models.zest.vocoder.infer import retain_freed_memory, synthesize
 
     gen = _tiny_generator()
     rng = np.random.default_rng(0)
@@ -234,7 +234,7 @@ def test_chunked_synthesis_equals_whole_utterance():
 
 
 def test_chunks_are_balanced_and_cover_the_utterance():
-    from emotk.models.zest.vocoder.synthesis import chunk_bounds
+    from emotk.models.zest.vocoder.infer import chunk_bounds
 
     assert chunk_bounds(250, 300) == [(0, 250)]  # 5 s at the 6 s default: one chunk, no overlap work
     assert chunk_bounds(500, 300) == [(0, 250), (250, 500)]  # 10 s: two equal halves, not 300 + 200
@@ -249,7 +249,7 @@ def test_chunks_are_balanced_and_cover_the_utterance():
 
 # ---- training, export --------------------------------------------------------------------------------------------
 def test_item_validation_names_the_bad_key():
-    from emotk.models.zest.vocoder.train import check_item
+    from emotk.models.zest.vocoder.data import check_item
 
     good = _items(1)[0]
     check_item(good, "item 0", 128, 128)
@@ -264,7 +264,7 @@ def test_item_validation_names_the_bad_key():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny vocoder trained briefly (mel-only warm-up, then GAN steps) on 3 short (0.8 s) utterances."""
-    from emotk.models.zest.vocoder.train import train_vocoder
+    from emotk.models.zest.vocoder.task import train as train_vocoder
 
     items = _items(3)
     # 60 steps (~0.1 s each on one idle core): 50 mel-only warm-up steps, then 10 GAN steps.
@@ -272,7 +272,8 @@ def trained(tmp_path_factory):
                          "train.batch_size=3")
     threads = torch.get_num_threads()
     try:
-        summary = train_vocoder(resolved, {"train": items, "valid": items}, tmp_path_factory.mktemp("voc") / "run")
+        summary = train_vocoder(resolved, tmp_path_factory.mktemp("voc") / "run",
+                                data={"train": items, "valid": items})
     finally:
         torch.set_num_threads(threads)
     return resolved, items, summary
@@ -291,7 +292,7 @@ def _mel_l1(gen, items) -> float:
 
 def test_training_lowers_the_mel_loss(trained):
     from emotk.models.zest.vocoder.export import load_generator
-    from emotk.models.zest.vocoder.train import VocoderGAN
+    from emotk.models.zest.vocoder.model import VocoderGAN
 
     resolved, items, summary = trained
     assert summary["stopped"] == "completed" and summary["steps"] == 60
@@ -306,7 +307,7 @@ def test_training_lowers_the_mel_loss(trained):
 
 def test_export_round_trip_and_feature_mismatch(trained, tmp_path):
     from emotk.models.zest.vocoder.export import export_generator, load_generator
-    from emotk.models.zest.vocoder.synthesis import synthesize
+    from emotk.models.zest.vocoder.infer import synthesize
 
     _, items, summary = trained
     exact = load_generator(summary["export"], fold_weight_norm=False)
@@ -323,8 +324,8 @@ def test_export_round_trip_and_feature_mismatch(trained, tmp_path):
     with pytest.raises(ConfigError, match=r"trained for num_tokens=100 .* gives num_tokens=50") as err:
         load_generator(again, expect_features={"num_tokens": 50})
     assert "\n" not in str(err.value)
-    from emotk.models.zest.vocoder.generator import VocoderGenerator
     from emotk.models.zest.vocoder.config import GeneratorConfig
+    from emotk.models.zest.vocoder.generator import VocoderGenerator
 
     other = tmp_path / "other"
     export_generator(VocoderGenerator(GeneratorConfig(token_dim=16, f0_dim=16, initial_channels=32,
@@ -335,7 +336,7 @@ def test_export_round_trip_and_feature_mismatch(trained, tmp_path):
 
 
 def test_items_load_from_a_folder_of_npz(tmp_path):
-    from emotk.models.zest.vocoder.train import SegmentDataset, load_items
+    from emotk.models.zest.vocoder.data import SegmentDataset, load_items
 
     for i, item in enumerate(_items(2)):
         np.savez(tmp_path / f"u{i}.npz", **item)

@@ -44,7 +44,7 @@ def _world_f0(x: np.ndarray) -> np.ndarray:
 
 
 def test_identity_resynthesis_resembles_the_source():
-    from emotk.models.zest.world_synth import world_synthesize
+    from emotk.features.world_synth import world_synthesize
 
     x, f0 = _vowels()
     d = np.full(30, 5)
@@ -57,7 +57,7 @@ def test_identity_resynthesis_resembles_the_source():
 
 
 def test_output_f0_tracks_the_imposed_contour():
-    from emotk.models.zest.world_synth import world_synthesize
+    from emotk.features.world_synth import world_synthesize
 
     x, f0 = _vowels()
     d = np.full(30, 5)
@@ -73,7 +73,7 @@ def test_output_f0_tracks_the_imposed_contour():
 
 
 def test_length_follows_predicted_durations_and_segments_warp():
-    from emotk.models.zest.world_synth import warp_map, world_synthesize
+    from emotk.features.world_synth import warp_map, world_synthesize
 
     x, f0 = _vowels()
     d_src = np.full(30, 5)
@@ -95,7 +95,7 @@ def test_length_follows_predicted_durations_and_segments_warp():
 
 
 def test_bad_inputs_are_one_line_errors():
-    from emotk.models.zest.world_synth import world_synthesize
+    from emotk.features.world_synth import world_synthesize
 
     x, f0 = _vowels()
     d = np.full(30, 5)

@@ -48,7 +48,7 @@ def test_full_size_analysis_models_instantiate():
     import torch
     from transformers import HubertConfig
 
-    from emotk.models.zest.analysis import build_analysis_model, build_speaker_model
+    from emotk.models.zest.model import build_analysis_model, build_speaker_model
 
     cfg = _cfg("zest").config
     hf = HubertConfig().to_dict()  # HuBERT-base shape, random weights
@@ -106,7 +106,7 @@ def test_duration_clamp_thesis_and_reference_modes():
 
 def test_dedup_dup_round_trip_and_collate():
     from emotk.features.tokens import dedup, dup
-    from emotk.models.zest.analysis import collate_analysis
+    from emotk.models.zest.task import collate_analysis
 
     rng = np.random.default_rng(1)
     tokens = [np.repeat(rng.integers(0, 8, n), rng.integers(1, 5, n)) for n in (7, 12)]
@@ -124,7 +124,7 @@ def test_dedup_dup_round_trip_and_collate():
 def test_emotion_frames_follow_the_frame_rule():
     import torch
 
-    from emotk.models.zest.analysis import build_analysis_model
+    from emotk.models.zest.model import build_analysis_model
 
     cfg = _cfg().config
     model, _ = build_analysis_model(cfg, 8, 3, 4)
@@ -141,7 +141,7 @@ def test_emotion_frames_follow_the_frame_rule():
 
 
 def test_interpolated_reference_frames_keep_the_ends():
-    from emotk.models.zest.pipeline import interpolate_frames
+    from emotk.models.zest.infer import interpolate_frames
 
     x = np.stack([np.arange(5, dtype=np.float32), np.zeros(5, np.float32)], 1)
     y = interpolate_frames(x, 9)
@@ -166,7 +166,7 @@ def demo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def corpus(demo):
-    from emotk.models.zest.analysis import prepare_corpus
+    from emotk.models.zest.data import prepare_corpus
 
     cfg = _cfg("zest-tiny", f"tokens.tokenizer={demo['tokenizer']}").config
     return prepare_corpus(cfg, demo["manifest"], demo["root"] / "prep")
@@ -182,7 +182,7 @@ def test_prepared_streams_agree_in_length(corpus, demo):
         assert u.tokens.max() < 8 and (u.f0 > 0).mean() > 0.2  # espeak speech is mostly voiced
     cache = demo["root"] / "prep" / "analysis.npz"
     mtime = cache.stat().st_mtime_ns
-    from emotk.models.zest.analysis import prepare_corpus
+    from emotk.models.zest.data import prepare_corpus
 
     again = prepare_corpus(_cfg("zest-tiny", f"tokens.tokenizer={demo['tokenizer']}").config, demo["manifest"],
                            demo["root"] / "prep", xvectors=_Unused())
@@ -304,8 +304,8 @@ def test_training_stages_log_and_select(bundle_dir, demo):
 def test_bundle_reload_and_conversion(bundle_dir, demo):
     import torch
 
-    from emotk.models.zest.bundle import load_bundle
-    from emotk.models.zest.pipeline import analyse_reference, analyse_source, convert, read_input
+    from emotk.models.zest.export import load_bundle
+    from emotk.models.zest.infer import analyse_reference, analyse_source, convert, read_input
 
     recs = [json.loads(x) for x in demo["manifest"].read_text().splitlines()]
     src = read_input(demo["manifest"].parent / recs[2]["path"], "source")
@@ -361,8 +361,8 @@ def test_f0_level_source_rescales_voiced_frames_by_the_reconstruction_error(bund
 
     from emotk.data.audio import load_audio
     from emotk.features.f0 import F0Config
-    from emotk.models.zest import pipeline
-    from emotk.models.zest.bundle import load_bundle
+    from emotk.models.zest import infer
+    from emotk.models.zest.export import load_bundle
 
     bundle = load_bundle(bundle_dir)
     # a 1-epoch predictor outputs ~0 Hz: give its last conv a 90 Hz bias so most frames are voiced and vary a bit
@@ -371,17 +371,17 @@ def test_f0_level_source_rescales_voiced_frames_by_the_reconstruction_error(bund
         head.bias.fill_(90.0)
         head.weight.mul_(50.0)
     recs = [json.loads(x) for x in demo["manifest"].read_text().splitlines()]
-    src = pipeline.analyse_source(bundle, load_audio(demo["manifest"].parent / recs[2]["path"]))
-    ref = pipeline.analyse_reference(bundle, load_audio(demo["manifest"].parent / recs[9]["path"]))
+    src = infer.analyse_source(bundle, load_audio(demo["manifest"].parent / recs[2]["path"]))
+    ref = infer.analyse_reference(bundle, load_audio(demo["manifest"].parent / recs[9]["path"]))
     floor = F0Config().f0_floor
     assert bundle.config.transfer.f0_level == "predicted"  # thesis default
-    raw = pipeline.convert(bundle, src, ref)
+    raw = infer.convert(bundle, src, ref)
     assert src.f0_level_factor is None  # not computed unless asked for
     bundle.config.transfer.f0_level = "source"
-    scaled = pipeline.convert(bundle, src, ref)
+    scaled = infer.convert(bundle, src, ref)
     factor = src.f0_level_factor
-    own = pipeline.analyse_reference(bundle, src.wav)
-    recon = pipeline.convert(bundle, src, own, duration_predictor=False)  # the source's own reconstruction
+    own = infer.analyse_reference(bundle, src.wav)
+    recon = infer.convert(bundle, src, own, duration_predictor=False)  # the source's own reconstruction
     track = src.f0.astype(np.float64)
     recon_raw = np.where(recon.f0 >= floor, recon.f0 / factor, recon.f0)
     both = (track >= floor) & (recon_raw >= floor)
@@ -404,8 +404,8 @@ def _frames_after(text: str) -> int:
 
 
 def test_batch_transfer_resumes_after_a_kill(bundle_dir, demo, tmp_path):
-    from emotk.models.zest import pipeline
-    from emotk.models.zest.bundle import load_bundle
+    from emotk.models.zest import infer
+    from emotk.models.zest.export import load_bundle
 
     bundle = load_bundle(bundle_dir)
     recs = [json.loads(x) for x in demo["manifest"].read_text().splitlines()]
@@ -420,30 +420,41 @@ def test_batch_transfer_resumes_after_a_kill(bundle_dir, demo, tmp_path):
         calls.append(len(src))
         if kill_at is not None and len(calls) == kill_at:
             raise KeyboardInterrupt  # a kill in the middle of pair #kill_at
-        s, r = pipeline.analyse_source(b, src, f0=False), pipeline.analyse_reference(b, ref)
-        c = pipeline.convert(b, s, r)
+        s, r = infer.analyse_source(b, src, f0=False), infer.analyse_reference(b, ref)
+        c = infer.convert(b, s, r)
         return np.zeros(int(c.durations.sum()) * 320, np.float32), {"frames_after": int(c.durations.sum())}
 
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
-        pipeline.transfer_batch(bundle, pairs, out, transfer_fn=lambda *a: fake_transfer(*a, kill_at=3))
+        infer.transfer_batch(bundle, pairs, out, transfer_fn=lambda *a: fake_transfer(*a, kill_at=3))
     assert sorted(p.name for p in out.glob("*.wav")) == ["000000.wav", "000001.wav"]
     from emotk.errors import OutputExistsError
 
     with pytest.raises(OutputExistsError):  # without --resume nothing is overwritten
-        pipeline.transfer_batch(bundle, pairs, out, transfer_fn=fake_transfer)
+        infer.transfer_batch(bundle, pairs, out, transfer_fn=fake_transfer)
     calls.clear()
-    result = pipeline.transfer_batch(bundle, pairs, out, resume=True, transfer_fn=fake_transfer)
+    result = infer.transfer_batch(bundle, pairs, out, resume=True, transfer_fn=fake_transfer)
     assert len(calls) == 3 and result["ok"] == 3 and result["skipped_done"] == 2
-    log = [json.loads(x) for x in (out / "transfer.jsonl").read_text().splitlines()]
+    from emotk.core.journal import read_journal
+
+    header, log = read_journal(out / "transfer.jsonl")
+    assert header["journal"] == "transfer"
     assert sorted(x["id"] for x in log) == [f"{i:06d}" for i in range(5)]
     for x in log:
         assert len(__import__("soundfile").read(out / x["out"])[0]) == 320 * x["frames_after"]
     # shards partition the pairs
     calls.clear()
-    parts = [pipeline.transfer_batch(bundle, pairs, tmp_path / "sharded", shard=f"{i}/2", transfer_fn=fake_transfer)
+    parts = [infer.transfer_batch(bundle, pairs, tmp_path / "sharded", shard=(i, 2), transfer_fn=fake_transfer)
              for i in range(2)]
     assert [p["ok"] for p in parts] == [3, 2] and len(calls) == 5
+    assert sorted(p.name for p in (tmp_path / "sharded").glob("*.jsonl")) == ["transfer.shard-0-of-2.jsonl",
+                                                                             "transfer.shard-1-of-2.jsonl"]
+    # a record cut by a kill is dropped when the journal is resumed; finished pairs are not redone
+    with open(out / "transfer.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"id": "000004", "sta')
+    calls.clear()
+    again = infer.transfer_batch(bundle, pairs, out, resume=True, transfer_fn=fake_transfer)
+    assert again["skipped_done"] == 5 and not calls and (out / "transfer.jsonl").read_text().endswith("\n")
 
 
 def test_bigvgan_backend_and_vocoder_items(bundle_dir, demo, tmp_path):
@@ -451,9 +462,9 @@ def test_bigvgan_backend_and_vocoder_items(bundle_dir, demo, tmp_path):
     import soundfile as sf
 
     from emotk.models.zest.vocoder.config import GeneratorConfig
+    from emotk.models.zest.vocoder.data import load_items
     from emotk.models.zest.vocoder.export import export_generator
     from emotk.models.zest.vocoder.generator import VocoderGenerator
-    from emotk.models.zest.vocoder.train import load_items
 
     gcfg = GeneratorConfig(num_tokens=8, token_dim=8, f0_dim=8, speaker_dim=32, emotion_dim=32, initial_channels=32,
                            resblock_kernels=[3], resblock_dilations=[[1]])

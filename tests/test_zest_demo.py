@@ -12,9 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import have_espeak
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: 1 thread (see conftest.one_thread)
 
@@ -85,7 +83,8 @@ def test_demo_stage_structure_files_and_durations(stage):
     judged = [row for row in rows if row["log_f0_converted"] is not None]
     assert ("moved_toward_reference" in r) and (r["moved_toward_reference"] is None) == (not judged)
     for row in judged:
-        moved = abs(row["log_f0_converted"] - row["log_f0_reference"]) < abs(row["log_f0_source"] - row["log_f0_reference"])
+        moved = (abs(row["log_f0_converted"] - row["log_f0_reference"])
+                 < abs(row["log_f0_source"] - row["log_f0_reference"]))
         assert row["moved_toward_reference"] == moved
         assert row["moved_in_style_direction"] == (np.sign(row["style_shift_converted"])
                                                    == np.sign(row["style_shift_reference"]))
@@ -97,7 +96,8 @@ def test_demo_stage_structure_files_and_durations(stage):
         assert row["shift_vs_reconstruction"] == pytest.approx(row["log_f0_converted"] - row["log_f0_reconstructed"])
     assert all("shift_vs_reconstruction" not in row for row in rows if row not in both)
     if judged:  # (always, see above)
-        assert r["moved_toward_reference"] == pytest.approx(np.mean([x["moved_toward_reference"] for x in judged]), abs=1e-4)
+        want = np.mean([x["moved_toward_reference"] for x in judged])
+        assert r["moved_toward_reference"] == pytest.approx(want, abs=1e-4)
     # files: one neutral -> style wav per target, the F0 plot, the per-conversion log, the bundle
     assert len(r["wavs"]) == 3 and all(Path(w).is_file() for w in r["wavs"])
     assert sorted(Path(w).name.split("--to-")[1] for w in r["wavs"]) == ["angry.wav", "happy.wav", "sad.wav"]
@@ -122,7 +122,7 @@ def test_augment_keeps_the_best_scored_conversions(stage, tmp_path):
     from emotk.data.manifest import Manifest, record_problems
     from emotk.errors import DataError, OutputExistsError
     from emotk.models.zest.augment import augment
-    from emotk.models.zest.bundle import load_bundle
+    from emotk.models.zest.export import load_bundle
 
     bundle = load_bundle(stage["result"]["bundle"])
     src = Manifest.load(stage["manifest"])

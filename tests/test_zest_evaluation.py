@@ -1,4 +1,4 @@
-"""emotk.models.zest.evaluation: DTW, the duration warp and its composition with DTW, F0 / duration measures,
+"""emotk.eval.zest_analysis: DTW, the duration warp and its composition with DTW, F0 / duration measures,
 pair planning, and (with espeak-ng; no ../shared needed) a tiny bundle evaluated end to end."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import have_espeak, tiny_zest_bundle
+from conftest import have_espeak, json_out, run_cli, tiny_zest_bundle
 
 
 # ---- DTW ------------------------------------------------------------------------------------------------------------
@@ -23,14 +23,14 @@ def _naive_accumulated(c: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 6), (5, 1), (7, 9), (12, 4)])
 def test_accumulated_cost_matches_the_textbook_recursion(shape):
-    from emotk.models.zest.evaluation import accumulated_cost
+    from emotk.eval.zest_analysis import accumulated_cost
 
     c = np.random.default_rng(sum(shape)).random(shape)
     assert np.allclose(accumulated_cost(c), _naive_accumulated(c), atol=1e-12)
 
 
 def test_local_distances_are_euclidean():
-    from emotk.models.zest.evaluation import local_distances
+    from emotk.eval.zest_analysis import local_distances
 
     x = np.array([[0.0, 0.0], [3.0, 4.0]])
     y = np.array([[0.0, 0.0], [6.0, 8.0], [3.0, 0.0]])
@@ -44,7 +44,7 @@ def _check_path(path: np.ndarray, n: int, m: int) -> None:
 
 
 def test_dtw_recovers_a_time_stretch():
-    from emotk.models.zest.evaluation import dtw_path, target_positions
+    from emotk.eval.zest_analysis import dtw_path, target_positions
 
     x = np.random.default_rng(0).standard_normal((40, 6))
     true = np.floor(np.arange(70) * 40 / 70).astype(int)  # y is x stretched by 1.75 (frames repeated)
@@ -60,7 +60,7 @@ def test_dtw_recovers_a_time_stretch():
 
 
 def test_dtw_of_identical_sequences_is_the_diagonal_and_of_a_shift_is_offset():
-    from emotk.models.zest.evaluation import dtw_path
+    from emotk.eval.zest_analysis import dtw_path
 
     x = np.random.default_rng(2).standard_normal((25, 4))
     assert np.array_equal(dtw_path(x, x), np.stack([np.arange(25)] * 2, axis=1))
@@ -70,7 +70,7 @@ def test_dtw_of_identical_sequences_is_the_diagonal_and_of_a_shift_is_offset():
 
 
 def test_dtw_features_are_standardised_per_utterance_and_level_invariant():
-    from emotk.models.zest.evaluation import dtw_features
+    from emotk.eval.zest_analysis import dtw_features
 
     t = np.arange(16000) / 16000
     wav = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
@@ -78,17 +78,18 @@ def test_dtw_features_are_standardised_per_utterance_and_level_invariant():
     f = dtw_features(wav)
     assert f.shape == (50, 20) and f.dtype == np.float32
     assert np.allclose(f.mean(0), 0, atol=1e-4) and np.allclose(f.std(0), 1, atol=1e-3)
-    assert np.allclose(dtw_features(0.1 * wav), f, atol=1e-2)  # a level change does not move the frames (but 1e-6 in the log)
+    # a level change does not move the frames (but 1e-6 in the log)
+    assert np.allclose(dtw_features(0.1 * wav), f, atol=1e-2)
 
 
 # ---- duration warp and composition ------------------------------------------------------------------------------
 def test_warp_keeps_every_source_frame_in_its_unit_and_is_identity_without_change():
-    from emotk.features.tokens import dup
-    from emotk.models.zest.evaluation import (
+    from emotk.eval.zest_analysis import (
         source_to_converted,
         unit_of_frames,
         warp_positions,
     )
+    from emotk.features.tokens import dup
 
     units = np.array([5, 9, 2, 7, 3])
     d = np.array([3, 1, 4, 2, 5])
@@ -104,7 +105,7 @@ def test_warp_keeps_every_source_frame_in_its_unit_and_is_identity_without_chang
 
 
 def test_compose_alignment_and_aligned_durations():
-    from emotk.models.zest.evaluation import aligned_durations, compose_alignment
+    from emotk.eval.zest_analysis import aligned_durations, compose_alignment
 
     d = np.array([2, 2])  # source frames 0-1 unit 0, 2-3 unit 1
     dh = np.array([4, 1])
@@ -119,7 +120,7 @@ def test_compose_alignment_and_aligned_durations():
 
 # ---- measures -------------------------------------------------------------------------------------------------------
 def test_f0_metrics_against_hand_computed_values():
-    from emotk.models.zest.evaluation import f0_metrics
+    from emotk.eval.zest_analysis import f0_metrics
 
     pred = np.array([100.0, 200.0, 0.0, 150.0, 5.0])
     tgt = np.array([110.0, 100.0, 120.0, 0.0, 0.0])
@@ -137,7 +138,7 @@ def test_f0_metrics_against_hand_computed_values():
 
 
 def test_log_f0_level_and_duration_metrics():
-    from emotk.models.zest.evaluation import (
+    from emotk.eval.zest_analysis import (
         duration_metrics,
         log_f0_level_error,
         mean_log_f0,
@@ -152,7 +153,7 @@ def test_log_f0_level_and_duration_metrics():
 
 
 def test_copy_baseline_on_identical_source_and_target_is_exact():
-    from emotk.models.zest.evaluation import align_pair, method_metrics, pair_tracks
+    from emotk.eval.zest_analysis import align_pair, method_metrics, pair_tracks
 
     rng = np.random.default_rng(3)
     feats = rng.standard_normal((30, 8))
@@ -175,7 +176,7 @@ def test_copy_baseline_on_identical_source_and_target_is_exact():
 
 
 def test_reconstruction_tracks_and_pooling_over_utterances():
-    from emotk.models.zest.evaluation import (
+    from emotk.eval.zest_analysis import (
         PairResult,
         reconstruction_tracks,
         summarise,
@@ -203,7 +204,8 @@ def test_reconstruction_tracks_and_pooling_over_utterances():
 
 # ---- planning -------------------------------------------------------------------------------------------------------
 def test_plan_parallel_pairs_takes_normal_intensity_then_repetition_one():
-    from emotk.models.zest.evaluation import plan_parallel_pairs, spread
+    from emotk.eval.pairs import spread
+    from emotk.eval.zest_analysis import plan_parallel_pairs
 
     recs = []
     for spk in ("a", "b"):
@@ -221,8 +223,8 @@ def test_plan_parallel_pairs_takes_normal_intensity_then_repetition_one():
         assert src["emotion"] == "neutral" != tgt["emotion"]
         assert (src["speaker"], src["text"]) == (tgt["speaker"], tgt["text"])
         assert src["repetition"] == tgt["repetition"] == 1 and tgt["intensity"] == "normal"
-    assert [(p[1]["speaker"], p[1]["text"], p[1]["emotion"]) for p in pairs][:3] == [("a", "t1", "angry"),
-                                                                                   ("a", "t1", "sad"), ("a", "t2", "angry")]
+    first = [(p[1]["speaker"], p[1]["text"], p[1]["emotion"]) for p in pairs][:3]
+    assert first == [("a", "t1", "angry"), ("a", "t1", "sad"), ("a", "t2", "angry")]
     assert {p[0]["speaker"] for p in plan_parallel_pairs(recs, ["b"])} == {"b"}
     # without a normal / repetition 1 take, intensity normal wins over repetition 1
     few = [r for r in recs if r["speaker"] == "a" and r["text"] == "t1" and (r["emotion"] == "neutral" or
@@ -237,15 +239,16 @@ def test_plan_parallel_pairs_takes_normal_intensity_then_repetition_one():
 def tiny(tmp_path_factory):
     if not have_espeak():
         pytest.skip("espeak-ng is not installed")
-    from emotk.models.zest.bundle import load_bundle
+    from emotk.models.zest.export import load_bundle
 
     made = tiny_zest_bundle(tmp_path_factory.mktemp("zest-eval"), speakers=2)
-    return {"bundle": load_bundle(made["bundle"]), "manifest": made["records"]}
+    return {"bundle": load_bundle(made["bundle"]), "manifest": made["records"], "bundle_dir": made["bundle"],
+            "manifest_file": made["manifest"]}
 
 
 def test_evaluate_pairs_with_a_tiny_bundle(tiny):
     from emotk.data.audio import load_audio
-    from emotk.models.zest.evaluation import evaluate_pairs, plan_parallel_pairs
+    from emotk.eval.zest_analysis import evaluate_pairs, plan_parallel_pairs
 
     m = tiny["manifest"]
     pairs = plan_parallel_pairs(m, text_field="sentence")[:3]
@@ -266,3 +269,18 @@ def test_evaluate_pairs_with_a_tiny_bundle(tiny):
     assert rec["f0_rmse_hz"] == 0.0 and rec["voicing_accuracy"] == 1.0 and rec["duration_mse"] == 0.0
     assert out["reconstruction"]["predictor"]["duration_mse_unclamped"] is not None
     assert 0.0 <= out["emotion_accuracy"] <= 1.0
+
+
+def test_zest_analysis_cli_on_a_tiny_bundle(tiny):
+    """`emotk evaluate zest-analysis` through the real entry point: options -> evaluate_manifest -> JSON."""
+    args = ("evaluate", "zest-analysis", "--model", tiny["bundle_dir"], "--data", tiny["manifest_file"])
+    code, out, err = run_cli("--json", *args, "--text-field", "sentence", "--limit", "2")
+    assert code == 0, err
+    r = json_out(out)
+    assert r["pairs"] == 2 and r["pairs_planned"] >= 2 and set(r["headline"]) == {"predictor", "copy_source"}
+    assert r["headline"]["copy_source"] == {k: r["conversion"]["copy_source"][k] for k in r["headline"]["copy_source"]}
+    assert r["reconstruction"]["copy_source"]["f0_rmse_hz"] == 0.0 and len(r["rows"]) == 2
+    code, out, _ = run_cli(*args, "--text-field", "sentence", "--limit", "1")  # the human form
+    assert code == 0 and out.startswith("1 pairs (1 sources)") and "predictor: f0_rmse_hz" in out
+    code, _, err = run_cli(*args, "--text-field", "no-such-field")
+    assert code == 1 and "no parallel pairs" in err

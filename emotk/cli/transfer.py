@@ -1,5 +1,5 @@
 """``emotk transfer``: S2S-ZEST emotion style transfer (convert, batch, train stages, bundle). Thin: options ->
-one core call (emotk.models.zest), result on stdout.
+one core call (emotk.models.zest; training through the task table, emotk.recipes), result on stdout.
 
     emotk transfer --src a.wav --ref b.wav -o out.wav --model BUNDLE [--synth world|bigvgan]
     emotk transfer --pairs pairs.jsonl --out-dir DIR --model BUNDLE [--shard i/N] [--resume]
@@ -25,17 +25,15 @@ app = typer.Typer(
 )
 
 TASK = "transfer.zest"
+VOCODER_TASK = "transfer.vocoder"
 
 
 def _device() -> str:
+    """The global ``--device`` for loading a bundle (inference runs on CPU unless --device says otherwise)."""
     from emotk.core.context import options
+    from emotk.core.runtime import device_name
 
-    dev = options.device or "cpu"
-    if dev == "auto":
-        import torch
-
-        dev = "cuda" if torch.cuda.is_available() else "cpu"
-    return dev
+    return device_name(options.device or "cpu")
 
 
 @app.callback()
@@ -45,7 +43,8 @@ def convert(
     ref: Optional[Path] = typer.Option(None, "--ref", help="Emotional reference speech."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output audio file (.wav/.flac)."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model bundle folder (emotk transfer bundle)."),
-    synth: Optional[str] = typer.Option(None, "--synth", help="world or bigvgan (default: the bundle's transfer.synth)."),
+    synth: Optional[str] = typer.Option(None, "--synth",
+                                        help="world or bigvgan (default: the bundle's transfer.synth)."),
     f0_level: Optional[str] = typer.Option(None, "--f0-level", help="predicted (thesis) or source: rescale the "
                                            "predicted F0 by the predictor's level error on the source (default: "
                                            "the bundle's transfer.f0_level)."),
@@ -81,21 +80,23 @@ def convert(
     if f0_level is not None and f0_level not in F0_LEVELS:
         raise UsageError(f"--f0-level: {f0_level!r} is not one of {', '.join(F0_LEVELS)}")
     from emotk.core.io import check_writable
-    from emotk.models.zest import pipeline
-    from emotk.models.zest.bundle import load_bundle
+    from emotk.core.shard import parse_shard
+    from emotk.models.zest import infer
+    from emotk.models.zest.export import load_bundle
 
+    shard_ = parse_shard(shard)
     if pairs is None:
         check_writable(out, overwrite)
     bundle = load_bundle(model, device=_device())
     if f0_level is not None:
         bundle.config.transfer.f0_level = f0_level
     if pairs is None:
-        result = pipeline.transfer_files(bundle, src, ref, out, synth=synth, overwrite=overwrite)
+        result = infer.transfer_files(bundle, src, ref, out, synth=synth, overwrite=overwrite)
         emit(result, lambda r: typer.echo(
             f"{r['out']}: {r['frames_before']} -> {r['frames_after']} frames, mean F0 {r['mean_f0_before']} -> "
             f"{r['mean_f0_after']} Hz, reference emotion {r['reference_emotion']} ({r['synth']})"))
         return
-    result = pipeline.transfer_batch(bundle, pairs, out_dir, shard=shard, resume=resume, overwrite=overwrite,
+    result = infer.transfer_batch(bundle, pairs, out_dir, shard=shard_, resume=resume, overwrite=overwrite,
                                      synth=synth, skip_bad=skip_bad)
     emit(result, lambda r: typer.echo(
         f"shard {r['shard']}: {r['ok']} converted, {r['skipped_done']} already done, {r['error']} failed "
@@ -114,53 +115,36 @@ def train(
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Train one S2S-ZEST stage (speaker encoder, joint analysis models, or the BigVGAN vocoder)."""
+    from emotk.cli.common import resolve_config as resolve
     from emotk.core.context import options
     from emotk.errors import UsageError
-    from emotk.recipes import find_config
+    from emotk.recipes import find_config, task_spec
 
     if stage not in ("speaker", "analysis", "vocoder"):
         raise UsageError(f"--stage: {stage!r} is not one of speaker, analysis, vocoder")
+    file = find_config(config) if config else None
+    if stage == "vocoder":  # data: a folder of .npz items from `vocoder-data`
+        if data is None or not Path(data).is_dir():
+            raise UsageError("--stage vocoder: --data must be a folder of vocoder items; make it with "
+                             "`emotk transfer vocoder-data --model BUNDLE --data M.jsonl -o DIR`")
+        spec = task_spec(VOCODER_TASK)
+        resolved = resolve(spec.schema_class(), VOCODER_TASK, file, list(set_ or []))
+        emit(spec.train_fn()(resolved, out, data=str(data), resume=resume, overwrite=overwrite))
+        return
     overrides = list(set_ or [])
     if data is not None:
         overrides.append(f"data.manifest={json.dumps(str(data))}")
-    argv = ["emotk", *sys.argv[1:]]
-    if stage == "vocoder":
-        emit(_train_vocoder(data, config, list(set_ or []), out, resume, overwrite))
-        return
-    from emotk.cli.common import resolve_config as resolve
-    from emotk.models.zest.analysis import train_stage
-    from emotk.models.zest.config import ZestConfig
-
     if options.seed is not None:
         overrides += [f"train.seed={options.seed}", f"speaker_train.seed={options.seed}"]
-    resolved = resolve(ZestConfig, TASK, find_config(config) if config else None, overrides)
-    summary = train_stage(resolved, stage, out, speaker_run=str(speaker) if speaker else None, resume=resume,
-                          overwrite=overwrite, device=options.device, argv=argv)
+    spec = task_spec(TASK)
+    resolved = resolve(spec.schema_class(), TASK, file, overrides)
+    summary = spec.train_fn()(resolved, out, stage=stage, speaker_run=str(speaker) if speaker else None,
+                              resume=resume, overwrite=overwrite, argv=["emotk", *sys.argv[1:]])
     from emotk.train import distributed as dist
 
     if dist.is_main():
         emit(summary, lambda s: typer.echo(f"{s['stage']} stage {s['stopped']} after {s.get('steps')} steps; "
                                            f"best {s.get('best')}; run {s['run_dir']}"))
-
-
-def _train_vocoder(data: Optional[Path], config: Optional[str], overrides: list[str], out: Path, resume: bool,
-                   overwrite: bool) -> dict:
-    """Delegate to the vocoder package's ``train_vocoder`` (data: a folder of .npz items from `vocoder-data`)."""
-    from emotk.cli.common import resolve_config as resolve
-    from emotk.errors import EmotkError, UsageError
-    from emotk.recipes import find_config
-
-    try:
-        from emotk.models.zest.vocoder import train as vtrain
-        from emotk.models.zest.vocoder.config import VocoderConfig
-    except ModuleNotFoundError:
-        raise EmotkError("the vocoder stage is not built in this emotk version "
-                         "(emotk.models.zest.vocoder.train is missing)") from None
-    if data is None or not Path(data).is_dir():
-        raise UsageError("--stage vocoder: --data must be a folder of vocoder items; make it with "
-                         "`emotk transfer vocoder-data --model BUNDLE --data M.jsonl -o DIR`")
-    resolved = resolve(VocoderConfig, vtrain.TASK, find_config(config) if config else None, overrides)
-    return vtrain.train_vocoder(resolved, str(data), out, resume=resume, overwrite=overwrite)
 
 
 @app.command("vocoder-data")
@@ -171,8 +155,8 @@ def vocoder_data(
     resume: bool = typer.Option(False, "--resume", help="Keep items already written."),
 ) -> None:
     """Write vocoder training items (tokens, F0, s, e-bar, wav) computed with a bundle's analysis models."""
-    from emotk.models.zest.bundle import load_bundle
-    from emotk.models.zest.pipeline import export_vocoder_items
+    from emotk.models.zest.export import load_bundle
+    from emotk.models.zest.infer import export_vocoder_items
 
     result = export_vocoder_items(load_bundle(model, device=_device()), data, out, resume=resume)
     emit(result, lambda r: typer.echo(f"{r['written']} items written, {r['kept']} kept, in {r['out_dir']}"))
@@ -186,14 +170,15 @@ def augment(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (wavs/ + manifest.jsonl)."),
     per_class: int = typer.Option(100, "--per-class", help="Utterances kept per class (top-k by emotion score)."),
     oversample: float = typer.Option(2.0, "--oversample", help="Candidates generated per kept utterance."),
-    sources: Optional[str] = typer.Option(None, "--sources", help="Source classes, comma-separated (default: all others)."),
+    sources: Optional[str] = typer.Option(None, "--sources",
+                                          help="Source classes, comma-separated (default: all others)."),
     synth: Optional[str] = typer.Option(None, "--synth", help="world or bigvgan (default: the bundle's)."),
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Emotion-transfer augmentation for SER: convert, score by emotion similarity, keep the top-k per class."""
     from emotk.core.context import options
     from emotk.models.zest.augment import augment as run_augment
-    from emotk.models.zest.bundle import load_bundle
+    from emotk.models.zest.export import load_bundle
 
     split = lambda text: [c.strip() for c in text.split(",") if c.strip()]  # noqa: E731
     result = run_augment(load_bundle(model, device=_device()), data, split(classes), out, per_class=per_class,
@@ -214,7 +199,7 @@ def bundle(
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Assemble an inference bundle (safetensors + JSON) from the stage runs' best checkpoints."""
-    from emotk.models.zest.bundle import assemble_bundle
+    from emotk.models.zest.export import assemble_bundle
 
     result = assemble_bundle(speaker, analysis, out, vocoder=str(vocoder) if vocoder else None, overwrite=overwrite)
     emit(result, lambda r: typer.echo(f"bundle: {r['bundle']} (parameters {r['parameters']})"))

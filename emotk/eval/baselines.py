@@ -8,7 +8,8 @@
   clamp). The syllable rate is the number of voiced runs (>= 2 frames) per second between the first and the last
   voiced frame: a text-free proxy, so the baseline works for different-text settings too.
 
-Both take and return 16 kHz mono float32 waveforms.
+Both take and return 16 kHz mono float32 waveforms, and both are :class:`emotk.eval.systems.TransferSystem`
+(:class:`WorldProsodyBaseline`, :class:`CopySource`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from emotk.core.audio import HOP, SAMPLE_RATE
 from emotk.errors import AudioError
-
-SAMPLE_RATE = 16000
-HOP = 320  # samples per 50 Hz frame
 
 
 @dataclass
@@ -119,7 +118,7 @@ class WorldProsodyBaseline:
         """source, reference: (N,) 16 kHz float -> (converted (M,) float32, info with the statistics used).
 
         reference_f0: the reference's F0 track when already known (skips its extraction)."""
-        from emotk.models.zest.world_synth import world_synthesize
+        from emotk.features.world_synth import world_synthesize
 
         src = np.asarray(source, dtype=np.float32).reshape(-1)
         frames = src.size // HOP
@@ -145,8 +144,17 @@ def copy_source(source: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, 
     return np.asarray(source, dtype=np.float32).reshape(-1).copy(), {}
 
 
+class CopySource:
+    """:func:`copy_source` as a transfer system."""
+
+    name = "copy-source"
+
+    def convert(self, source: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        return copy_source(source, reference)
+
+
 #: the training-free floors of every EST table, in their table order
 BASELINES = ("world-baseline", "copy-source")
 
-__all__ = ["BASELINES", "ProsodyStats", "WorldProsodyBaseline", "copy_source", "map_log_f0", "prosody_stats",
-           "stretch_track", "tempo_ratio"]
+__all__ = ["BASELINES", "CopySource", "ProsodyStats", "WorldProsodyBaseline", "copy_source", "map_log_f0",
+           "prosody_stats", "stretch_track", "tempo_ratio"]

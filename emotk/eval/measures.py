@@ -34,10 +34,11 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from emotk.core.audio import SAMPLE_RATE
 from emotk.errors import AudioError, DataError, ModelNotFoundError, UsageError
+from emotk.eval.systems import EmotionEmbedder
 from emotk.features.speaker import SpeakerEmbedder, check_wav, cosine  # noqa: F401 (re-exported)
 
-SAMPLE_RATE = 16000
 NOISE_COLORS = ("white", "pink", "brown")
 # Spectral slope of each colour: power ~ 1 / f**alpha.
 _COLOR_ALPHA = {"white": 0.0, "pink": 1.0, "brown": 2.0}
@@ -55,8 +56,9 @@ def _key_hash(key: str, seed: int = 0) -> int:
 # ---------------------------------------------------------------------------------------------------------------
 # emotion similarity
 # ---------------------------------------------------------------------------------------------------------------
-class EmotionEmbedder(abc.ABC):
-    """Base of the emotion-embedding backends: ``embed(wav) -> (D,)``, ``embed_batch(wavs) -> (N, D)``,
+class BaseEmotionEmbedder(abc.ABC):
+    """Base of the emotion-embedding backends of this module (an :class:`emotk.eval.systems.EmotionEmbedder`):
+    ``embed(wav) -> (D,)``, ``embed_batch(wavs) -> (N, D)``,
     ``similarity(a, b)`` (cosine of the embeddings) and a ``name`` for the results. Subclasses implement
     ``embed``; those that batch better also override ``embed_batch``."""
 
@@ -74,37 +76,7 @@ class EmotionEmbedder(abc.ABC):
         return cosine(self.embed(a), self.embed(b))
 
 
-def bundle_tag(bundle: Any) -> str:
-    """12 hex digits identifying the emotion encoder of a ZEST bundle: the start of the sha256 of its
-    ``analysis.safetensors`` (recorded in bundle.json), else of the bundle.json content."""
-    info = getattr(bundle, "info", None) or {}
-    digest = (info.get("sha256") or {}).get("analysis.safetensors")
-    if not digest:
-        from emotk.core.io import sha256_json
-
-        digest = sha256_json(info)
-    return str(digest)[:12]
-
-
-class ZestEmotionEmbedder(EmotionEmbedder):
-    """The S2S-ZEST emotion encoder's utterance embedding e-bar (thesis 5.x), from a loaded bundle
-    (:func:`emotk.models.zest.bundle.load_bundle`). Name: ``zest-emotion-encoder:<sha12 of the weights>``."""
-
-    def __init__(self, bundle: Any) -> None:
-        if not hasattr(bundle, "analysis"):
-            raise UsageError(f"ZestEmotionEmbedder needs a loaded S2S-ZEST bundle, got {type(bundle).__name__}")
-        self.bundle = bundle
-        self.name = f"zest-emotion-encoder:{bundle_tag(bundle)}"
-
-    def embed(self, wav: Any) -> np.ndarray:
-        """16 kHz waveform (S >= 320 samples) -> e-bar (D,) float32 (D = the bundle's emotion dim, 128 full size)."""
-        from emotk.models.zest.pipeline import analyse_reference
-
-        wav = check_wav(wav, "emotion-similarity input", min_samples=320)
-        return np.asarray(analyse_reference(self.bundle, wav).emotion_embedding, dtype=np.float32)
-
-
-class UpstreamEmotionEmbedder(EmotionEmbedder):
+class UpstreamEmotionEmbedder(BaseEmotionEmbedder):
     """Masked mean over time of one hidden layer of an SSL upstream (:class:`emotk.features.upstream.Upstream`).
 
     ``upstream``: a registry name for ``Upstream.from_hub`` (``wavlm-base-plus``, ``tiny-wavlm``, ``care:RUN``...)
@@ -153,37 +125,6 @@ class UpstreamEmotionEmbedder(EmotionEmbedder):
         return np.concatenate(out)
 
 
-class SerEmotionEmbedder(EmotionEmbedder):
-    """The class posteriors of an emotk SER export (``emotk ser train ... -o RUN`` -> ``RUN/export``) as the
-    emotion embedding: Emo-Sim is then the cosine of the two utterances' predicted emotion distributions, a measure
-    of emotion alone (a mean-pooled SSL layer also carries speaker and text). Name:
-    ``ser-posteriors:<classes joined by '/'>:<sha12 of model.safetensors>``."""
-
-    def __init__(self, folder: str | os.PathLike, device: str = "cpu") -> None:
-        from emotk.core.io import sha256_file
-        from emotk.models.ser.infer import WEIGHTS, SerPredictor
-
-        self.predictor = SerPredictor(folder, device=device)
-        if self.predictor.regression or not self.predictor.classes:
-            raise UsageError(f"emotion embedder ser:{folder}: a classification export is needed (this one regresses "
-                             f"{', '.join(self.predictor.target_names or [])})")
-        self.classes = list(self.predictor.classes)
-        digest = sha256_file(self.predictor.folder / WEIGHTS)
-        self.name = f"ser-posteriors:{'/'.join(self.classes)}:{digest[:12]}"
-
-    def embed(self, wav: Any) -> np.ndarray:
-        """16 kHz waveform (S,) -> (C,) float32 class posteriors (sum 1)."""
-        return self.embed_batch([wav])[0]
-
-    def embed_batch(self, wavs: Sequence[Any]) -> np.ndarray:
-        """N 16 kHz waveforms -> (N, C) float32 class posteriors in the export's class order."""
-        items = [check_wav(w, f"emotion-similarity input {i}", min_samples=320) for i, w in enumerate(wavs)]
-        if not items:
-            return np.zeros((0, len(self.classes)), np.float32)
-        out = self.predictor(items)
-        return np.array([[r["probabilities"][c] for c in self.classes] for r in out], dtype=np.float32)
-
-
 # What a bare "emotion2vec" resolves to, first found locally wins (registry names, emotk.hub).
 EMOTION2VEC_MODELS = ("emotion2vec-plus-base", "emotion2vec-base")
 
@@ -202,7 +143,7 @@ def locate_emotion2vec() -> str | None:
     return None
 
 
-class Emotion2vecEmbedder(EmotionEmbedder):
+class Emotion2vecEmbedder(BaseEmotionEmbedder):
     """emotion2vec's utterance embedding, the mean of its frame features over the utterance (FunASR's
     ``granularity="utterance"`` output): the thesis's Emo-Sim model.
 
@@ -296,8 +237,8 @@ def make_emotion_embedder(spec: Any, device: str = "cpu", **options: Any) -> Emo
     """Build the emotion-embedding backend for Emo-Sim.
 
     spec: ``"zest:BUNDLE_DIR"`` (S2S-ZEST emotion encoder of a bundle), ``"ser:EXPORT_DIR"`` (class posteriors of
-    an emotk SER classifier, :class:`SerEmotionEmbedder`), ``"upstream:NAME[:LAYER]"`` (SSL layer
-    mean; default the last layer), ``"emotion2vec"`` (the first local copy of :data:`EMOTION2VEC_MODELS`),
+    an emotk SER classifier, :func:`emotk.models.ser.infer.load_emotion_embedder`), ``"upstream:NAME[:LAYER]"``
+    (SSL layer mean; default the last layer), ``"emotion2vec"`` (the first local copy of :data:`EMOTION2VEC_MODELS`),
     ``"emotion2vec:PATH"`` (a FunASR folder or a fairseq / state-dict ``.pt``), ``"emotion2vec:NAME"`` (a registry
     name such as ``emotion2vec-base`` or ``tiny-emotion2vec``; ``emotion2vec-base`` alone works too), an already
     loaded ZEST bundle object, or an :class:`EmotionEmbedder` (returned as is). ``options`` go to
@@ -308,7 +249,9 @@ def make_emotion_embedder(spec: Any, device: str = "cpu", **options: Any) -> Emo
     if isinstance(spec, EmotionEmbedder):
         return spec
     if not isinstance(spec, (str, os.PathLike)):
-        if hasattr(spec, "analysis") and hasattr(spec, "info"):
+        if hasattr(spec, "analysis") and hasattr(spec, "info"):  # a loaded S2S-ZEST bundle
+            from emotk.models.zest.infer import ZestEmotionEmbedder
+
             return ZestEmotionEmbedder(spec)
         raise UsageError(f"emotion embedder: expected one of {', '.join(EMOTION_EMBEDDERS)} or a loaded bundle, "
                          f"got {type(spec).__name__}")
@@ -325,15 +268,17 @@ def make_emotion_embedder(spec: Any, device: str = "cpu", **options: Any) -> Emo
             raise UsageError("emotion embedder 'zest:' needs a bundle folder: zest:BUNDLE_DIR")
         if options:
             raise UsageError(f"emotion embedder 'zest:' takes no option '{sorted(options)[0]}'")
-        from emotk.models.zest.bundle import load_bundle
+        from emotk.models.zest.infer import load_emotion_embedder
 
-        return ZestEmotionEmbedder(load_bundle(Path(os.path.expanduser(rest)), device=device))
+        return load_emotion_embedder(rest, device=device)
     if kind == "ser":
         if not rest:
             raise UsageError("emotion embedder 'ser:' needs an SER export folder: ser:RUN_DIR/export")
         if options:
             raise UsageError(f"emotion embedder 'ser:' takes no option '{sorted(options)[0]}'")
-        return SerEmotionEmbedder(Path(os.path.expanduser(rest)), device=device)
+        from emotk.models.ser.infer import load_emotion_embedder as load_ser_embedder
+
+        return load_ser_embedder(Path(os.path.expanduser(rest)), device=device)
     if kind == "upstream":
         if not rest:
             raise UsageError("emotion embedder 'upstream:' needs a model name: upstream:NAME[:LAYER]")
@@ -473,8 +418,10 @@ def word_rate(words: Iterable[Any] | None) -> float | None:
     return len(starts) / span
 
 
-def pearson(x: Sequence[float | None], y: Sequence[float | None], min_pairs: int = 3) -> tuple[float | None, int]:
-    """Pearson correlation over pairs, ignoring pairs where either value is None or not finite.
+def paired_pearson(x: Sequence[float | None], y: Sequence[float | None],
+                   min_pairs: int = 3) -> tuple[float | None, int]:
+    """Pearson correlation (:func:`emotk.metrics.pearson`) over pairs, ignoring pairs where either value is None or
+    not finite.
 
     x, y: equal-length sequences. Returns ``(r, n)`` with n the number of valid pairs; r is None when
     n < ``min_pairs`` or a series has zero variance.
@@ -504,7 +451,7 @@ def speaking_rate_pcc(reference_words: Sequence[Any], converted_words: Sequence[
         raise DataError(f"speaking rate: {len(reference_words)} references but {len(converted_words)} outputs")
     ref = [word_rate(w) for w in reference_words]
     conv = [word_rate(w) for w in converted_words]
-    r, n = pearson(ref, conv)
+    r, n = paired_pearson(ref, conv)
     return {"pearson": r, "pairs": n, "pairs_total": len(ref), "reference_rates": ref, "converted_rates": conv}
 
 
@@ -684,9 +631,9 @@ def emotion_matrix(row_labels: Sequence[str], column_labels: Sequence[str], simi
 
 
 __all__ = [
-    "AUDIO_SUFFIXES", "EMOTION2VEC_MODELS", "EMOTION_EMBEDDERS", "NOISE_COLORS", "Emotion2vecEmbedder",
-    "EmotionEmbedder", "NoiseBank", "SerEmotionEmbedder", "SpeakerEmbedder", "Transcriber", "UpstreamEmotionEmbedder",
-    "ZestEmotionEmbedder", "add_noise", "bundle_tag", "check_wav", "coloured_noise", "cosine", "emotion_matrix",
-    "locate_emotion2vec", "make_emotion_embedder", "measure_snr", "pearson", "speaking_rate_pcc",
-    "utterance_error_rates", "wer_cer", "word_rate",
+    "AUDIO_SUFFIXES", "EMOTION2VEC_MODELS", "EMOTION_EMBEDDERS", "NOISE_COLORS", "BaseEmotionEmbedder",
+    "Emotion2vecEmbedder", "EmotionEmbedder", "NoiseBank", "SpeakerEmbedder", "Transcriber", "UpstreamEmotionEmbedder",
+    "add_noise", "check_wav", "coloured_noise", "cosine", "emotion_matrix", "locate_emotion2vec",
+    "make_emotion_embedder", "measure_snr", "paired_pearson", "speaking_rate_pcc", "utterance_error_rates", "wer_cer",
+    "word_rate",
 ]

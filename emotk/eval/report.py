@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from emotk.core.io import atomic_path, atomic_write_text, canonical_json
-from emotk.eval.baselines import BASELINES  # the floors of every table: listed after the systems under test
 from emotk.errors import DataError
+from emotk.eval.baselines import BASELINES  # the floors of every table: listed after the systems under test
 from emotk.eval.pairs import ANY_TO_ANY, SETTINGS  # the canonical setting order
 
 #: metric key -> (label, higher is better); the order of the rows of Table 5.2
@@ -357,7 +357,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     header, rows = table52(results["systems"])
     out += ["## Results (layout of thesis Table 5.2)", "",
             "Rows: system x metric; columns: evaluation settings and their average (Avg., over the settings "
-            "with a value; the any-to-any A2A column is not averaged unless it is the only one). Emo-Sim: reference vs converted; Spk-Sim: source vs converted; Rate PCC: word "
+            "with a value; the any-to-any A2A column is not averaged unless it is the only one). "
+            "Emo-Sim: reference vs converted; Spk-Sim: source vs converted; Rate PCC: word "
             "speaking rate, reference vs converted; WER: converted vs source transcript.", "",
             markdown_table(header, rows, ["l", "l"] + ["r"] * (len(header) - 2))]
     header, rows = _counts_table(results["systems"])

@@ -246,3 +246,41 @@ def predict(model_dir: "str | os.PathLike | SerPredictor", inputs: list[str], *,
         if len(pending) >= batch_size:
             yield from flush()
     yield from flush()
+
+
+def load_emotion_embedder(export_dir: str | os.PathLike, device: str = "cpu") -> Any:
+    """An SER classification export as an emotion embedder (:class:`emotk.eval.systems.EmotionEmbedder`): the class
+    posteriors are the embedding, so Emo-Sim is the cosine of two utterances' predicted emotion distributions (a
+    measure of emotion alone). ``embed(wav) -> (C,)``, ``embed_batch(wavs) -> (N, C)`` in the export's class
+    order. Name: ``ser-posteriors:<classes joined by '/'>:<sha12 of model.safetensors>``. UsageError for a
+    regression export."""
+    import numpy as np
+
+    from emotk.core.io import sha256_file
+    from emotk.errors import UsageError
+    from emotk.features.speaker import check_wav
+
+    predictor = SerPredictor(export_dir, device=device)
+    if predictor.regression or not predictor.classes:
+        raise UsageError(f"emotion embedder ser:{export_dir}: a classification export is needed (this one regresses "
+                         f"{', '.join(predictor.target_names or [])})")
+    classes = list(predictor.classes)
+
+    class SerEmotionEmbedder:
+        name = f"ser-posteriors:{'/'.join(classes)}:{sha256_file(predictor.folder / WEIGHTS)[:12]}"
+
+        def __init__(self) -> None:
+            self.predictor, self.classes = predictor, classes
+
+        def embed(self, wav: Any) -> np.ndarray:
+            """16 kHz waveform (S,) -> (C,) float32 class posteriors (sum 1)."""
+            return self.embed_batch([wav])[0]
+
+        def embed_batch(self, wavs: Any) -> np.ndarray:
+            """N 16 kHz waveforms -> (N, C) float32 class posteriors in the export's class order."""
+            items = [check_wav(w, f"emotion-similarity input {i}", min_samples=320) for i, w in enumerate(wavs)]
+            if not items:
+                return np.zeros((0, len(classes)), np.float32)
+            return np.array([[r["probabilities"][c] for c in classes] for r in predictor(items)], dtype=np.float32)
+
+    return SerEmotionEmbedder()

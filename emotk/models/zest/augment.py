@@ -61,7 +61,7 @@ def augment(bundle: Any, manifest: Any, classes: Sequence[str], out_dir: str | o
     """Generate, score and select emotion-converted utterances for SER data augmentation.
 
     Args:
-        bundle: a loaded :class:`~emotk.models.zest.bundle.ZestBundle` or its folder.
+        bundle: a loaded :class:`~emotk.models.zest.export.ZestBundle` or its folder.
         manifest: path or Manifest; only its training part (``split`` absent or ``train``) is used.
         classes: target emotion classes (each needs references in the training part).
         out_dir: output folder: ``wavs/<id>.wav`` and ``manifest.jsonl``.
@@ -78,8 +78,8 @@ def augment(bundle: Any, manifest: Any, classes: Sequence[str], out_dir: str | o
     from emotk.core.io import check_writable
     from emotk.data.audio import load_audio, save_audio
     from emotk.data.manifest import Manifest
-    from emotk.models.zest import pipeline
-    from emotk.models.zest.bundle import load_bundle
+    from emotk.models.zest import infer
+    from emotk.models.zest.export import load_bundle
 
     if per_class < 1 or oversample < 1:
         raise UsageError(f"per_class must be >= 1 and oversample >= 1 (got {per_class}, {oversample})")
@@ -104,7 +104,7 @@ def augment(bundle: Any, manifest: Any, classes: Sequence[str], out_dir: str | o
     emb_cache: dict[str, np.ndarray] = {}
 
     def load(rec: dict[str, Any]) -> np.ndarray:
-        return pipeline.check_input(load_audio(m.resolve_path(rec), start=rec.get("start"), end=rec.get("end")),
+        return infer.check_input(load_audio(m.resolve_path(rec), start=rec.get("start"), end=rec.get("end")),
                                     str(rec["id"]))
 
     records, per = [], {}
@@ -120,24 +120,24 @@ def augment(bundle: Any, manifest: Any, classes: Sequence[str], out_dir: str | o
         for src_rec, ref_rec in cands:
             sid, rid = src_rec["id"], ref_rec["id"]
             if sid not in sources_cache:
-                sources_cache[sid] = pipeline.analyse_source(bundle, load(src_rec), f0=synth != "world")
+                sources_cache[sid] = infer.analyse_source(bundle, load(src_rec), f0=synth != "world")
             if rid not in emb_cache:
-                emb_cache[rid] = pipeline.analyse_reference(bundle, load(ref_rec))
+                emb_cache[rid] = infer.analyse_reference(bundle, load(ref_rec))
             src, ref = sources_cache[sid], emb_cache[rid]
-            conv = pipeline.convert(bundle, src, ref)
-            wav = pipeline.synthesise(bundle, src, ref, conv, synth)
-            if wav.size < pipeline.MIN_SECONDS * pipeline.SAMPLE_RATE:
+            conv = infer.convert(bundle, src, ref)
+            wav = infer.synthesise(bundle, src, ref, conv, synth)
+            if wav.size < infer.MIN_SECONDS * infer.SAMPLE_RATE:
                 continue
-            score = cosine(pipeline.analyse_reference(bundle, wav).emotion_embedding, ref.emotion_embedding)
+            score = cosine(infer.analyse_reference(bundle, wav).emotion_embedding, ref.emotion_embedding)
             scored.append((score, sid, rid, src_rec, wav))
         scored.sort(key=lambda x: (-x[0], x[1], x[2]))
         kept = scored[:per_class]
         for rank, (score, sid, rid, src_rec, wav) in enumerate(kept):
             uid = f"aug-{c}-{rank:05d}"
             rel = f"wavs/{uid}.wav"
-            save_audio(out_dir / rel, wav, pipeline.SAMPLE_RATE)
-            rec = {"id": uid, "path": rel, "dataset": "augmented", "sr": pipeline.SAMPLE_RATE,
-                   "duration": round(wav.size / pipeline.SAMPLE_RATE, 3), emotion_field: c, "split": "train",
+            save_audio(out_dir / rel, wav, infer.SAMPLE_RATE)
+            rec = {"id": uid, "path": rel, "dataset": "augmented", "sr": infer.SAMPLE_RATE,
+                   "duration": round(wav.size / infer.SAMPLE_RATE, 3), emotion_field: c, "split": "train",
                    "augmented": True, "source": sid, "reference": rid, "score": round(score, 5)}
             for key in ("speaker", "gender", "language", "text", "sentence"):
                 if src_rec.get(key) is not None:

@@ -108,7 +108,7 @@ class ZestLoss:
 
 
 F0Level = Literal["predicted", "source"]
-F0_LEVELS = get_args(F0Level)  # transfer.f0_level (see emotk.models.zest.pipeline)
+F0_LEVELS = get_args(F0Level)  # transfer.f0_level (see emotk.models.zest.infer)
 
 
 @dataclass
@@ -120,7 +120,7 @@ class ZestTransfer:
     synth: Literal["world", "bigvgan"] = "world"
     vocoder: str = ""  # exported generator folder for synth: bigvgan
     # predicted: f-hat_conv as the F0 predictor gives it (thesis); source: its voiced frames rescaled by the
-    # predictor's level error on the source's own reconstruction (emotk option; see emotk.models.zest.pipeline)
+    # predictor's level error on the source's own reconstruction (emotk option; see emotk.models.zest.infer)
     f0_level: F0Level = "predicted"
 
 

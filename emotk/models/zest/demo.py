@@ -98,9 +98,9 @@ def train_demo_bundle(train_manifest: Path, out_dir: Path, seed: int, config: st
     """
     from emotk.core.config import resolve
     from emotk.features.tokens import train_tokenizer
-    from emotk.models.zest.analysis import train_stage
-    from emotk.models.zest.bundle import assemble_bundle
     from emotk.models.zest.config import TASK, ZestConfig
+    from emotk.models.zest.export import assemble_bundle
+    from emotk.models.zest.task import train
     from emotk.recipes import find_config
 
     secs: dict[str, float] = {}
@@ -114,7 +114,7 @@ def train_demo_bundle(train_manifest: Path, out_dir: Path, seed: int, config: st
             f"train.seed={seed}", f"speaker_train.seed={seed}", *overrides]
     resolved = resolve(ZestConfig, TASK, find_config(config), sets)
     t0 = time.perf_counter()
-    spk = train_stage(resolved, "speaker", out_dir / "speaker", overwrite=True, argv=["emotk", "demo"])
+    spk = train(resolved, out_dir / "speaker", stage="speaker", overwrite=True, argv=["emotk", "demo"])
     secs["speaker"] = round(time.perf_counter() - t0, 2)
     t0 = time.perf_counter()
     ana_dir = out_dir / "analysis"
@@ -122,7 +122,7 @@ def train_demo_bundle(train_manifest: Path, out_dir: Path, seed: int, config: st
         shutil.rmtree(ana_dir)
     (ana_dir / "cache").mkdir(parents=True)  # same corpus, same cache key: reuse the speaker stage's analysis
     shutil.copy2(out_dir / "speaker" / "cache" / "analysis.npz", ana_dir / "cache" / "analysis.npz")
-    ana = train_stage(resolved, "analysis", out_dir / "analysis", speaker_run=str(out_dir / "speaker"),
+    ana = train(resolved, out_dir / "analysis", stage="analysis", speaker_run=str(out_dir / "speaker"),
                       overwrite=True, argv=["emotk", "demo"])
     secs["analysis"] = round(time.perf_counter() - t0, 2)
     bundle = assemble_bundle(out_dir / "speaker", out_dir / "analysis", out_dir / "bundle", overwrite=True)
@@ -146,11 +146,11 @@ def vocoder_demo(bundle_dir: Path, train_manifest: Path, out_dir: Path, steps: i
     from emotk.core.config import resolve
     from emotk.data.audio import load_audio, save_audio
     from emotk.data.manifest import Manifest
-    from emotk.models.zest import pipeline
-    from emotk.models.zest.bundle import assemble_bundle, load_bundle
+    from emotk.models.zest import infer
+    from emotk.models.zest.export import assemble_bundle, load_bundle
+    from emotk.models.zest.vocoder.config import TASK as VOCODER_TASK
     from emotk.models.zest.vocoder.config import VocoderConfig
-    from emotk.models.zest.vocoder.train import TASK as VOCODER_TASK
-    from emotk.models.zest.vocoder.train import train_vocoder
+    from emotk.models.zest.vocoder.task import train as train_vocoder
     from emotk.recipes import find_config
 
     t0 = time.perf_counter()
@@ -160,13 +160,13 @@ def vocoder_demo(bundle_dir: Path, train_manifest: Path, out_dir: Path, steps: i
     item_dir = out_dir / "vocoder-items"
     if item_dir.exists():
         shutil.rmtree(item_dir)
-    pipeline.export_vocoder_items(bundle, subset, item_dir)
+    infer.export_vocoder_items(bundle, subset, item_dir)
     c = bundle.config
     resolved = resolve(VocoderConfig, VOCODER_TASK, find_config("transfer/vocoder-tiny"), [
         f"generator.num_tokens={bundle.tokenizer.n_clusters}", f"generator.speaker_dim={c.speaker.dim}",
         f"generator.emotion_dim={c.emotion.dim}", f"train.max_steps={steps}", f"train.seed={seed}",
         f"train.log_every_steps={max(1, steps // 10)}"])
-    run = train_vocoder(resolved, str(item_dir), out_dir / "vocoder", overwrite=True)
+    run = train_vocoder(resolved, out_dir / "vocoder", data=str(item_dir), overwrite=True)
     lines = [json.loads(x) for x in (out_dir / "vocoder" / "metrics.jsonl").read_text().splitlines()]
     mel = [x["mel_l1/generator"] for x in lines if x.get("split") == "train" and "mel_l1/generator" in x]
     voc_bundle = assemble_bundle(out_dir / "speaker", out_dir / "analysis", out_dir / "bundle-bigvgan",
@@ -176,8 +176,8 @@ def vocoder_demo(bundle_dir: Path, train_manifest: Path, out_dir: Path, steps: i
               "bundle": voc_bundle["bundle"]}
     if example is not None:
         vb = load_bundle(voc_bundle["bundle"])
-        src, ref = (pipeline.check_input(load_audio(p), str(p)) for p in example)
-        wav, info = pipeline.transfer(vb, src, ref, synth="bigvgan")
+        src, ref = (infer.check_input(load_audio(p), str(p)) for p in example)
+        wav, info = infer.transfer(vb, src, ref, synth="bigvgan")
         result["example"] = str(out_dir / "wavs" / f"{Path(example[0]).stem}--bigvgan.wav")
         save_audio(result["example"], wav, 16000)
         result["example_frames"] = info["frames_after"]
@@ -228,7 +228,7 @@ def measure_conversions(bundle: Any, manifest: Any, triples: list[tuple[dict, di
     """
     from emotk.data.audio import load_audio, save_audio
     from emotk.features.f0 import F0Config, extract_f0
-    from emotk.models.zest import pipeline
+    from emotk.models.zest import infer
 
     c = bundle.config.f0
     f0_cfg = F0Config(backend=c.backend, alignment=c.alignment)
@@ -248,17 +248,17 @@ def measure_conversions(bundle: Any, manifest: Any, triples: list[tuple[dict, di
     for src_rec, ref_rec, target, setting in triples:
         sid, rid = src_rec["id"], ref_rec["id"]
         if sid not in sources:
-            wav = pipeline.check_input(load_audio(manifest.resolve_path(src_rec)), sid)
-            sources[sid] = pipeline.analyse_source(bundle, wav)
-            own = pipeline.analyse_reference(bundle, wav)  # the source as its own reference: reconstruction
-            rec_out = pipeline.synthesise(bundle, sources[sid], own, pipeline.convert(bundle, sources[sid], own), "world")
+            wav = infer.check_input(load_audio(manifest.resolve_path(src_rec)), sid)
+            sources[sid] = infer.analyse_source(bundle, wav)
+            own = infer.analyse_reference(bundle, wav)  # the source as its own reference: reconstruction
+            rec_out = infer.synthesise(bundle, sources[sid], own, infer.convert(bundle, sources[sid], own), "world")
             recon[sid] = _mean_log_f0(extract_f0(rec_out, 16000, f0_cfg), floor)
         if rid not in refs:
-            wav = pipeline.check_input(load_audio(manifest.resolve_path(ref_rec)), rid)
-            refs[rid] = (pipeline.analyse_reference(bundle, wav), extract_f0(wav, 16000, f0_cfg))
+            wav = infer.check_input(load_audio(manifest.resolve_path(ref_rec)), rid)
+            refs[rid] = (infer.analyse_reference(bundle, wav), extract_f0(wav, 16000, f0_cfg))
         src, (ref, ref_f0) = sources[sid], refs[rid]
-        conv = pipeline.convert(bundle, src, ref)
-        out = pipeline.synthesise(bundle, src, ref, conv, "world")
+        conv = infer.convert(bundle, src, ref)
+        out = infer.synthesise(bundle, src, ref, conv, "world")
         out_f0 = extract_f0(out, 16000, f0_cfg)
         m_src, m_out, m_ref = (_mean_log_f0(x, floor) for x in (src.f0, out_f0, ref_f0))
         frames = int(conv.durations.sum())
@@ -385,7 +385,7 @@ def zest_demo_stage(manifest_path: Path, out_dir: Path, seed: int, *, test_sente
 
     from emotk.core.io import atomic_write_text
     from emotk.data.manifest import Manifest
-    from emotk.models.zest.bundle import load_bundle
+    from emotk.models.zest.export import load_bundle
 
     t_all = time.perf_counter()
     out_dir = Path(out_dir)

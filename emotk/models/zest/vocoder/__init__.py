@@ -2,9 +2,10 @@
 
 One concept per module, as in NVIDIA BigVGAN: ``activations`` (SnakeBeta), ``resample`` (anti-aliased x2 filters),
 ``amp`` (anti-aliased multi-periodicity blocks), ``generator``, ``discriminators`` (MPD + MRD), ``losses``,
-``config`` (every hyper-parameter), ``train`` (the GAN TrainTask and :func:`train_vocoder`), ``export``
-(generator-only artefact: :func:`export_generator`, :func:`load_generator`) and ``synthesis`` (chunked,
-constant-memory synthesis). Importing this package is cheap; torch loads with the sub-modules.
+``config`` (every hyper-parameter), ``data`` (training items and segments), ``model`` (the GAN module),
+``task`` (the GAN TrainTask and :func:`~.task.train`, the train entry point), ``export`` (generator-only
+artefact: :func:`export_generator`, :func:`load_generator`) and ``infer`` (chunked, constant-memory
+synthesis). Importing this package is cheap; torch loads with the sub-modules.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ _LAZY = {
     "VocoderConfig": "emotk.models.zest.vocoder.config",
     "GeneratorConfig": "emotk.models.zest.vocoder.config",
     "VocoderGenerator": "emotk.models.zest.vocoder.generator",
-    "train_vocoder": "emotk.models.zest.vocoder.train",
+    "train": "emotk.models.zest.vocoder.task",
     "export_generator": "emotk.models.zest.vocoder.export",
     "load_generator": "emotk.models.zest.vocoder.export",
-    "synthesize": "emotk.models.zest.vocoder.synthesis",
+    "synthesize": "emotk.models.zest.vocoder.infer",
 }
 
 __all__ = list(_LAZY)

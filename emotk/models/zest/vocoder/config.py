@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from emotk.errors import ConfigError
 from emotk.train.config import OptimConfig, SchedulerConfig, TrainConfig
 
+TASK = "transfer.vocoder"
+
 
 def _bigvgan_optim() -> OptimConfig:
     # AdamW lr 1e-4, betas (0.8, 0.99); weight decay 0.01 is torch's AdamW default that BigVGAN trains with.

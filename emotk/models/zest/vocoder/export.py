@@ -78,7 +78,7 @@ def load_generator(path: str | os.PathLike, expect_features: dict[str, Any] | No
     ``GeneratorConfig.feature_config()``, e.g. ``{"num_tokens": 100, "hop": 320}``); a disagreement is a
     one-line ConfigError. ``fold_weight_norm``: fold weight norms into plain weights (same outputs, faster).
     Returns a :class:`~emotk.models.zest.vocoder.generator.VocoderGenerator`; call it as
-    ``generator(tokens, f0, speaker, emotion) -> wav`` or use :func:`~.synthesis.synthesize`.
+    ``generator(tokens, f0, speaker, emotion) -> wav`` or use :func:`~.infer.synthesize`.
     """
     from safetensors.torch import load_file
 

@@ -25,7 +25,7 @@ from emotk.models.zest.vocoder.resample import AntiAliasedActivation
 
 
 def check_hop(upsample_rates: list[int]) -> None:
-    """Raise ConfigError unless prod(upsample_rates) == emotk.features.frames.HOP (320)."""
+    """Raise ConfigError unless prod(upsample_rates) == emotk.core.audio.HOP (320)."""
     from emotk.core.audio import FRAME_RATE, HOP, SAMPLE_RATE
     from emotk.errors import ConfigError
 

@@ -7,7 +7,8 @@ cut into ceil(T / chunk_frames) chunks of equal size, +-1 frame): every chunk bo
 work, and equal chunks need the fewest boundaries without a short, context-dominated last chunk. With the
 context at least the stack's receptive field (the default), the result equals whole-utterance synthesis up to
 float rounding, while the activations held at any time are those of one chunk (~0.2 GB at 16 kHz for 6 s chunks
-of the base generator) instead of growing with the input (NVIDIA's whole-utterance BigVGAN slowed down with length from page-fault cost).
+of the base generator) instead of growing with the input (NVIDIA's whole-utterance BigVGAN slowed down with
+length from page-fault cost).
 
 Page faults: glibc returns every large freed block (> its mmap threshold) to the OS, so each new activation
 tensor is faulted in again page by page: measured on 2 cores, ~0.7M minor faults and ~40 % of the CPU time

@@ -6,8 +6,9 @@ discriminators first, as in BigVGAN), both AdamW from ``train.optim`` with the p
 50 Hz grid. For ``warmup_generator_steps`` steps only the generator learns, from the mel loss alone.
 
 Items are dicts ``{"tokens": (T,) int, "f0": (T,) Hz, "speaker": (S,), "emotion": (E,), "wav": (T·320,)}``
-(numpy arrays or tensors), produced by the S2S-ZEST analysis models; :func:`train_vocoder` takes a list of
-them, ``{"train": [...], "valid": [...]}``, or a folder of ``.npz`` files holding those keys.
+(numpy arrays or tensors), produced by the S2S-ZEST analysis models; :func:`train` (the train entry point of
+task ``transfer.vocoder``) takes a list of them, ``{"train": [...], "valid": [...]}``, or a folder of
+``.npz`` files holding those keys.
 """
 
 from __future__ import annotations
@@ -15,140 +16,22 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import numpy as np
 import torch
-from torch import nn
 
 from emotk.core.audio import HOP
 from emotk.core.log import get_logger
 from emotk.errors import DataError, UsageError
-from emotk.models.zest.vocoder.config import VocoderConfig
+from emotk.models.zest.vocoder.config import TASK, VocoderConfig
+from emotk.models.zest.vocoder.data import ITEM_KEYS, SegmentDataset, load_items
+from emotk.models.zest.vocoder.model import VocoderGAN
 from emotk.train.task import StepState, TrainTask
 
 log = get_logger("zest.vocoder")
 
-ITEM_KEYS = ("tokens", "f0", "speaker", "emotion", "wav")
-TASK = "transfer.vocoder"
 
-
-# ---- data --------------------------------------------------------------------------------------------------------
-def check_item(item: Any, where: str, speaker_dim: int, emotion_dim: int) -> dict[str, torch.Tensor]:
-    """Validate one training item and return it as tensors; DataError names ``where`` and the bad key.
-
-    ``wav`` longer than ``T·320`` by less than one hop is cut (the last partial frame has no token).
-    """
-    if not isinstance(item, dict):
-        raise DataError(f"{where}: a vocoder item must be a dict with keys {', '.join(ITEM_KEYS)}")
-    missing = [k for k in ITEM_KEYS if k not in item]
-    if missing:
-        raise DataError(f"{where}: missing key '{missing[0]}' (a vocoder item holds {', '.join(ITEM_KEYS)})")
-    out = {k: torch.as_tensor(np.asarray(item[k])) for k in ITEM_KEYS}
-    tokens, f0, wav = out["tokens"].reshape(-1).long(), out["f0"].reshape(-1).float(), out["wav"].reshape(-1).float()
-    t = tokens.numel()
-    if t == 0:
-        raise DataError(f"{where}: 'tokens' is empty")
-    if f0.numel() != t:
-        raise DataError(f"{where}: 'f0' has {f0.numel()} frames, 'tokens' {t} (one F0 value per 50 Hz token)")
-    if not (t * HOP <= wav.numel() < (t + 1) * HOP):
-        raise DataError(f"{where}: 'wav' has {wav.numel()} samples, expected {t * HOP} ({t} frames x {HOP})")
-    for key, dim in (("speaker", speaker_dim), ("emotion", emotion_dim)):
-        if out[key].numel() != dim:
-            raise DataError(f"{where}: '{key}' has {out[key].numel()} values, the generator expects {dim}")
-    for key, v in (("f0", f0), ("wav", wav), ("speaker", out["speaker"]), ("emotion", out["emotion"])):
-        if not torch.isfinite(v.float()).all():
-            raise DataError(f"{where}: '{key}' holds NaN or infinite values")
-    return {"tokens": tokens, "f0": f0, "speaker": out["speaker"].reshape(-1).float(),
-            "emotion": out["emotion"].reshape(-1).float(), "wav": wav[: t * HOP]}
-
-
-def _crop(item: dict[str, torch.Tensor], start: int, frames: int) -> dict[str, torch.Tensor]:
-    """Frames ``[start, start+frames)`` of an item, padded (last token, F0 0, silence) when it is shorter."""
-    t = item["tokens"].numel()
-    stop = min(start + frames, t)
-    tokens, f0 = item["tokens"][start:stop], item["f0"][start:stop]
-    wav = item["wav"][start * HOP: stop * HOP]
-    pad = frames - (stop - start)
-    if pad:
-        tokens = torch.cat([tokens, tokens[-1:].expand(pad)])
-        f0 = torch.cat([f0, f0.new_zeros(pad)])
-        wav = torch.cat([wav, wav.new_zeros(pad * HOP)])
-    return {"tokens": tokens, "f0": f0, "speaker": item["speaker"], "emotion": item["emotion"], "wav": wav}
-
-
-class SegmentDataset:
-    """Random ``frames``-frame segments of validated items (the crop uses torch's global RNG, which the
-    trainer seeds and restores on resume). ``random=False``: the first ``frames`` frames (validation).
-    ``repeats``: each item is listed that many times (one epoch = that many crops of every utterance)."""
-
-    def __init__(self, items: Sequence[dict[str, torch.Tensor]], frames: int, random: bool = True, repeats: int = 1):
-        self.items = list(items)
-        self.frames = int(frames)
-        self.random = random
-        self.repeats = int(repeats)
-
-    def __len__(self) -> int:
-        return len(self.items) * self.repeats
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        item = self.items[i % len(self.items)]
-        t = item["tokens"].numel()
-        start = 0
-        if self.random and t > self.frames:
-            start = int(torch.randint(0, t - self.frames + 1, ()).item())
-        return _crop(item, start, self.frames)
-
-
-def load_items(source: Any, speaker_dim: int, emotion_dim: int) -> tuple[list[dict], list[dict] | None]:
-    """(train items, valid items or None) from a list of dicts, ``{"train", "valid"}`` or a folder of .npz."""
-    valid_src = None
-    if isinstance(source, dict) and "train" in source:
-        source, valid_src = source["train"], source.get("valid")
-    if isinstance(source, (str, os.PathLike)):
-        folder = Path(source)
-        if not folder.is_dir():
-            raise DataError(f"{folder}: expected a folder of .npz vocoder items (keys {', '.join(ITEM_KEYS)}) "
-                            "or a list of item dicts")
-        files = sorted(folder.glob("*.npz"))
-        if not files:
-            raise DataError(f"{folder}: no .npz vocoder items found")
-        named = []
-        for f in files:
-            try:
-                with np.load(f, allow_pickle=False) as z:
-                    named.append((str(f), {k: z[k] for k in z.files}))
-            except (OSError, ValueError) as e:
-                raise DataError(f"{f}: unreadable .npz ({e})") from None
-    else:
-        named = [(f"item {i}", item) for i, item in enumerate(source)]
-    train = [check_item(item, where, speaker_dim, emotion_dim) for where, item in named]
-    valid = None
-    if valid_src is not None:
-        valid = [check_item(item, f"valid item {i}", speaker_dim, emotion_dim) for i, item in enumerate(valid_src)]
-    return train, valid
-
-
-# ---- the model and the task --------------------------------------------------------------------------------------
-class VocoderGAN(nn.Module):
-    """Generator + MPD + MRD + the mel front end of the reconstruction loss (one module for the trainer)."""
-
-    def __init__(self, cfg: VocoderConfig):
-        super().__init__()
-        from emotk.models.zest.vocoder.discriminators import build_mpd, build_mrd
-        from emotk.models.zest.vocoder.generator import VocoderGenerator
-        from emotk.models.zest.vocoder.losses import MelSpectrogram
-
-        self.generator = VocoderGenerator(cfg.generator)
-        self.mpd = build_mpd(cfg.discriminator)
-        self.mrd = build_mrd(cfg.discriminator)
-        self.mel = MelSpectrogram(cfg.loss, cfg.generator.sample_rate)
-
-    def generate(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(B, frames·320) waveform of a batch dict."""
-        return self.generator(batch["tokens"], batch["f0"], batch["speaker"], batch["emotion"])
-
-
+# ---- the task ----------------------------------------------------------------------------------------------------
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Tensors of a .safetensors file or a torch checkpoint (``weights_only=True``; a ``"generator"`` entry is used
     when present, as in NVIDIA BigVGAN's ``bigvgan_generator.pt``)."""
@@ -255,22 +138,21 @@ def _resolved(resolved_config: Any) -> Any:
         return Resolved(task=TASK, config=resolved_config)
     if isinstance(resolved_config, dict):
         return Resolved(task=TASK, config=from_dict(VocoderConfig, resolved_config))
-    raise UsageError("train_vocoder: expected a Resolved config or a VocoderConfig, got "
+    raise UsageError("vocoder train: expected a Resolved config or a VocoderConfig, got "
                      f"{type(resolved_config).__name__}")
 
 
-def train_vocoder(resolved_config: Any, manifest_or_dataset: Any, run_dir: Any, resume: bool = False,
-                  overwrite: bool = False) -> dict[str, Any]:
+def train(resolved: Any, out: Any, *, data: Any, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Train the vocoder and export its generator; returns the trainer summary plus ``"export"`` (folder).
 
     Args:
-        resolved_config: :class:`emotk.core.config.Resolved` whose ``config`` is a :class:`VocoderConfig`
+        resolved: :class:`emotk.core.config.Resolved` whose ``config`` is a :class:`VocoderConfig`
             (``emotk transfer train --stage vocoder``), or a VocoderConfig / dict.
-        manifest_or_dataset: a list of item dicts (module docstring), ``{"train": [...], "valid": [...]}``,
-            or a folder of ``.npz`` items. Without a validation set, the last ``data.valid_fraction`` of the
-            items is held out (none when that leaves fewer than one).
-        run_dir: a path (a run directory is created; ``resume`` continues it) or an
+        out: a path (a run directory is created; ``resume`` continues it) or an
             :class:`emotk.core.runs.RunDir`.
+        data: a list of item dicts (module docstring), ``{"train": [...], "valid": [...]}``, or a folder of
+            ``.npz`` items. Without a validation set, the last ``data.valid_fraction`` of the items is held out
+            (none when that leaves fewer than one).
     The exported generator goes to ``<run>/export`` (see :func:`~.export.load_generator`).
     """
     from emotk.core.runs import RunDir
@@ -279,26 +161,26 @@ def train_vocoder(resolved_config: Any, manifest_or_dataset: Any, run_dir: Any, 
     from emotk.train import distributed as dist
     from emotk.train.trainer import Trainer
 
-    resolved = _resolved(resolved_config)
+    resolved = _resolved(resolved)
     cfg: VocoderConfig = resolved.config
     cfg.validate()
     gcfg = cfg.generator
-    train_items, valid_items = load_items(manifest_or_dataset, gcfg.speaker_dim, gcfg.emotion_dim)
+    train_items, valid_items = load_items(data, gcfg.speaker_dim, gcfg.emotion_dim)
     if valid_items is None and cfg.data.valid_fraction > 0:
         n_valid = int(math.floor(cfg.data.valid_fraction * len(train_items)))
         if n_valid >= 1 and len(train_items) - n_valid >= 1:
             train_items, valid_items = train_items[:-n_valid], train_items[-n_valid:]
     if not train_items:
         raise DataError("the vocoder training set is empty")
-    if isinstance(run_dir, RunDir):
-        run = run_dir
+    if isinstance(out, RunDir):
+        run = out
     else:
         if dist.is_main():
-            run = RunDir.create(run_dir, resolved, resume=resume, overwrite=overwrite,
+            run = RunDir.create(out, resolved, resume=resume, overwrite=overwrite,
                                 device=resolved.runtime.device)
         dist.barrier()
         if not dist.is_main():
-            run = RunDir.open(run_dir)
+            run = RunDir.open(out)
     task = VocoderTask(cfg, train_items, valid_items)
     trainer = Trainer(cfg.train, task, run, resolved.runtime)
     n_gen = count_parameters(trainer.model.generator)

@@ -120,8 +120,8 @@ def load_bundle(path: str | os.PathLike, device: str = "cpu") -> ZestBundle:
     """
     from emotk.core.config import from_dict
     from emotk.features.tokens import KMeansTokenizer
-    from emotk.models.zest.analysis import build_analysis_model, build_speaker_model
     from emotk.models.zest.config import ZestConfig
+    from emotk.models.zest.model import build_analysis_model, build_speaker_model
     from emotk.train.checkpoint import load_model_weights
 
     path = Path(path)
@@ -156,8 +156,10 @@ def assemble_bundle(speaker_run: str | os.PathLike, analysis_run: str | os.PathL
     JSON-ready summary (path, labels, parameter counts, sources).
     """
     from emotk.core.config import from_dict
-    from emotk.models.zest.analysis import build_analysis_model, load_speaker_stage, load_tokenizer, read_stage
     from emotk.models.zest.config import ZestConfig
+    from emotk.models.zest.data import load_tokenizer
+    from emotk.models.zest.model import build_analysis_model
+    from emotk.models.zest.task import load_speaker_stage, read_stage
     from emotk.train.checkpoint import load_model_weights, resolve_weights
 
     speaker, spk_info = load_speaker_stage(speaker_run)

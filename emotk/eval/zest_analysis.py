@@ -1,8 +1,9 @@
-"""Objective evaluation of the S2S-ZEST analysis models on parallel speech (same speaker, same sentence).
+"""``emotk evaluate zest-analysis``: objective evaluation of the S2S-ZEST analysis models on parallel speech
+(same speaker, same sentence).
 
 For a pair (source = a neutral utterance, target = an emotional utterance of the same speaker and text) the
-bundle analyses the source, takes the target as the reference (:func:`~emotk.models.zest.pipeline.analyse_reference`)
-and converts (:func:`~emotk.models.zest.pipeline.convert`): predicted unit durations d-hat (clamped) and the
+bundle analyses the source, takes the target as the reference (:func:`~emotk.models.zest.infer.analyse_reference`)
+and converts (:func:`~emotk.models.zest.infer.convert`): predicted unit durations d-hat (clamped) and the
 predicted F0 f-hat of the converted utterance (``sum(d-hat)`` frames). The prediction is then compared with what
 the speaker actually did in the target:
 
@@ -27,7 +28,9 @@ are mapped back to source frames by the known duration warp; no DTW): how well t
 were trained to reproduce; the copy baseline is trivially exact there and is reported as a check.
 
 The alignment and metric helpers are pure numpy functions. torch, the bundle and audio I/O are only touched by
-:func:`evaluate_pair`, :func:`evaluate_reconstruction` and :func:`evaluate_pairs`.
+:func:`evaluate_pair`, :func:`evaluate_reconstruction`, :func:`evaluate_pairs` and :func:`evaluate_manifest`
+(``emotk evaluate zest-analysis``). The bundle is used through its public inference module
+(:mod:`emotk.models.zest.infer`) only.
 """
 
 from __future__ import annotations
@@ -39,11 +42,9 @@ from typing import Any
 
 import numpy as np
 
+from emotk.core.audio import HOP, SAMPLE_RATE
 from emotk.errors import DataError
-from emotk.eval.pairs import spread  # noqa: F401 (re-exported: pair lists capped evenly)
 
-HOP = 320  # samples per 50 Hz frame at 16 kHz
-SAMPLE_RATE = 16000
 METHODS = ("predictor", "copy_source")
 
 
@@ -450,12 +451,12 @@ def _top_emotion(bundle: Any, ref: Any) -> str:
 
 
 def evaluate_reconstruction(bundle: Any, source: Any, info: dict[str, Any] | None = None) -> PairResult:
-    """The source (a :class:`~emotk.models.zest.pipeline.SourceAnalysis`) converted with itself as the reference,
+    """The source (a :class:`~emotk.models.zest.infer.SourceAnalysis`) converted with itself as the reference,
     compared with its own extracted F0 and durations (:func:`reconstruction_tracks`)."""
-    from emotk.models.zest import pipeline
+    from emotk.models.zest import infer
 
-    ref = pipeline.analyse_reference(bundle, source.wav)
-    conv = pipeline.convert(bundle, source, ref)
+    ref = infer.analyse_reference(bundle, source.wav)
+    conv = infer.convert(bundle, source, ref)
     res = PairResult({**(info or {}), "frames_source": len(source.tokens),
                       "frames_converted": len(conv.tokens), "units": len(source.units),
                       "predicted_emotion": _top_emotion(bundle, ref)})
@@ -473,11 +474,11 @@ def evaluate_pair(bundle: Any, source: Any, target_wav: np.ndarray, info: dict[s
     ``predicted_emotion`` (the emotion head's top class for the target) to ``info``.
     """
     from emotk.features.f0 import extract_f0
-    from emotk.models.zest import pipeline
+    from emotk.models.zest import infer
 
-    wav = _trim(pipeline.check_input(target_wav, "target"))
-    ref = pipeline.analyse_reference(bundle, wav)
-    conv = pipeline.convert(bundle, source, ref)
+    wav = _trim(infer.check_input(target_wav, "target"))
+    ref = infer.analyse_reference(bundle, wav)
+    conv = infer.convert(bundle, source, ref)
     tgt_f0 = extract_f0(wav, SAMPLE_RATE, _f0_config(bundle))
     src_feat = dtw_features(source.wav) if source_features is None else source_features
     al = align_pair(src_feat, dtw_features(wav), source.durations, conv.durations)
@@ -500,21 +501,21 @@ def evaluate_pairs(bundle: Any, pairs: Sequence[tuple[dict[str, Any], dict[str, 
     ``emotion_accuracy`` (the emotion head on the targets: top class == the target's label), the
     ``voiced_threshold_hz`` used, and per-utterance ``rows`` / ``reconstruction_rows``.
     """
-    from emotk.models.zest import pipeline
+    from emotk.models.zest import infer
 
     sources: dict[str, tuple[Any, np.ndarray]] = {}
     results, recon = [], []
     for n, (src_rec, tgt_rec) in enumerate(pairs):
         sid = src_rec["id"]
         if sid not in sources:
-            src = pipeline.analyse_source(bundle, pipeline.check_input(load(src_rec), sid))
+            src = infer.analyse_source(bundle, infer.check_input(load(src_rec), sid))
             sources[sid] = (src, dtw_features(src.wav))
             recon.append(evaluate_reconstruction(bundle, src, {"source": sid, "speaker": src_rec.get(speaker_field),
                                                                "emotion": src_rec.get(emotion_field)}))
         src, feats = sources[sid]
         info = {"source": sid, "target": tgt_rec["id"], "speaker": tgt_rec.get(speaker_field),
                 "emotion": tgt_rec.get(emotion_field)}
-        results.append(evaluate_pair(bundle, src, pipeline.check_input(load(tgt_rec), tgt_rec["id"]), info, feats))
+        results.append(evaluate_pair(bundle, src, infer.check_input(load(tgt_rec), tgt_rec["id"]), info, feats))
         if progress is not None:
             progress(n + 1, len(pairs))
     judged = [r for r in results if r.info.get("emotion") is not None]
@@ -527,3 +528,34 @@ def evaluate_pairs(bundle: Any, pairs: Sequence[tuple[dict[str, Any], dict[str, 
         "rows": [utterance_row(r, voiced_threshold) for r in results],
         "reconstruction_rows": [utterance_row(r, voiced_threshold) for r in recon],
     }
+
+
+def evaluate_manifest(bundle: Any, manifest: Any, *, speakers: Iterable[str] | None = None, text_field: str = "text",
+                      limit: int | None = None, voiced_threshold: float = 60.0, roots: dict[str, str] | None = None,
+                      progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Parallel pairs of ``manifest`` (a path or Manifest; :func:`plan_parallel_pairs` over ``speakers``, default
+    all), at most ``limit`` of them evenly spaced (:func:`emotk.eval.pairs.spread`), evaluated with a loaded
+    bundle (:func:`evaluate_pairs`). Returns evaluate_pairs' dict plus ``pairs_planned`` and ``headline`` (the
+    pooled conversion F0 / duration measures per method). DataError when the manifest yields no pair."""
+    from emotk.data.audio import load_audio
+    from emotk.data.manifest import Manifest
+    from emotk.eval.pairs import spread
+
+    m = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest, roots=roots)
+    planned = plan_parallel_pairs(m, speakers, text_field=text_field)
+    if not planned:
+        raise DataError(f"{m.path or 'manifest'}: no parallel pairs (a neutral and an emotional take of the same "
+                        f"speaker and '{text_field}')")
+    pairs = spread(planned, limit or None)
+    out = evaluate_pairs(bundle, pairs, lambda r: load_audio(m.resolve_path(r)), voiced_threshold=voiced_threshold,
+                         progress=progress)
+    return {"headline": headline(out["conversion"]), "pairs_planned": len(planned), **out}
+
+
+HEADLINE = ("f0_rmse_hz", "f0_rmse_cents", "voicing_accuracy", "duration_mse", "length_error_mean_abs",
+            "log_f0_level_error_mean_abs")
+
+
+def headline(conversion: dict[str, Any]) -> dict[str, Any]:
+    """The pooled conversion measures of the report's headline, per method (``conversion`` of evaluate_pairs)."""
+    return {m: {k: conversion[m].get(k) for k in HEADLINE} for m in METHODS if m in conversion}

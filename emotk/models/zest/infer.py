@@ -15,18 +15,17 @@ Reference -> emotion frames E_ref and utterance embedding e-bar_ref. Then
   contour shape and the shift the reference causes are kept; a small or briefly trained predictor (an L1 loss
   with unvoiced zeros pulls voiced predictions down) no longer drags every output below the speaker's range;
 * the waveform comes from a pluggable synthesiser: ``world`` (WORLD re-synthesis of the source with the new
-  durations and F0, :func:`emotk.models.zest.world_synth.world_synthesize`) or ``bigvgan`` (the S2S-ZEST
+  durations and F0, :func:`emotk.features.world_synth.world_synthesize`) or ``bigvgan`` (the S2S-ZEST
   vocoder, inputs t_conv, f-hat_conv, s, e-bar_ref).
 
 :func:`transfer_batch` runs a pairs JSONL file (``--shard i/N`` for SLURM arrays, ``--resume`` after a kill):
-each output is written atomically, then a line is appended to the shard's JSONL log; a resumed run skips the
-pairs whose log line says ``ok`` and whose output exists.
+each output is written atomically, then a record is appended to the shard's journal (``transfer.jsonl`` /
+``transfer.shard-i-of-N.jsonl``, :mod:`emotk.core.journal`); a resumed run skips the pairs whose record says
+``ok`` and whose output exists.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -35,11 +34,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from emotk.core.audio import HOP, SAMPLE_RATE
 from emotk.errors import AudioError, DataError, EmotkError, OutputExistsError, UsageError
 
 log = logging.getLogger("emotk.zest")
 
-SAMPLE_RATE = 16000
 MIN_SECONDS = 0.25  # shortest usable source / reference
 SILENCE_PEAK = 1e-4  # peak |amplitude| below which an input counts as silent (-80 dBFS)
 SYNTHS = ("world", "bigvgan")
@@ -112,9 +111,9 @@ def analyse_source(bundle: Any, wav: np.ndarray, f0: bool = True) -> SourceAnaly
     from emotk.features.f0 import F0Config, extract_f0
     from emotk.features.frames import num_frames
     from emotk.features.tokens import dedup
-    from emotk.models.zest.analysis import content_tokens
+    from emotk.models.zest.data import content_tokens
 
-    wav = wav[: num_frames(len(wav)) * 320]
+    wav = wav[: num_frames(len(wav)) * HOP]
     tokens = content_tokens([wav], bundle.tokenizer, bundle.content_frames())[0]
     units, durations = dedup(tokens)
     xvec = bundle.xvectors().batch([wav])
@@ -133,7 +132,7 @@ def analyse_reference(bundle: Any, wav: np.ndarray) -> ReferenceAnalysis:
     from emotk.features.frames import num_frames
 
     n = num_frames(len(wav))
-    x = torch.from_numpy(np.ascontiguousarray(wav[: n * 320]))[None].to(bundle.device)
+    x = torch.from_numpy(np.ascontiguousarray(wav[: n * HOP]))[None].to(bundle.device)
     with torch.inference_mode():
         out = bundle.analysis.emotion(x, torch.tensor([x.shape[1]]), torch.tensor([n]))
         probs = out["emotion_logits"].softmax(-1)[0]
@@ -191,12 +190,13 @@ def f0_level_factor(bundle: Any, source: SourceAnalysis, own: ReferenceAnalysis 
 
 
 def convert(bundle: Any, source: SourceAnalysis, reference: ReferenceAnalysis,
-            duration_predictor: bool = True) -> Conversion:
+            duration_predictor: bool = True, f0_level: str | None = None) -> Conversion:
     """Predict and clamp the durations, expand the tokens and predict the F0 contour (see the module doc).
 
     ``duration_predictor=False`` is the thesis's "without duration predictor" ablation: the source durations d
     are kept (``predicted`` then holds them too) and only the F0 contour is converted. With
-    ``transfer.f0_level: source`` the voiced predicted frames are scaled by :func:`f0_level_factor`.
+    ``transfer.f0_level: source`` (or ``f0_level="source"``, which overrides the bundle's setting) the voiced
+    predicted frames are scaled by :func:`f0_level_factor`.
     """
     import torch
 
@@ -217,22 +217,12 @@ def convert(bundle: Any, source: SourceAnalysis, reference: ReferenceAnalysis,
         durations = source.durations.astype(np.int64).copy()
     tokens = dup(source.units, durations)
     f0 = _predict_f0(bundle, tokens, reference.emotion_frames, source.speaker_embedding)
-    if t.f0_level == "source":
+    if (f0_level or t.f0_level) == "source":
         from emotk.features.f0 import F0Config
 
         voiced = f0 >= F0Config().f0_floor
         f0 = np.where(voiced, f0 * f0_level_factor(bundle, source), f0).astype(np.float32)
     return Conversion(predicted, durations, tokens, f0)
-
-
-def _optional(module: str, what: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name and module.startswith(e.name):
-            raise EmotkError(f"the {what} synthesiser is not built in this emotk version ({module} is missing)") \
-                from None
-        raise
 
 
 _VOCODERS: dict[tuple[str, str], Any] = {}
@@ -248,16 +238,16 @@ def synthesise(bundle: Any, source: SourceAnalysis, reference: ReferenceAnalysis
     """
     if synth == "world":
         from emotk.features.f0 import F0Config
+        from emotk.features.world_synth import world_synthesize
 
-        world = _optional("emotk.models.zest.world_synth", "WORLD")
         f0 = np.where(conv.f0 >= F0Config().f0_floor, conv.f0, 0.0)
-        wav = world.world_synthesize(source.wav, SAMPLE_RATE, source.durations, conv.durations, f0)
+        wav = world_synthesize(source.wav, SAMPLE_RATE, source.durations, conv.durations, f0)
     elif synth == "bigvgan":
         path = bundle.vocoder
         if not path:
             raise UsageError("synth bigvgan needs a vocoder: assemble the bundle with --vocoder EXPORT_DIR")
-        _optional("emotk.models.zest.vocoder.export", "BigVGAN")
-        from emotk.models.zest.vocoder import load_generator, synthesize
+        from emotk.models.zest.vocoder.export import load_generator
+        from emotk.models.zest.vocoder.infer import synthesize
 
         key = (str(path), bundle.device)
         if key not in _VOCODERS:
@@ -318,19 +308,6 @@ def transfer_files(bundle: Any, src: str | os.PathLike, ref: str | os.PathLike, 
 
 
 # ----------------------------------------------------------------------------------------------- batch
-def parse_shard(text: str | None) -> tuple[int, int]:
-    """``"i/N"`` (0 <= i < N) -> (i, N); None -> (0, 1). UsageError otherwise."""
-    if not text:
-        return 0, 1
-    try:
-        i, n = (int(x) for x in str(text).split("/"))
-    except ValueError:
-        raise UsageError(f"--shard: expected i/N (e.g. 0/4), got {text!r}") from None
-    if not (n >= 1 and 0 <= i < n):
-        raise UsageError(f"--shard: need 0 <= i < N, got {text!r}")
-    return i, n
-
-
 def read_pairs(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Pairs JSONL: one ``{"src": PATH, "ref": PATH, "id"?: NAME}`` a line (paths relative to the file's folder).
 
@@ -363,54 +340,53 @@ def read_pairs(path: str | os.PathLike) -> list[dict[str, Any]]:
     return pairs
 
 
-def _log_name(shard: tuple[int, int]) -> str:
-    return "transfer.jsonl" if shard[1] == 1 else f"transfer.shard-{shard[0]}-of-{shard[1]}.jsonl"
+JOURNAL_KIND = "transfer"
 
 
 def finished_ids(out_dir: Path) -> set[str]:
-    """Ids logged ``ok`` in any ``transfer*.jsonl`` of ``out_dir`` whose output file still exists."""
+    """Ids journalled ``ok`` in any shard's transfer journal of ``out_dir`` whose output file still exists."""
+    from emotk.core.journal import read_journal
+    from emotk.core.shard import shard_files
+
     done: set[str] = set()
-    for logf in sorted(out_dir.glob("transfer*.jsonl")):
-        for line in logf.read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:  # a line cut by a kill: that pair is redone
-                continue
-            if rec.get("status") == "ok" and (out_dir / str(rec.get("out", ""))).is_file():
-                done.add(str(rec["id"]))
+    for path in shard_files(out_dir, JOURNAL_KIND):
+        _, records = read_journal(path, JOURNAL_KIND)  # a line cut by a kill is skipped: that pair is redone
+        done.update(str(r["id"]) for r in records
+                    if r.get("status") == "ok" and (out_dir / str(r.get("out", ""))).is_file())
     return done
 
 
 def transfer_batch(bundle: Any, pairs_file: str | os.PathLike, out_dir: str | os.PathLike, *,
-                   shard: str | None = None, resume: bool = False, overwrite: bool = False,
+                   shard: tuple[int, int] | None = None, resume: bool = False, overwrite: bool = False,
                    synth: str | None = None, skip_bad: bool = False, fmt: str = "wav",
                    transfer_fn: Callable[..., tuple[np.ndarray, dict]] | None = None) -> dict[str, Any]:
-    """Transfer every pair of this shard into ``out_dir/<id>.<fmt>``; log one JSON line per pair.
+    """Transfer every pair of this shard into ``out_dir/<id>.<fmt>``; journal one record per pair.
 
-    shard "i/N": pairs with index % N == i. resume: skip pairs already finished (see :func:`finished_ids`);
-    without it an existing log or output is an OutputExistsError unless ``overwrite``. skip_bad: a bad input
-    is logged with status "error" and the batch goes on (else the AudioError stops it). Returns counts, the log
-    path and the skipped pairs.
+    shard ``(i, N)``: pairs with index % N == i (:func:`emotk.core.shard.select`; None = all), journalled in
+    ``out_dir/transfer[.shard-i-of-N].jsonl`` (:class:`emotk.core.journal.Journal`, kind ``transfer``).
+    resume: skip pairs already finished (see :func:`finished_ids`); without it an existing journal or output is
+    an OutputExistsError unless ``overwrite``. skip_bad: a bad input is journalled with status "error" and the
+    batch goes on (else the AudioError stops it). Returns counts, the journal path and the skipped pairs.
     """
     from emotk.core.io import check_writable
+    from emotk.core.journal import Journal
+    from emotk.core.shard import select, shard_name
     from emotk.data.audio import save_audio
 
-    i, n = parse_shard(shard)
+    i, n = shard or (0, 1)
     fn = transfer_fn or transfer
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    pairs = [p for k, p in enumerate(read_pairs(pairs_file)) if k % n == i]
-    log_path = out_dir / _log_name((i, n))
+    pairs = select(read_pairs(pairs_file), shard)
+    log_path = out_dir / shard_name(JOURNAL_KIND, shard)
     done = finished_ids(out_dir) if resume else set()
     if not resume and not overwrite:
         check_writable(log_path, False)
         for p in pairs:
             check_writable(out_dir / f"{p['id']}.{fmt}", False)
-    if overwrite and not resume and log_path.exists():
-        log_path.unlink()
     counts = {"ok": 0, "skipped_done": 0, "error": 0}
     errors = []
-    with open(log_path, "a", encoding="utf-8") as logf:
+    with Journal.open(log_path, JOURNAL_KIND, {"shard": f"{i}/{n}"}, resume=resume, overwrite=overwrite) as journal:
         for p in pairs:
             name = f"{p['id']}.{fmt}"
             if p["id"] in done:
@@ -423,15 +399,11 @@ def transfer_batch(bundle: Any, pairs_file: str | os.PathLike, out_dir: str | os
                     raise
                 counts["error"] += 1
                 errors.append({"id": p["id"], "error": str(e)})
-                logf.write(json.dumps({"id": p["id"], "status": "error", "error": str(e)}) + "\n")
-                logf.flush()
+                journal.append({"id": p["id"], "status": "error", "error": str(e)})
                 continue
             save_audio(out_dir / name, wav, SAMPLE_RATE)  # atomic: a kill never leaves half a file
-            rec = {"id": p["id"], "status": "ok", "out": name, "src": p["src"], "ref": p["ref"],
-                   **{k: v for k, v in info.items() if k not in ("durations_before", "durations_after")}}
-            logf.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            logf.flush()
-            os.fsync(logf.fileno())
+            journal.append({"id": p["id"], "status": "ok", "out": name, "src": p["src"], "ref": p["ref"],
+                            **{k: v for k, v in info.items() if k not in ("durations_before", "durations_after")}})
             counts["ok"] += 1
     return {"pairs": len(pairs), "shard": f"{i}/{n}", **counts, "log": str(log_path), "out_dir": str(out_dir),
             "errors": errors}
@@ -440,7 +412,7 @@ def transfer_batch(bundle: Any, pairs_file: str | os.PathLike, out_dir: str | os
 def export_vocoder_items(bundle: Any, manifest: Any, out_dir: str | os.PathLike,
                          resume: bool = False) -> dict[str, Any]:
     """Vocoder training items from a manifest: ``out_dir/<id>.npz`` with ``tokens`` (T,), ``f0`` (T,) Hz (YAAPT),
-    ``speaker`` s, ``emotion`` e-bar of the utterance itself and ``wav`` (T·320,) (emotk.models.zest.vocoder.train).
+    ``speaker`` s, ``emotion`` e-bar of the utterance itself and ``wav`` (T·320,) (emotk.models.zest.vocoder.task).
 
     Each file is written atomically; ``resume`` keeps existing ones (else an existing file is an error).
     Returns counts and the folder.
@@ -466,6 +438,130 @@ def export_vocoder_items(bundle: Any, manifest: Any, out_dir: str | os.PathLike,
         with atomic_path(target, suffix=".npz") as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, tokens=src.tokens, f0=src.f0.astype(np.float32), speaker=src.speaker_embedding,
-                         emotion=ref.emotion_embedding, wav=src.wav[: len(src.tokens) * 320])
+                         emotion=ref.emotion_embedding, wav=src.wav[: len(src.tokens) * HOP])
         written += 1
     return {"written": written, "kept": kept, "out_dir": str(out_dir)}
+
+
+# ----------------------------------------------------------------------------------------------- evaluation protocol
+# What emotk.eval needs from S2S-ZEST (emotk.eval.systems): a TransferSystem and an EmotionEmbedder.
+DEFAULT_SYSTEM_NAME = "s2s-zest"
+
+
+def bundle_tag(bundle: Any) -> str:
+    """12 hex digits identifying the emotion encoder of a ZEST bundle: the start of the sha256 of its
+    ``analysis.safetensors`` (recorded in bundle.json), else of the bundle.json content."""
+    info = getattr(bundle, "info", None) or {}
+    digest = (info.get("sha256") or {}).get("analysis.safetensors")
+    if not digest:
+        from emotk.core.io import sha256_json
+
+        digest = sha256_json(info)
+    return str(digest)[:12]
+
+
+class ZestEmotionEmbedder:
+    """The S2S-ZEST emotion encoder's utterance embedding e-bar (thesis 5.x), from a loaded bundle
+    (:func:`emotk.models.zest.export.load_bundle`): an :class:`emotk.eval.systems.EmotionEmbedder`.
+    Name: ``zest-emotion-encoder:<sha12 of the weights>``."""
+
+    def __init__(self, bundle: Any) -> None:
+        if not hasattr(bundle, "analysis"):
+            raise UsageError(f"ZestEmotionEmbedder needs a loaded S2S-ZEST bundle, got {type(bundle).__name__}")
+        self.bundle = bundle
+        self.name = f"zest-emotion-encoder:{bundle_tag(bundle)}"
+
+    def embed(self, wav: Any) -> np.ndarray:
+        """16 kHz waveform (S >= 320 samples) -> e-bar (D,) float32 (D = the bundle's emotion dim, 128 full size)."""
+        from emotk.features.speaker import check_wav
+
+        wav = check_wav(wav, "emotion-similarity input", min_samples=HOP)
+        return np.asarray(analyse_reference(self.bundle, wav).emotion_embedding, dtype=np.float32)
+
+    def embed_batch(self, wavs: Any) -> np.ndarray:
+        """N waveforms -> (N, D) float32 (one at a time)."""
+        return np.stack([self.embed(w) for w in wavs])
+
+
+def load_emotion_embedder(bundle_dir: str | os.PathLike, device: str = "cpu") -> ZestEmotionEmbedder:
+    """The emotion encoder of the bundle in ``bundle_dir`` as an emotion embedder (DataError when it is none)."""
+    from emotk.models.zest.export import load_bundle
+
+    return ZestEmotionEmbedder(load_bundle(Path(os.path.expanduser(str(bundle_dir))), device=device))
+
+
+class ZestTransferSystem:
+    """A bundle as an :class:`emotk.eval.systems.TransferSystem`: ``convert(src_wav, ref_wav) -> (wav, info)``.
+
+    Constructor options: ``synth`` (world | bigvgan; None = the bundle's ``transfer.synth``),
+    ``duration_predictor`` (False = the thesis's "without duration predictor" ablation: source durations kept),
+    ``f0_level`` (predicted | source; None = the bundle's ``transfer.f0_level``). Analyses of sources and
+    references are kept in a small LRU keyed by the waveform's digest (sources and references recur across pairs);
+    :meth:`variant` makes a system with other options that shares the bundle and that cache.
+    info: ``frames_source``, ``frames_converted`` and, when computed, ``f0_level_factor``.
+    """
+
+    def __init__(self, bundle: Any, *, name: str = DEFAULT_SYSTEM_NAME, synth: str | None = None,
+                 duration_predictor: bool = True, f0_level: str | None = None, cache_size: int = 256,
+                 _cache: Any = None) -> None:
+        from collections import OrderedDict
+
+        self.bundle, self.name = bundle, name
+        self.synth = synth or bundle.config.transfer.synth
+        if self.synth not in SYNTHS:
+            raise UsageError(f"unknown synthesiser {self.synth!r} (choose {' or '.join(SYNTHS)})")
+        self.duration_predictor = bool(duration_predictor)
+        self.f0_level = f0_level or bundle.config.transfer.f0_level
+        self._cache = _cache if _cache is not None else OrderedDict()
+        self._cache_size = int(cache_size)
+
+    def variant(self, *, name: str, synth: str | None = None, duration_predictor: bool = True,
+                f0_level: str | None = None) -> "ZestTransferSystem":
+        """Another system of the same bundle (same loaded weights, same analysis cache)."""
+        return ZestTransferSystem(self.bundle, name=name, synth=synth or self.synth,
+                                  duration_predictor=duration_predictor, f0_level=f0_level or self.f0_level,
+                                  cache_size=self._cache_size, _cache=self._cache)
+
+    def _cached(self, key: tuple, make: Callable[[], Any]) -> Any:
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        value = self._cache[key] = make()
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return value
+
+    def convert(self, src_wav: np.ndarray, ref_wav: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """(16 kHz mono float32 source, reference) -> (converted waveform, info)."""
+        import hashlib
+
+        def digest(wav: np.ndarray) -> str:
+            return hashlib.blake2b(np.ascontiguousarray(wav, dtype=np.float32).tobytes(), digest_size=16).hexdigest()
+
+        # the source's F0 track is made only when the conversion calibrates the predicted F0 level
+        track = self.f0_level == "source"
+        sa = self._cached(("source", digest(src_wav), track), lambda: analyse_source(self.bundle, src_wav, f0=track))
+        ra = self._cached(("reference", digest(ref_wav)), lambda: analyse_reference(self.bundle, ref_wav))
+        conv = convert(self.bundle, sa, ra, duration_predictor=self.duration_predictor, f0_level=self.f0_level)
+        wav = synthesise(self.bundle, sa, ra, conv, self.synth)
+        info: dict[str, Any] = {"frames_source": int(sa.durations.sum()), "frames_converted": int(conv.durations.sum())}
+        if sa.f0_level_factor is not None:
+            info["f0_level_factor"] = sa.f0_level_factor
+        return wav, info
+
+
+def load_transfer_system(bundle_dir: str | os.PathLike, *, name: str = DEFAULT_SYSTEM_NAME, device: str = "cpu",
+                         synth: str | None = None, duration_predictor: bool = True, f0_level: str | None = None,
+                         share_with: ZestTransferSystem | None = None) -> ZestTransferSystem:
+    """The bundle in ``bundle_dir`` as a transfer system (options: see :class:`ZestTransferSystem`).
+
+    ``share_with``: a system already loaded from the same folder; the new one is its :meth:`~ZestTransferSystem.
+    variant` (no second copy of the weights).
+    """
+    if share_with is not None:
+        return share_with.variant(name=name, synth=synth, duration_predictor=duration_predictor, f0_level=f0_level)
+    from emotk.models.zest.export import load_bundle
+
+    bundle = load_bundle(Path(os.path.expanduser(str(bundle_dir))), device=device)
+    return ZestTransferSystem(bundle, name=name, synth=synth, duration_predictor=duration_predictor,
+                              f0_level=f0_level)

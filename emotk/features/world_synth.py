@@ -1,4 +1,5 @@
-"""WORLD synthesiser backend for S2S-ZEST (beyond the thesis): converted speech without a trained vocoder.
+"""WORLD re-synthesis with new token durations and F0 (DSP, no trained model): the S2S-ZEST ``world`` synthesiser
+backend (beyond the thesis: converted speech without a trained vocoder) and the ``world-baseline`` EST floor.
 
 The source is analysed with WORLD (F0 by DIO + StoneMask or Harvest, CheapTrick spectral envelope, D4C
 aperiodicity) on a 5 ms grid, four analysis frames per 50 Hz token frame. The envelope and aperiodicity are
