@@ -94,7 +94,8 @@ def run_case(model_name: str, batch: int, args: argparse.Namespace) -> dict:
 
     def step() -> float:
         out = model(wav, lengths)
-        loss = (out["semantic"] - y).pow(2).mean() + lam * masked_mse(out["acoustic"], target[:, :out["acoustic"].shape[1]],
+        loss = (out["semantic"] - y).pow(2).mean() + lam * masked_mse(out["acoustic"],
+                                                                       target[:, :out["acoustic"].shape[1]],
                                                                        out["mask"])
         opt.zero_grad(set_to_none=True)
         loss.backward()

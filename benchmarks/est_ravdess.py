@@ -45,7 +45,8 @@ def train_ser(folder: Path) -> dict:
     summary = folder / "summary.json"
     manifest = folder.parent / (folder.name + "-manifest.jsonl")
     cmd = [str(EMOTK), "--json", "ser", "train", "-c", "ser/ravdess", "--data", str(manifest), "-o", str(folder),
-           "--seeds", "1", "--set", "data.protocol=", "--set", "data.fold=", "--set", "upstream.name=whisper-tiny.en-ct2"]
+           "--seeds", "1", "--set", "data.protocol=", "--set", "data.fold=",
+           "--set", "upstream.name=whisper-tiny.en-ct2"]
     if not (folder / "export" / "model.safetensors").is_file() or not summary.is_file():
         folder.parent.mkdir(parents=True, exist_ok=True)
         lines = [json.loads(x) for x in RAVDESS.read_text().splitlines() if x.strip()]

@@ -58,11 +58,11 @@ def make_frames(hours: float, dim: int, seed: int, true_k: int = 100) -> tuple[l
     return frames, ids
 
 
-def best_of(fn, repeats: int) -> float:
+def best_of(fn, repeats: int, *fn_args) -> float:
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        fn()
+        fn(*fn_args)
         times.append(time.perf_counter() - t)
     return min(times)
 
@@ -104,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
                                 "inertia_per_frame": fitted.meta["inertia"] / fitted.meta["num_train_frames"]}
             tok = tok or fitted
         log(f"D={dim}: tokenising {n_frames} frames")
-        batch_s = best_of(lambda: tok.tokenize_batch(frames), args.repeats)
-        single_s = best_of(lambda: [tok.tokenize(f) for f in frames], args.repeats)
+        # frames are passed as an argument, not captured: a closure over ``frames`` would see the ``del`` below
+        batch_s = best_of(tok.tokenize_batch, args.repeats, frames)
+        single_s = best_of(lambda utts: [tok.tokenize(f) for f in utts], args.repeats, frames)
         row["tokenize"] = {
             "batch": {"seconds": round(batch_s, 4), "frames_per_second": round(n_frames / batch_s),
                       "x_real_time": round(n_frames / FRAME_RATE / batch_s, 1)},

@@ -51,10 +51,12 @@ ESD_ENGLISH = tuple(f"{i:04d}" for i in range(11, 21))
 CORPORA = ("ravdess", "esd")
 DESCRIPTIONS = {
     "ravdess": ("RAVDESS speech, held-out actors ravdess-21..24: neutral sources x the 7 other emotions; text = "
-                "statement (2 per actor); takes: intensity normal, then lowest id; A2A: neutral/angry/happy/sad any-to-any. Built from the emotk RAVDESS "
+                "statement (2 per actor); takes: intensity normal, then lowest id; A2A: neutral/angry/happy/sad "
+                "any-to-any. Built from the emotk RAVDESS "
                 "manifest (source_manifest_sha256 in each header)."),
     "esd": ("ESD English speakers 0011-0020, test split (block positions 21-50), neutral sources x angry/happy/sad/"
-            "surprise (A2A: any-to-any over angry/happy/sad/surprise); texts matched by esd_index (ESD is parallel by block position). Built from ESD's file "
+            "surprise (A2A: any-to-any over angry/happy/sad/surprise); texts matched by esd_index "
+            "(ESD is parallel by block position). Built from ESD's file "
             "naming rule, not from a copy of the corpus: the header's manifest hashes are those of that "
             "generated id list (ids, speakers, emotions, esd_index, split, layout-relative paths)."),
 }

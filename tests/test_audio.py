@@ -1,11 +1,10 @@
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import write_wav
 
 from emotk.data.audio import audio_info, load_audio, resample, save_audio
 from emotk.errors import AudioError
-
-from conftest import write_wav
 
 
 def test_load_resamples_and_downmixes(tmp_path):

@@ -13,7 +13,8 @@ GROUPS = ["data", "features", "models", "pretrain", "ser", "erc", "transfer", "e
 def _emotk(*args, env=None):
     exe = Path(sys.executable).parent / "emotk"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "emotk"]
-    return subprocess.run(cmd + list(args), capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=120)
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, env={**os.environ, **(env or {})},
+                          timeout=120)
 
 
 def test_help_through_the_real_entry_point():
@@ -26,7 +27,8 @@ def test_help_through_the_real_entry_point():
 
 def test_help_does_not_import_heavy_packages():
     code = ("import sys; from emotk.cli.main import app; import typer.main; typer.main.get_command(app); "
-            "heavy = [m for m in ('torch', 'transformers', 'numpy', 'scipy', 'speechbrain', 'sklearn') if m in sys.modules]; "
+            "heavy = [m for m in ('torch', 'transformers', 'numpy', 'scipy', 'speechbrain', 'sklearn') "
+            "if m in sys.modules]; "
             "print(','.join(heavy))")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr

@@ -1,8 +1,8 @@
 import json
 
-from emotk.data.prepare import IMPORTERS
-
 from conftest import write_wav
+
+from emotk.data.prepare import IMPORTERS
 
 
 def _manifest(tmp_path, speakers=6, per=2):
@@ -46,7 +46,8 @@ def test_split_builds_disjoint_speaker_folds(cli, tmp_path):
 
 def test_merge_and_filter(cli, tmp_path):
     m = _manifest(tmp_path)
-    res = cli("--json", "data", "filter", m, "--where", "emotion=sad", "--where", "speaker=toy-s0,toy-s1", "-o", tmp_path / "f.jsonl")
+    res = cli("--json", "data", "filter", m, "--where", "emotion=sad", "--where", "speaker=toy-s0,toy-s1",
+              "-o", tmp_path / "f.jsonl")
     out = json.loads(res.out)
     assert res.code == 0 and out["utterances"] == 2 and out["dropped"] == 10
     res = cli("data", "merge", m, m, "-o", tmp_path / "mm.jsonl")

@@ -22,8 +22,9 @@ KW = dict(epochs=3, batch_size=8, keep_last=2, log_every_steps=3)  # 48 items ->
 
 
 def _cfg(**kw):
-    from emotk.train import OptimConfig, SchedulerConfig
     from test_trainer import make_cfg
+
+    from emotk.train import OptimConfig, SchedulerConfig
 
     return make_cfg(**{**KW, **kw, "optim": OptimConfig(name="adamw", lr=0.03),
                        "scheduler": SchedulerConfig(name="linear", warmup_steps=2)})
@@ -31,11 +32,12 @@ def _cfg(**kw):
 
 def worker(args: dict) -> int:
     """One process of a DDP run; returns its exit code (3 when interrupted)."""
+    from test_trainer import BlobTask
+
     from emotk.core.config import RuntimeConfig
     from emotk.core.runs import RunDir
     from emotk.errors import EmotkError
     from emotk.train.trainer import Trainer
-    from test_trainer import BlobTask
 
     run = Path(args["run"])
     run.mkdir(parents=True, exist_ok=True)
@@ -105,9 +107,9 @@ def _valid(lines: list[dict]) -> list[dict]:
 
 def _assert_close_runs(run: Path, reference: dict) -> None:
     import torch
+    from test_trainer import BlobTask, read_metrics
 
     from emotk.train import checkpoint as ckpt
-    from test_trainer import BlobTask, read_metrics
 
     model = BlobTask().build_model()
     ckpt.load_model_weights(ckpt.latest_checkpoint(run / "ckpt"), model)
@@ -125,9 +127,10 @@ def _assert_close_runs(run: Path, reference: dict) -> None:
 
 @pytest.mark.slow
 def test_two_processes_resume_a_one_process_checkpoint(tmp_path, reference):
+    from test_trainer import BlobTask, make_trainer
+
     from emotk.train import Interrupted
     from emotk.train import checkpoint as ckpt
-    from test_trainer import BlobTask, make_trainer
 
     run = tmp_path / "run"
     with pytest.raises(Interrupted):  # 1 process, SIGTERM in epoch 2 -> ckpt/step-9
@@ -150,8 +153,9 @@ def test_two_processes_resume_a_one_process_checkpoint(tmp_path, reference):
 
 @pytest.mark.slow
 def test_sigterm_on_one_rank_checkpoints_exits_3_and_resumes_on_one_process(tmp_path, reference):
-    from emotk.train import checkpoint as ckpt
     from test_trainer import BlobTask, make_trainer
+
+    from emotk.train import checkpoint as ckpt
 
     run = tmp_path / "run"
     out = tmp_path / "out"

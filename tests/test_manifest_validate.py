@@ -4,20 +4,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import write_wav
 
 from emotk.data.labels import LabelMap
 from emotk.data.manifest import Manifest, merge, resolve_audio_path
 from emotk.data.validate import validate_manifest
 from emotk.errors import DataError
 
-from conftest import write_wav
-
 
 def make_corpus(tmp_path, n=3):
     recs = []
     for i in range(n):
         write_wav(tmp_path / "wavs" / f"u{i}.wav", seconds=0.5)
-        recs.append({"id": f"toy-u{i}", "path": f"wavs/u{i}.wav", "dataset": "toy", "emotion": ["angry", "sad", "happy"][i % 3],
+        recs.append({"id": f"toy-u{i}", "path": f"wavs/u{i}.wav", "dataset": "toy",
+                     "emotion": ["angry", "sad", "happy"][i % 3],
                      "speaker": f"toy-s{i % 2}", "sr": 16000, "duration": 0.5, "custom": {"kept": True}})
     path = tmp_path / "manifest.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in recs))
@@ -89,7 +89,8 @@ def test_validate_clean_manifest(tmp_path):
 BAD_CASES = {
     "bad_json": ('{"id": "toy-x", "path": ', "invalid JSON"),
     "missing_field": ({"id": "toy-x", "path": "wavs/u0.wav"}, "missing required field 'dataset'"),
-    "wrong_type": ({"id": "toy-x", "path": "wavs/u0.wav", "dataset": "toy", "duration": "long"}, "must be int or float"),
+    "wrong_type": ({"id": "toy-x", "path": "wavs/u0.wav", "dataset": "toy", "duration": "long"},
+                   "must be int or float"),
     "duplicate": ({"id": "toy-u0", "path": "wavs/u0.wav", "dataset": "toy"}, "duplicate id 'toy-u0'"),
     "missing_file": ({"id": "toy-x", "path": "wavs/nope.wav", "dataset": "toy"}, "audio file not found"),
     "empty_file": ({"id": "toy-x", "path": "empty.wav", "dataset": "toy"}, "empty file"),
@@ -97,8 +98,10 @@ BAD_CASES = {
     "nan": ({"id": "toy-x", "path": "nan.wav", "dataset": "toy"}, "NaN"),
     "too_short": ({"id": "toy-x", "path": "short.wav", "dataset": "toy"}, "too short"),
     "unknown_label": ({"id": "toy-x", "path": "wavs/u0.wav", "dataset": "toy", "emotion": "bored"}, "not in label map"),
-    "segment_past_end": ({"id": "toy-x", "path": "wavs/u0.wav", "dataset": "toy", "start": 0.1, "end": 9.0}, "past the end"),
-    "bad_segment": ({"id": "toy-x", "path": "wavs/u0.wav", "dataset": "toy", "start": 0.4, "end": 0.2}, "not after start"),
+    "segment_past_end": ({"id": "toy-x", "path": "wavs/u0.wav", "dataset": "toy", "start": 0.1, "end": 9.0},
+                         "past the end"),
+    "bad_segment": ({"id": "toy-x", "path": "wavs/u0.wav", "dataset": "toy", "start": 0.4, "end": 0.2},
+                    "not after start"),
     "unset_root": ({"id": "toy-x", "path": "${NOPE}/a.wav", "dataset": "toy"}, "root ${NOPE}"),
 }
 
@@ -118,7 +121,7 @@ def test_validate_catches_each_bad_input(tmp_path, cli, case):
         f.write((line if isinstance(line, str) else json.dumps(line)) + "\n")
     res = cli("data", "validate", path)
     assert res.code == 1, res
-    lines = [l for l in res.out.splitlines() if ": error: " in l]
+    lines = [line for line in res.out.splitlines() if ": error: " in line]
     assert len(lines) == 1, res.out
     assert message in lines[0] and lines[0].startswith(f"{path}:4: error:")
     assert "Traceback" not in res.err + res.out

@@ -44,9 +44,11 @@ def make_release(base: Path, corrupt: str | None = None) -> Path:
         if pid == corrupt:
             (d / f"{pid}_AUDIO.wav").write_bytes(b"\xff" * 64)
         else:
-            sf.write(str(d / f"{pid}_AUDIO.wav"), np.zeros(int(16000 * SECONDS[pid]), np.float32), 16000, subtype="PCM_16")
+            sf.write(str(d / f"{pid}_AUDIO.wav"), np.zeros(int(16000 * SECONDS[pid]), np.float32), 16000,
+                     subtype="PCM_16")
     (root / "303_P").mkdir()  # a session in no split file
-    items = "PHQ8_NoInterest,PHQ8_Depressed,PHQ8_Sleep,PHQ8_Tired,PHQ8_Appetite,PHQ8_Failure,PHQ8_Concentrating,PHQ8_Moving"
+    items = ("PHQ8_NoInterest,PHQ8_Depressed,PHQ8_Sleep,PHQ8_Tired,PHQ8_Appetite,PHQ8_Failure,"
+             "PHQ8_Concentrating,PHQ8_Moving")
     (root / "train_split_Depression_AVEC2017.csv").write_text(
         f"Participant_ID,PHQ8_Binary,PHQ8_Score,Gender,{items}\n300,1,15,1,2,2,2,2,2,2,2,1\n304,0,2,0,0,0,1,1,0,0,0,0\n")
     (root / "dev_split_Depression_AVEC2017.csv").write_text(

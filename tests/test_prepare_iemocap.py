@@ -96,7 +96,8 @@ def test_records_fields_and_order(tmp_path):
     assert m["dialogue"] == "iemocap-Ses01F_impro01" and m["recording"] == "improvised"
     assert m["text"] == "Do you have your forms\u2014 ok?"
     assert m["sr"] == 16000 and m["duration"] == pytest.approx(0.2, abs=1e-3)
-    assert (tmp_path / "out" / m["path"]).resolve() == (root / "Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_M000.wav").resolve()
+    assert (tmp_path / "out" / m["path"]).resolve() == \
+        (root / "Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_M000.wav").resolve()
     # turn = rank of the start time inside the dialogue, not file order
     assert [by[f"iemocap-Ses01F_impro01_{u}"]["turn"] for u in ("F000", "M000", "F001")] == [0, 1, 2]
     xxx = by["iemocap-Ses01F_impro01_F001"]

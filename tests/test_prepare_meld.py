@@ -23,7 +23,8 @@ HEADER = "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Se
 # (split) -> CSV rows in the release's format: quoted fields, typographic characters, CRLF endings
 ROWS = {
     "train": [
-        '1,"Oh my God, he\u2019s lost it. He\u2019s totally lost it.",Phoebe,sadness,negative,0,0,4,7,"00:20:57,256","00:21:00,049"',
+        '1,"Oh my God, he\u2019s lost it. He\u2019s totally lost it.",Phoebe,sadness,negative,0,0,4,7,'
+        '"00:20:57,256","00:21:00,049"',
         '2,What?,Monica,surprise,negative,0,1,4,7,"00:21:01,927","00:21:03,261"',
         '3,"She said \u201cfine\u201d \u2026 ok",The Interviewer,joy,positive,1,0,8,21,"00:16:16,059","00:16:21,731"',
     ],
@@ -175,7 +176,8 @@ def test_cli_entry_point(tmp_path):
 
 # MELD README numbers (emotion per split)
 REAL_EMOTIONS = {
-    "train": {"neutral": 4710, "joy": 1743, "surprise": 1205, "anger": 1109, "sadness": 683, "disgust": 271, "fear": 268},
+    "train": {"neutral": 4710, "joy": 1743, "surprise": 1205, "anger": 1109, "sadness": 683, "disgust": 271,
+              "fear": 268},
     "dev": {"neutral": 470, "joy": 163, "surprise": 150, "anger": 153, "sadness": 111, "disgust": 22, "fear": 40},
     "test": {"neutral": 1256, "joy": 402, "surprise": 281, "anger": 345, "sadness": 208, "disgust": 68, "fear": 50},
 }
@@ -195,4 +197,5 @@ def test_real_meld_csvs_transcript_only(tmp_path):
         {"train": 1038, "dev": 114, "test": 280}
     assert not [w for w in result.warnings if "official release" in w]  # every count matches
     first = next(r for r in records if r["id"] == "meld-dev-dia0_utt0")
-    assert first["text"] == "Oh my God, he\u2019s lost it. He\u2019s totally lost it." and first["speaker"] == "meld-Phoebe"
+    assert (first["text"] == "Oh my God, he\u2019s lost it. He\u2019s totally lost it."
+            and first["speaker"] == "meld-Phoebe")

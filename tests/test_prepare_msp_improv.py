@@ -79,7 +79,8 @@ def test_records(tmp_path):
 def test_sessions_at_root_and_corrupt_audio(tmp_path):
     root = make_release(tmp_path / "data", corrupt="S02H-F03-P-FM05", audio_folder=False)
     result, _, records = run(root, tmp_path / "out")
-    assert len(records) == 4 and records[0]["path"] == "../data/MSP-IMPROV/session1/S01A/S/MSP-IMPROV-S01A-F01-S-FM01.wav"
+    assert len(records) == 4 and \
+        records[0]["path"] == "../data/MSP-IMPROV/session1/S01A/S/MSP-IMPROV-S01A-F01-S-FM01.wav"
     assert any("skipped msp-improv-MSP-IMPROV-S02H-F03-P-FM05" in w and "empty file" in w for w in result.warnings)
 
 
@@ -108,5 +109,6 @@ def test_cli_entry_point(tmp_path):
     assert e.value.code == 0
     assert len((tmp_path / "out" / "manifest.jsonl").read_text().splitlines()) == 5
     with pytest.raises(SystemExit) as e:
-        cli.main(["-q", "data", "prepare", "msp-improv", str(root), "-o", str(tmp_path / "out3"), "--option", "lables=x"])
+        cli.main(["-q", "data", "prepare", "msp-improv", str(root), "-o", str(tmp_path / "out3"),
+                  "--option", "lables=x"])
     assert e.value.code == 2

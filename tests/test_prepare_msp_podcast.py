@@ -67,7 +67,8 @@ def test_consensus_csv(tmp_path):
     assert r["speaker"] == "msp-podcast-127" and r["gender"] == "F" and r["text"] == "No, absolutely not!"
     assert r["path"] == "../data/MSP-PODCAST-Publish-1.11/Audios/MSP-PODCAST_0001_0019.wav" and r["sr"] == 16000
     other = by["msp-podcast-MSP-PODCAST_0002_0033"]
-    assert other["emotion"] == "other" and other["split"] == "test1" and "speaker" not in other and "gender" not in other
+    assert (other["emotion"] == "other" and other["split"] == "test1"
+            and "speaker" not in other and "gender" not in other)
     noagree = by["msp-podcast-MSP-PODCAST_0003_0001"]
     assert "emotion" not in noagree and noagree["emotion_raw"] == "X" and noagree["split"] == "test2"
     assert by["msp-podcast-MSP-PODCAST_0004_0002"]["split"] == "development"  # "Validation" in older releases
@@ -104,7 +105,8 @@ def test_text_file_variant(tmp_path):
     a, b = records
     assert (a["id"], a["emotion"], a["split"], a["speaker"], a["gender"], a["arousal"]) == \
         ("msp-podcast-MSP-PODCAST_0001_0008", "neutral", "train", "msp-podcast-0001", "F", 4.8)
-    assert (b["emotion"], b["split"], b["speaker"], b["gender"], b["valence"]) == ("happy", "test1", "msp-podcast-0002", "M", 6.0)
+    assert (b["emotion"], b["split"], b["speaker"], b["gender"], b["valence"]) == \
+        ("happy", "test1", "msp-podcast-0002", "M", 6.0)
 
 
 def test_wrong_root_and_bad_value(tmp_path):
@@ -112,7 +114,8 @@ def test_wrong_root_and_bad_value(tmp_path):
     with pytest.raises(DataError, match="not an MSP-Podcast release"):
         get_importer("msp-podcast").prepare(tmp_path / "x", PrepareOptions(out_dir=tmp_path / "o"))
     root = make_release(tmp_path / "data")
-    (root / "Labels" / "labels_consensus.csv").write_text(CSV_HEADER + "\nMSP-PODCAST_0001_0008.wav,N,high,4,4,1,Male,Train\n")
+    (root / "Labels" / "labels_consensus.csv").write_text(
+        CSV_HEADER + "\nMSP-PODCAST_0001_0008.wav,N,high,4,4,1,Male,Train\n")
     with pytest.raises(DataError, match=r"labels_consensus\.csv:2: expected a number, got 'high'"):
         get_importer("msp-podcast").prepare(root, PrepareOptions(out_dir=tmp_path / "o"))
 

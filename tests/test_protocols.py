@@ -121,7 +121,8 @@ def test_committed_protocols_are_complete_and_disjoint():
     emodb_tests = [v for f in protos["emodb-5fold"].folds for v in f.test]
     assert sorted(emodb_tests) == [f"emodb-{s}" for s in "03 08 09 10 11 12 13 14 15 16".split()]
     improv = protos["msp-improv-12fold"]
-    assert sorted(v for f in improv.folds for v in f.test) == sorted(f"msp-improv-{g}0{s}" for g in "FM" for s in range(1, 7))
+    assert sorted(v for f in improv.folds for v in f.test) == \
+        sorted(f"msp-improv-{g}0{s}" for g in "FM" for s in range(1, 7))
     for f in improv.folds:  # validation is the test speaker's session partner
         assert f.valid[0][-2:] == f.test[0][-2:] and f.valid[0][-3] != f.test[0][-3]
     mosi = protos["cmu-mosi-standard"].folds[0]

@@ -56,7 +56,8 @@ class LabelMap:
         return raw is not None and (str(raw) in self.classes or str(raw) in self.map)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "dataset": self.dataset, "field": self.field, "classes": self.classes, "map": self.map}
+        return {"name": self.name, "dataset": self.dataset, "field": self.field, "classes": self.classes,
+                "map": self.map}
 
     @property
     def sha256(self) -> str:

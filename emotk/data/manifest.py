@@ -221,7 +221,8 @@ def resolve_audio_path(path: str, base_dir: Path, roots: dict[str, str] | None =
         root = (roots or {}).get(name) or os.environ.get(f"EMOTK_ROOT_{name}")
         if not root:
             raise DataError(
-                f"path '{path}' uses root ${{{name}}}, which is not set: pass --root {name}=DIR or set EMOTK_ROOT_{name}"
+                f"path '{path}' uses root ${{{name}}}, which is not set: "
+                f"pass --root {name}=DIR or set EMOTK_ROOT_{name}"
             )
         return (Path(root) / rest).absolute()
     p = Path(path)

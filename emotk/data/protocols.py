@@ -6,7 +6,8 @@ manifest field (the *unit*) go to train, valid and test::
     {"name": "iemocap-loso",                  # unique; equals the file stem for committed files
      "dataset": "iemocap",                    # records of other datasets are ignored ("" = any dataset)
      "description": "...", "source": "thesis Table 3.1 / METHODS.md",
-     "unit": "session",                       # the manifest field the folds list: speaker, session, video, split, id, ...
+     "unit": "session",                       # the manifest field the folds list: speaker, session, video, split,
+                                              # id, ...
      "valid_rule": {...},                     # optional, see below
      "folds": [{"name": "Ses01", "train": ["Ses02", ...], "valid": [], "test": ["Ses01"]}, ...],
      "sha256": "..."}                         # sha256 of the canonical JSON of everything except this key

@@ -108,7 +108,8 @@ def validate_manifest(
             report.labels[str(label)] = report.labels.get(str(label), 0) + 1
             if label_map is not None and not label_map.knows(label):
                 add("error", lineno, rid, field_for_labels,
-                    f"{field_for_labels} '{label}' is not in label map '{label_map.name}' ({', '.join(label_map.classes)})")
+                    f"{field_for_labels} '{label}' is not in label map '{label_map.name}' "
+                    f"({', '.join(label_map.classes)})")
         if check_audio:
             try:
                 audio_path = resolve_audio_path(rec["path"], path.parent, roots)
@@ -127,9 +128,11 @@ def validate_manifest(
             return [Issue("error", lineno, rid, "path", str(e))]
         start, end = rec.get("start"), rec.get("end")
         if start is not None and start >= info.duration:
-            return [Issue("error", lineno, rid, "start", f"{audio_path}: segment start {start}s is past the end ({info.duration:.3f}s)")]
+            return [Issue("error", lineno, rid, "start",
+                          f"{audio_path}: segment start {start}s is past the end ({info.duration:.3f}s)")]
         if end is not None and end > info.duration + 0.05:
-            return [Issue("error", lineno, rid, "end", f"{audio_path}: segment end {end}s is past the end ({info.duration:.3f}s)")]
+            return [Issue("error", lineno, rid, "end",
+                          f"{audio_path}: segment end {end}s is past the end ({info.duration:.3f}s)")]
         if decode:
             try:
                 wav = load_audio(audio_path, sr=None, start=start, end=end, min_duration=min_duration)
@@ -139,12 +142,15 @@ def validate_manifest(
                 out.append(Issue("warning", lineno, rid, "path", f"{audio_path}: digital silence"))
         seg = (min(end, info.duration) if end is not None else info.duration) - (start or 0.0)
         if info.channels > 1:
-            out.append(Issue("warning", lineno, rid, "path", f"{audio_path}: {info.channels} channels (averaged to mono on load)"))
+            out.append(Issue("warning", lineno, rid, "path",
+                             f"{audio_path}: {info.channels} channels (averaged to mono on load)"))
         if info.sr != target_sr:
-            out.append(Issue("warning", lineno, rid, "sr", f"{audio_path}: sample rate {info.sr} Hz (resampled to {target_sr} Hz on load)"))
+            out.append(Issue("warning", lineno, rid, "sr",
+                             f"{audio_path}: sample rate {info.sr} Hz (resampled to {target_sr} Hz on load)"))
         if rec.get("sr") is not None and rec["sr"] != info.sr:
             out.append(Issue("warning", lineno, rid, "sr", f"field sr={rec['sr']} but the file is {info.sr} Hz"))
-        if rec.get("duration") is not None and start is None and end is None and abs(rec["duration"] - info.duration) > 0.05:
+        if (rec.get("duration") is not None and start is None and end is None
+                and abs(rec["duration"] - info.duration) > 0.05):
             out.append(Issue("warning", lineno, rid, "duration",
                              f"field duration={rec['duration']} but the file lasts {info.duration:.3f}s"))
         report.seconds += seg

@@ -685,6 +685,6 @@ def summary(pairset: PairSet) -> str:
     return f"{pairset.setting}: {r['pairs']} pairs ({thesis}, {tail})"
 
 
-__all__ = ["SETTINGS", "PARALLEL", "UNSEEN", "ANY_TO_ANY", "THESIS_COUNTS", "PairOptions", "PairSet", "build_pairs", "text_key",
-           "pairs_text", "write_pairs", "read_pairs", "pairs_to_transfer_jsonl", "summary", "spread",
+__all__ = ["SETTINGS", "PARALLEL", "UNSEEN", "ANY_TO_ANY", "THESIS_COUNTS", "PairOptions", "PairSet", "build_pairs",
+           "text_key", "pairs_text", "write_pairs", "read_pairs", "pairs_to_transfer_jsonl", "summary", "spread",
            "audio_index"]

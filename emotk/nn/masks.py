@@ -57,7 +57,9 @@ def as_mask(x: torch.Tensor, lengths: torch.Tensor | None = None, mask: torch.Te
     return mask
 
 
-def pad_sequences(items: Sequence[torch.Tensor], value: float = 0.0, time_dim: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_sequences(
+    items: Sequence[torch.Tensor], value: float = 0.0, time_dim: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """B tensors that differ only in their ``time_dim`` size -> (padded batch, lengths).
 
     items: tensors of shape (..., T_i, ...) with T_i at ``time_dim``. Returns (B, ..., T_max, ...) with the

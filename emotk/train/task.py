@@ -22,7 +22,6 @@ Minimal task::
 from __future__ import annotations
 
 import abc
-
 from dataclasses import dataclass, field
 from typing import Any
 

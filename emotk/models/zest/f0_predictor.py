@@ -4,9 +4,9 @@ Content tokens (B, T) are embedded to ``hidden``; the keys/values are the speake
 emotion frame (B, T_e, 128), projected to ``hidden``; multi-head attention (4 heads) masks padded key frames;
 the head is Conv1d(k3) -> LeakyReLU -> Conv1d(k1) (reference) giving one value per token frame. With
 ``target="hz"`` (thesis) the output is F0 in Hz (times ``scale``: an emotk option, 1 = thesis; a larger scale
-lets a small or briefly trained predictor reach speech F0 without huge output weights); with ``"log"`` (reference) it is log(F0 + 1) and
-:meth:`F0Predictor.to_hz` maps it back, so the L1 loss is in Hz either way. Unvoiced frames have target 0 and
-count in the loss (thesis).
+lets a small or briefly trained predictor reach speech F0 without huge output weights); with ``"log"`` (reference)
+it is log(F0 + 1) and :meth:`F0Predictor.to_hz` maps it back, so the L1 loss is in Hz either way. Unvoiced frames
+have target 0 and count in the loss (thesis).
 """
 
 from __future__ import annotations

@@ -66,7 +66,9 @@ class XVectorExtractor:
             from emotk.features.speaker import SpeakerEmbedder
 
             self._dvector = SpeakerEmbedder(encoder=self.loaded.model)
-        self.dim = int(self(np.zeros(16000, np.float32) + 1e-3 * np.sin(np.arange(16000, dtype=np.float32)))[0].shape[0])
+        self.dim = int(
+            self(np.zeros(16000, np.float32) + 1e-3 * np.sin(np.arange(16000, dtype=np.float32)))[0].shape[0]
+        )
 
     def __call__(self, *wavs: np.ndarray) -> list[np.ndarray]:
         if self._dvector is not None:
