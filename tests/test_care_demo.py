@@ -21,7 +21,7 @@ def test_care_demo_stage(tmp_path):
     from emotk.data.protocols import Fold, Protocol
     from emotk.data.synth import SynthConfig, _sentences, _speakers, ensure_demo_corpus
     from emotk.models.care.demo import care_demo_stage
-    from emotk.models.care.upstream import load_export
+    from emotk.models.care.export import load_export
 
     manifest = ensure_demo_corpus(tmp_path / "cache", cfg=SynthConfig(speakers=_speakers()[:3],
                                                                       sentences=_sentences()[:2], dialogues=[]))

@@ -43,7 +43,7 @@ def test_every_shipped_config_resolves_and_builds(path):
     from emotk.losses import build_loss
     from emotk.models.ser.config import SerConfig
     from emotk.models.ser.data import find_label_map
-    from emotk.models.ser.superb import SuperbDims, SuperbDownstream
+    from emotk.models.ser.model import SuperbDims, SuperbDownstream
 
     resolved = resolve(SerConfig, "ser.superb", path, ["upstream.name=tiny-wavlm", "upstream.layers=all"])
     cfg = resolved.config

@@ -267,9 +267,10 @@ def test_pretrain_text_cli_end_to_end(tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from emotk.cli.text_pretrain import label_command, pretrain_text_command
+    from emotk.cli.pretrain import text as pretrain_text_command
+    from emotk.cli.text_pretrain import label_command
     from emotk.features.text import TextEncoder
-    from emotk.models.text.pretrain import load_export
+    from emotk.models.text.export import load_export
 
     app = typer.Typer()
     app.command("label")(label_command)
@@ -324,7 +325,7 @@ def test_pretrain_text_cli_end_to_end(tmp_path):
 
 def test_shipped_text_configs_resolve():
     from emotk.core.config import resolve
-    from emotk.models.text.pretrain import TextPretrainConfig
+    from emotk.models.text.config import TextPretrainConfig
     from emotk.recipes import find_config, schema_for
 
     assert schema_for("pretrain.text") is TextPretrainConfig

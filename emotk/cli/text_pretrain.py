@@ -8,14 +8,12 @@ Thin: parse options, call one core function (:mod:`emotk.models.text`), print it
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
-from emotk.cli.common import ConfigOpt, OverwriteOpt, SetOpt, emit, table
+from emotk.cli.common import OverwriteOpt, emit, table
 
 TASK = "pretrain.text"
 DEFAULT_CONFIG = "pretrain/text"
@@ -83,44 +81,5 @@ def label_command(
                 ["cache hits", s["cache_hits"]], ["requests", s["requests"]]]
         table(f"data label — {s['labeller']['labeller']} {s['labeller'].get('model', '')}", ["", "count"], rows)
         typer.echo(f"output: {s['output']}")
-
-    emit(summary, human)
-
-
-def pretrain_text_command(
-    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Labelled manifest (emotk data label); default: "
-                                        "data.manifest of the config."),
-    config: Optional[str] = ConfigOpt,
-    set_: Optional[List[str]] = SetOpt,
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder (checkpoints, metrics, export/)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint."),
-    overwrite: bool = OverwriteOpt,
-) -> None:
-    """Fine-tune a text encoder on LLM sentiment pseudo-labels (thesis: RoBERTa-large, 10 epochs, lr 1e-4)."""
-    from emotk.cli.common import resolve_config as resolve
-    from emotk.core.context import options
-    from emotk.models.text.pretrain import TextPretrainConfig, pretrain_text
-    from emotk.recipes import find_config
-
-    overrides = list(set_ or [])
-    if data is not None:
-        overrides.append(f"data.manifest={json.dumps(str(data))}")
-    if options.seed is not None:
-        overrides.append(f"train.seed={options.seed}")
-    resolved = resolve(TextPretrainConfig, TASK, find_config(config or DEFAULT_CONFIG), overrides)
-    summary = pretrain_text(resolved, out, resume=resume, overwrite=overwrite, device=options.device,
-                            argv=["emotk", *sys.argv[1:]])
-    from emotk.train import distributed as dist
-
-    if not dist.is_main():  # under torchrun/srun only rank 0 prints the result
-        return
-
-    def human(s: dict) -> None:
-        valid = s.get("valid") or {}
-        rows = [["encoder", s["encoder"]], ["train / valid", f"{s['data']['train']} / {s['data']['valid']}"],
-                ["without label (skipped)", s["data"]["without_label"]], ["steps", s["steps"]],
-                *[[f"valid {k}", f"{v:.4f}"] for k, v in valid.items()]]
-        table("pretrain text", ["", "value"], rows)
-        typer.echo(f"export: {s['export']}  (TextEncoder(model=...) / --set model.encoder=...)")
 
     emit(summary, human)

@@ -14,6 +14,7 @@ weights), ``ser-care/`` and ``ser-untrained/`` (the SER runs), ``features/`` (th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -47,8 +48,9 @@ def care_demo_stage(manifest_path: Path, protocol_path: Path, out_dir: Path, see
     from emotk.data.manifest import Manifest
     from emotk.features.cache import ids_sha256
     from emotk.models.care.config import CareConfig
-    from emotk.models.care.task import CareTask, _targets, pretrain, split_ids
-    from emotk.models.care.upstream import write_export
+    from emotk.models.care.export import write_export
+    from emotk.models.care.task import CareTask, split_ids, targets
+    from emotk.models.care.task import train as pretrain
     from emotk.recipes import find_config
     from emotk.train.trainer import seed_everything
 
@@ -74,7 +76,7 @@ def care_demo_stage(manifest_path: Path, protocol_path: Path, out_dir: Path, see
         ids = sorted(manifest.ids)
         train_ids, valid_ids = split_ids(ids, cfg.data.valid_fraction, cfg.data.split_seed)
         root = Path(cfg.features.cache_dir) / f"set-{ids_sha256(ids)[:12]}"  # the path pretrain() uses: one extraction
-        acoustic, semantic, _ = _targets(cfg, manifest, root, "cpu")
+        acoustic, semantic, _ = targets(cfg, manifest, root, "cpu")
         task = CareTask(cfg, manifest, train_ids, valid_ids, acoustic, semantic)
         seed_everything(cfg.train.seed)
         write_export(out_dir / "untrained", task.build_model().eval(),
@@ -84,7 +86,8 @@ def care_demo_stage(manifest_path: Path, protocol_path: Path, out_dir: Path, see
         torch.set_num_threads(before)
 
     t0 = time.perf_counter()
-    result = pretrain(resolved, out_dir / "pretrain", overwrite=True, device="cpu", argv=["emotk", "demo"])
+    result = pretrain(dataclasses.replace(resolved, runtime=dataclasses.replace(resolved.runtime, device="cpu")),
+                      out_dir / "pretrain", overwrite=True, argv=["emotk", "demo"])
     pre_seconds = time.perf_counter() - t0
     pre = {"steps": result.get("steps"), **_loss_curve(out_dir / "pretrain" / "metrics.jsonl"),
            "seconds": round(pre_seconds, 2)}
@@ -113,7 +116,7 @@ def _ser(upstream: str, manifest_path: Path, protocol_path: Path, out: Path, see
     """SUPERB SER (configs/ser/demo.yaml, every fold) on ``upstream`` -> {"upstream", "folds", "test"}."""
     from emotk.core.config import resolve
     from emotk.models.ser.config import SerConfig
-    from emotk.models.ser.pipeline import train as ser_train
+    from emotk.models.ser.task import train as ser_train
     from emotk.recipes import find_config
 
     overrides = [f"data.manifest={manifest_path}", f"data.protocol={protocol_path}", f"train.seed={seed}",
