@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from emotk.data.label import LABEL_FIELD, SENTIMENT_CLASSES
 from emotk.errors import ConfigError
-from emotk.models.text.labeller import LABEL_FIELD, SENTIMENT_CLASSES
 from emotk.train.config import TrainConfig
 
 TASK = "pretrain.text"
