@@ -183,6 +183,7 @@ def prosody_by_style(manifest_path: Path, max_per_style: int = 40) -> dict[str, 
     per emotion style, over at most ``max_per_style`` utterances each (WORLD F0 backend for speed)."""
     import numpy as np
 
+    from emotk.core.audio import SAMPLE_RATE
     from emotk.data.audio import load_audio
     from emotk.data.manifest import Manifest
     from emotk.features.f0 import F0Config, extract_f0
@@ -201,12 +202,12 @@ def prosody_by_style(manifest_path: Path, max_per_style: int = 40) -> dict[str, 
         chosen = recs[::step][:max_per_style]
         for rec in chosen:
             wav = load_audio(m.resolve_path(rec))
-            f0 = extract_f0(wav, 16000, cfg)
+            f0 = extract_f0(wav, SAMPLE_RATE, cfg)
             voiced = f0[f0 > 0]
             if voiced.size:
                 f0s.append(voiced)
             words = len(str(rec.get("text", "")).split())
-            rates.append(words / max(len(wav) / 16000, 1e-3))
+            rates.append(words / max(len(wav) / SAMPLE_RATE, 1e-3))
             levels.append(20 * np.log10(np.sqrt(np.mean(wav**2)) + 1e-9))
         allf0 = np.concatenate(f0s) if f0s else np.zeros(1)
         semis = 12 * np.log2(allf0[allf0 > 0] / 100.0) if (allf0 > 0).any() else np.zeros(1)

@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 
+from emotk.core.audio import HOP, SAMPLE_RATE
 from emotk.errors import DataError
 
 log = logging.getLogger("emotk.zest")
 
-HOP = 320  # samples per 50 Hz frame at 16 kHz
 DEMO_CONFIG = "transfer/zest-demo"
 # The demo's content front-end: log-mel frames normalised per utterance (mean and variance over the active frames),
 # so the K-means tokens describe content, not the loudness that differs between the demo's styles.
@@ -179,7 +179,7 @@ def vocoder_demo(bundle_dir: Path, train_manifest: Path, out_dir: Path, steps: i
         src, ref = (pipeline.check_input(load_audio(p), str(p)) for p in example)
         wav, info = pipeline.transfer(vb, src, ref, synth="bigvgan")
         result["example"] = str(out_dir / "wavs" / f"{Path(example[0]).stem}--bigvgan.wav")
-        save_audio(result["example"], wav, 16000)
+        save_audio(result["example"], wav, SAMPLE_RATE)
         result["example_frames"] = info["frames_after"]
     result["seconds"] = round(time.perf_counter() - t0, 2)
     return result
@@ -202,7 +202,7 @@ def plot_f0_examples(examples: list[dict[str, Any]], path: Path) -> Path:
     for ax, ex in zip(axes[:, 0], examples):
         for key, style in (("source", "-"), ("converted", "-"), ("reference", "--")):
             f0 = np.asarray(ex[key], dtype=np.float64)
-            ax.plot(np.arange(len(f0)) * HOP / 16000, np.where(f0 > 0, f0, np.nan), style, label=key, lw=1.4)
+            ax.plot(np.arange(len(f0)) * HOP / SAMPLE_RATE, np.where(f0 > 0, f0, np.nan), style, label=key, lw=1.4)
         ax.set_title(ex["title"], fontsize=9)
         ax.set_ylabel("F0 (Hz)")
         ax.legend(fontsize=7, loc="upper right")
@@ -242,7 +242,7 @@ def measure_conversions(bundle: Any, manifest: Any, triples: list[tuple[dict, di
 
     def f0_of(rec: dict[str, Any]) -> np.ndarray:
         if rec["id"] not in f0_by_id:
-            f0_by_id[rec["id"]] = extract_f0(load_audio(manifest.resolve_path(rec)), 16000, f0_cfg)
+            f0_by_id[rec["id"]] = extract_f0(load_audio(manifest.resolve_path(rec)), SAMPLE_RATE, f0_cfg)
         return f0_by_id[rec["id"]]
 
     for src_rec, ref_rec, target, setting in triples:
@@ -252,14 +252,14 @@ def measure_conversions(bundle: Any, manifest: Any, triples: list[tuple[dict, di
             sources[sid] = pipeline.analyse_source(bundle, wav)
             own = pipeline.analyse_reference(bundle, wav)  # the source as its own reference: reconstruction
             rec_out = pipeline.synthesise(bundle, sources[sid], own, pipeline.convert(bundle, sources[sid], own), "world")
-            recon[sid] = _mean_log_f0(extract_f0(rec_out, 16000, f0_cfg), floor)
+            recon[sid] = _mean_log_f0(extract_f0(rec_out, SAMPLE_RATE, f0_cfg), floor)
         if rid not in refs:
             wav = pipeline.check_input(load_audio(manifest.resolve_path(ref_rec)), rid)
-            refs[rid] = (pipeline.analyse_reference(bundle, wav), extract_f0(wav, 16000, f0_cfg))
+            refs[rid] = (pipeline.analyse_reference(bundle, wav), extract_f0(wav, SAMPLE_RATE, f0_cfg))
         src, (ref, ref_f0) = sources[sid], refs[rid]
         conv = pipeline.convert(bundle, src, ref)
         out = pipeline.synthesise(bundle, src, ref, conv, "world")
-        out_f0 = extract_f0(out, 16000, f0_cfg)
+        out_f0 = extract_f0(out, SAMPLE_RATE, f0_cfg)
         m_src, m_out, m_ref = (_mean_log_f0(x, floor) for x in (src.f0, out_f0, ref_f0))
         frames = int(conv.durations.sum())
         row = {"setting": setting, "source": sid, "reference": rid, "source_style": src_rec["emotion"], "target": target,
@@ -284,7 +284,7 @@ def measure_conversions(bundle: Any, manifest: Any, triples: list[tuple[dict, di
         rows.append(row)
         if src_rec["emotion"] == save_from and setting == save_setting:
             name = f"{sid}--to-{target}.wav"
-            save_audio(out_dir / "wavs" / name, out, 16000)
+            save_audio(out_dir / "wavs" / name, out, SAMPLE_RATE)
             saved.append(str(Path("wavs") / name))
             examples.setdefault(target, {"title": f"{sid} -> {target} (reference {rid})", "source": src.f0,
                                          "converted": out_f0, "reference": ref_f0})
