@@ -1,4 +1,4 @@
-"""The S2S-ZEST demo stage (emotk.models.zest.demo) and emotion-transfer augmentation (emotk transfer augment).
+"""The S2S-ZEST demo stage (emotk.demo.zest) and emotion-transfer augmentation (emotk transfer augment).
 
 The integration tests build a tiny espeak-ng corpus (4 speakers x 4 styles x 2 sentences; skipped without
 espeak-ng), run the demo stage with one training epoch (1 sentence trains, 1 is held out and converted) and reuse
@@ -12,16 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import have_espeak
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: 1 thread (see conftest.one_thread)
 
 
 # ---- pure helpers (no corpus) ---------------------------------------------------------------------------------------
 def test_plan_conversions_pairs_every_ordered_style_pair_in_both_settings():
-    from emotk.models.zest.demo import plan_conversions
+    from emotk.demo.zest import plan_conversions
 
     recs = [{"id": f"{s}-{e}-{n}", "speaker": s, "emotion": e, "sentence": n}
             for s in ("a", "b") for e in ("neutral", "happy", "sad") for n in ("s1", "s2")]
@@ -56,7 +54,7 @@ def stage(tmp_path_factory):
     if not have_espeak():
         pytest.skip("espeak-ng is not installed")
     from emotk.data.synth import SynthConfig, _sentences, _speakers, ensure_demo_corpus
-    from emotk.models.zest.demo import zest_demo_stage
+    from emotk.demo.zest import zest_demo_stage
 
     root = tmp_path_factory.mktemp("zest-demo")
     manifest = ensure_demo_corpus(root / "cache", cfg=SynthConfig(speakers=_speakers()[:4],
@@ -85,7 +83,8 @@ def test_demo_stage_structure_files_and_durations(stage):
     judged = [row for row in rows if row["log_f0_converted"] is not None]
     assert ("moved_toward_reference" in r) and (r["moved_toward_reference"] is None) == (not judged)
     for row in judged:
-        moved = abs(row["log_f0_converted"] - row["log_f0_reference"]) < abs(row["log_f0_source"] - row["log_f0_reference"])
+        moved = (abs(row["log_f0_converted"] - row["log_f0_reference"])
+                 < abs(row["log_f0_source"] - row["log_f0_reference"]))
         assert row["moved_toward_reference"] == moved
         assert row["moved_in_style_direction"] == (np.sign(row["style_shift_converted"])
                                                    == np.sign(row["style_shift_reference"]))
@@ -97,7 +96,8 @@ def test_demo_stage_structure_files_and_durations(stage):
         assert row["shift_vs_reconstruction"] == pytest.approx(row["log_f0_converted"] - row["log_f0_reconstructed"])
     assert all("shift_vs_reconstruction" not in row for row in rows if row not in both)
     if judged:  # (always, see above)
-        assert r["moved_toward_reference"] == pytest.approx(np.mean([x["moved_toward_reference"] for x in judged]), abs=1e-4)
+        assert r["moved_toward_reference"] == pytest.approx(np.mean([x["moved_toward_reference"] for x in judged]),
+                                                            abs=1e-4)
     # files: one neutral -> style wav per target, the F0 plot, the per-conversion log, the bundle
     assert len(r["wavs"]) == 3 and all(Path(w).is_file() for w in r["wavs"])
     assert sorted(Path(w).name.split("--to-")[1] for w in r["wavs"]) == ["angry.wav", "happy.wav", "sad.wav"]

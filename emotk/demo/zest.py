@@ -1,4 +1,4 @@
-"""The S2S-ZEST stage of ``emotk demo``: a tiny transfer model trained and measured on the demo corpus.
+"""The zest stage of ``emotk demo``: a tiny S2S-ZEST transfer model trained and measured on the demo corpus.
 
 :func:`zest_demo_stage` holds out ``test_sentences`` parallel sentences (seeded), trains a K-means log-mel
 tokenizer, the speaker stage and the analysis stage of the demo recipe (``configs/transfer/zest-demo.yaml``) on
@@ -13,7 +13,8 @@ F0 moves between the two styles on that sentence (speaker-independent: a male so
 differ in F0 whatever the emotion); the same against the model's reconstruction of the source (the source as its
 own reference), which removes the predictor's overall level bias (an L1 target with unvoiced zeros pulls voiced
 predictions down where voicing is uncertain), and the Pearson correlation between that shift and the reference
-speaker's own style shift; the fraction of outputs with any voiced frame; and the output length against the predicted durations
+speaker's own style shift; the fraction of outputs with any voiced frame; and the output length against the
+predicted durations
 (``320 * sum(d_hat)`` samples). Neutral -> other-style outputs are saved as WAV files, with a PNG of the F0
 contours of one example per target style.
 """
@@ -58,7 +59,8 @@ def _held_out_sentences(manifest: Any, test_sentences: int, seed: int) -> tuple[
 
 
 def plan_conversions(records: list[dict[str, Any]], styles: list[str], max_per_pair: int | None = None,
-                     settings: tuple[str, ...] = ("SSST", "DSST")) -> list[tuple[dict[str, Any], dict[str, Any], str, str]]:
+                     settings: tuple[str, ...] = ("SSST", "DSST")
+                     ) -> list[tuple[dict[str, Any], dict[str, Any], str, str]]:
     """(source record, reference record, target style, setting) for every ordered style pair.
 
     records: held-out parallel-sentence records (``speaker``, ``emotion``, ``sentence``). The source is (speaker
@@ -98,21 +100,22 @@ def train_demo_bundle(train_manifest: Path, out_dir: Path, seed: int, config: st
     """
     from emotk.core.config import resolve
     from emotk.features.tokens import train_tokenizer
-    from emotk.models.zest.analysis import train_stage
     from emotk.models.zest.bundle import assemble_bundle
-    from emotk.models.zest.config import TASK, ZestConfig
-    from emotk.recipes import find_config
+    from emotk.recipes import find_config, task_spec
 
+    spec = task_spec("transfer.zest")
+    train_stage = spec.train_fn()  # train_stage(resolved, stage, out, ...): the speaker and analysis stages
     secs: dict[str, float] = {}
     t0 = time.perf_counter()
-    base = resolve(ZestConfig, TASK, find_config(config), [o for o in overrides if not o.startswith("tokens.tokenizer=")])
+    base = resolve(spec.schema_class(), spec.name, find_config(config),
+                   [o for o in overrides if not o.startswith("tokens.tokenizer=")])
     tok_path = out_dir / "tokens.safetensors"
     tok = train_tokenizer(train_manifest, TOKEN_SPACE, tok_path, n_clusters=base.config.tokens.n_clusters,
                           fraction=fraction, seed=seed, overwrite=True)
     secs["tokenizer"] = round(time.perf_counter() - t0, 2)
     sets = [f"tokens.tokenizer={tok_path}", f"data.manifest={train_manifest}",
             f"train.seed={seed}", f"speaker_train.seed={seed}", *overrides]
-    resolved = resolve(ZestConfig, TASK, find_config(config), sets)
+    resolved = resolve(spec.schema_class(), spec.name, find_config(config), sets)
     t0 = time.perf_counter()
     spk = train_stage(resolved, "speaker", out_dir / "speaker", overwrite=True, argv=["emotk", "demo"])
     secs["speaker"] = round(time.perf_counter() - t0, 2)
@@ -148,10 +151,7 @@ def vocoder_demo(bundle_dir: Path, train_manifest: Path, out_dir: Path, steps: i
     from emotk.data.manifest import Manifest
     from emotk.models.zest import pipeline
     from emotk.models.zest.bundle import assemble_bundle, load_bundle
-    from emotk.models.zest.vocoder.config import VocoderConfig
-    from emotk.models.zest.vocoder.train import TASK as VOCODER_TASK
-    from emotk.models.zest.vocoder.train import train_vocoder
-    from emotk.recipes import find_config
+    from emotk.recipes import find_config, task_spec
 
     t0 = time.perf_counter()
     bundle = load_bundle(bundle_dir)
@@ -162,11 +162,12 @@ def vocoder_demo(bundle_dir: Path, train_manifest: Path, out_dir: Path, steps: i
         shutil.rmtree(item_dir)
     pipeline.export_vocoder_items(bundle, subset, item_dir)
     c = bundle.config
-    resolved = resolve(VocoderConfig, VOCODER_TASK, find_config("transfer/vocoder-tiny"), [
+    spec = task_spec("transfer.vocoder")
+    resolved = resolve(spec.schema_class(), spec.name, find_config("transfer/vocoder-tiny"), [
         f"generator.num_tokens={bundle.tokenizer.n_clusters}", f"generator.speaker_dim={c.speaker.dim}",
         f"generator.emotion_dim={c.emotion.dim}", f"train.max_steps={steps}", f"train.seed={seed}",
         f"train.log_every_steps={max(1, steps // 10)}"])
-    run = train_vocoder(resolved, str(item_dir), out_dir / "vocoder", overwrite=True)
+    run = spec.train_fn()(resolved, str(item_dir), out_dir / "vocoder", overwrite=True)  # train_vocoder
     lines = [json.loads(x) for x in (out_dir / "vocoder" / "metrics.jsonl").read_text().splitlines()]
     mel = [x["mel_l1/generator"] for x in lines if x.get("split") == "train" and "mel_l1/generator" in x]
     voc_bundle = assemble_bundle(out_dir / "speaker", out_dir / "analysis", out_dir / "bundle-bigvgan",
@@ -220,7 +221,8 @@ def measure_conversions(bundle: Any, manifest: Any, triples: list[tuple[dict, di
     """Convert every (source, reference, target, setting) tuple with WORLD; measure log-F0 movement and durations.
 
     Saves ``out_dir/wavs/<source id>--to-<target>.wav`` for sources of style ``save_from`` in setting
-    ``save_setting`` and the F0 plot ``out_dir/f0_before_after.png`` (first such example per target style). Returns the measurements:
+    ``save_setting`` and the F0 plot ``out_dir/f0_before_after.png`` (first such example per target style). Returns
+    the measurements:
     overall and per-pair mean log-F0 (source / converted / reference), the fraction moved toward the reference,
     and duration checks (output samples vs 320 * predicted frames). With ``records`` (the parallel records),
     each row also gets the speaker-independent style direction: the reference speaker's own log-F0 change from
@@ -251,7 +253,8 @@ def measure_conversions(bundle: Any, manifest: Any, triples: list[tuple[dict, di
             wav = pipeline.check_input(load_audio(manifest.resolve_path(src_rec)), sid)
             sources[sid] = pipeline.analyse_source(bundle, wav)
             own = pipeline.analyse_reference(bundle, wav)  # the source as its own reference: reconstruction
-            rec_out = pipeline.synthesise(bundle, sources[sid], own, pipeline.convert(bundle, sources[sid], own), "world")
+            rec_out = pipeline.synthesise(bundle, sources[sid], own, pipeline.convert(bundle, sources[sid], own),
+                                          "world")
             recon[sid] = _mean_log_f0(extract_f0(rec_out, SAMPLE_RATE, f0_cfg), floor)
         if rid not in refs:
             wav = pipeline.check_input(load_audio(manifest.resolve_path(ref_rec)), rid)
@@ -262,7 +265,8 @@ def measure_conversions(bundle: Any, manifest: Any, triples: list[tuple[dict, di
         out_f0 = extract_f0(out, SAMPLE_RATE, f0_cfg)
         m_src, m_out, m_ref = (_mean_log_f0(x, floor) for x in (src.f0, out_f0, ref_f0))
         frames = int(conv.durations.sum())
-        row = {"setting": setting, "source": sid, "reference": rid, "source_style": src_rec["emotion"], "target": target,
+        row = {"setting": setting, "source": sid, "reference": rid, "source_style": src_rec["emotion"],
+               "target": target,
                "log_f0_source": m_src, "log_f0_converted": m_out, "log_f0_reference": m_ref,
                "log_f0_predicted": _mean_log_f0(conv.f0, floor),
                "frames_source": int(src.durations.sum()), "frames_predicted_raw": float(np.sum(conv.predicted)),
@@ -431,7 +435,8 @@ def zest_demo_stage(manifest_path: Path, out_dir: Path, seed: int, *, test_sente
         **{k: s[k] for k in ("conversions", "log_f0_source", "log_f0_converted", "log_f0_reference",
                              "moved_toward_reference", "style_shift_reference", "style_shift_converted",
                              "moved_in_style_direction", "log_f0_reconstructed", "shift_vs_reconstruction",
-                             "moved_toward_reference_vs_reconstruction", "shift_correlation", "voiced_outputs", "length_ratio_out",
+                             "moved_toward_reference_vs_reconstruction", "shift_correlation", "voiced_outputs",
+                             "length_ratio_out",
                              "length_ratio_reference")},
         "settings": s["settings"], "per_pair": s["per_pair"], "durations": s["durations"],
         "bundle": trained["bundle"], "held_out_manifest": str(held_path), "vocoder": vocoder,
