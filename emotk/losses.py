@@ -108,16 +108,6 @@ def _target_weights(weight: torch.Tensor | Sequence[float] | None, t: torch.Tens
     return w[t]
 
 
-def count_classes(target: torch.Tensor, num_classes: int, mask: torch.Tensor | None = None,
-                  ignore_index: int | None = IGNORE_INDEX) -> torch.Tensor:
-    """Per-class counts ``(num_classes,)`` (long) of the kept entries of ``target`` (any shape)."""
-    keep = _keep_mask(target, mask, ignore_index)
-    t = target[keep].long()
-    if t.numel() and bool(((t < 0) | (t >= num_classes)).any()):
-        raise DataError(f"target holds a class outside [0, {num_classes})")
-    return torch.bincount(t, minlength=num_classes)
-
-
 def class_weights(counts: CountsLike) -> torch.Tensor:
     """Eq. 4.28: ``w_c = N / (N_c · C)`` for per-class training counts ``(C,)`` -> float32 ``(C,)``.
 
