@@ -325,8 +325,6 @@ def drop_skipped(splits: dict[str, list], store: Any) -> dict[str, list]:
 
 def run_outputs(task: Any, model: Any, dataset: Any, device: str, batch_size: int = 32) -> dict[str, Any]:
     """Model outputs over a whole dataset, in dataset order: ``{"outputs": (N, K), "target": (N, ...), "ids"}``."""
-    import torch
-
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=task.collate)
     model.to(device).eval()
     outs, targets, ids = [], [], []
@@ -344,8 +342,6 @@ def write_eval(folder: Path, task: Any, outputs: dict[str, Any], info: dict[str,
 
     info: provenance fields copied into the report (split, fold, seed, hashes, checkpoint). Returns the report.
     """
-    import torch
-
     from emotk.metrics import confusion_matrix_png
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -387,8 +383,6 @@ def train(resolved: Any, out: str | os.PathLike, *, resume: bool = False, overwr
     roots: named data roots for ``${NAME}/...`` manifest paths. argv: the command line, recorded in run.json.
     Raises :class:`emotk.train.signals.Interrupted` (exit code 3) when a signal stops a run.
     """
-    import torch
-
     threads = torch.get_num_threads()
     try:
         return _train(resolved, out, resume=resume, overwrite=overwrite, skip_bad=skip_bad, roots=roots,
