@@ -56,7 +56,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=5, help="training epochs per path, after the first read (default 5)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--predict-n", type=int, default=64, help="audio files for predict (default 64)")
-    p.add_argument("--upstreams", default="lld,whisper-tiny.en-ct2,tiny-wavlm", help="predict upstreams, comma-separated")
+    p.add_argument("--upstreams", default="lld,whisper-tiny.en-ct2,tiny-wavlm",
+                   help="predict upstreams, comma-separated")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = the usable cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -119,7 +120,8 @@ def bench_head(args: argparse.Namespace, work: Path) -> dict:
                  "cache_bytes": sum(p.stat().st_size for p in cache.path.glob("*.safetensors")), "read_paths": {}}
     import dataclasses
 
-    for name, pooling, memory_gb in (("mean_pooling", "mean", None), ("attentive_stats_memoised", "attentive_stats", None),
+    for name, pooling, memory_gb in (("mean_pooling", "mean", None),
+                                     ("attentive_stats_memoised", "attentive_stats", None),
                                      ("attentive_stats_from_cache", "attentive_stats", 0.0)):
         store = FeatureStore(cache, memory_gb=memory_gb)
         cfg = dataclasses.replace(resolved.config, model=dataclasses.replace(resolved.config.model, pooling=pooling))
@@ -136,7 +138,8 @@ def bench_head(args: argparse.Namespace, work: Path) -> dict:
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         seen = args.utterances * args.epochs
         out["read_paths"][name] = {
-            "first_read_s": round(first_read, 3), "wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "steps": fit["steps"],
+            "first_read_s": round(first_read, 3), "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
+            "steps": fit["steps"],
             "utterances_per_s": round(seen / wall, 1), "utterances_per_cpu_s": round(seen / cpu, 1),
             "steps_per_s": round(fit["steps"] / wall, 2),
             "audio_hours_per_s": round(frames * args.epochs / 50 / 3600 / wall, 4),
@@ -170,8 +173,8 @@ def bench_predict(args: argparse.Namespace, work: Path, paths: list[str], audio_
     from emotk.core.config import resolve
     from emotk.data.audio import load_audio
     from emotk.models.ser.config import SerConfig
-    from emotk.models.ser.features import build_feature_fn
     from emotk.models.ser.export import write_export
+    from emotk.models.ser.features import build_feature_fn
     from emotk.models.ser.infer import SerPredictor, predict
     from emotk.models.ser.model import SuperbDims, SuperbDownstream
 
@@ -222,7 +225,8 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": {"cpu_count": os.cpu_count(), "usable_cores": cores, "threads": threads,
                     "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ},
                     "loadavg_before": before, "loadavg_after": after,
-                    "machine_quiet": before["loadavg_1m"] <= cores / 2, "total_wall_s": round(time.perf_counter() - t0, 1),
+                    "machine_quiet": before["loadavg_1m"] <= cores / 2,
+                    "total_wall_s": round(time.perf_counter() - t0, 1),
                     "platform": platform.platform(), "python": platform.python_version()},
         "provenance": {"git_revision": git_revision(), "packages": package_versions(("numpy", "torch", "safetensors",
                                                                                      "faster-whisper", "transformers")),
