@@ -40,9 +40,9 @@ def main() -> int:
     from emotk.core.config import resolve
     from emotk.core.io import atomic_write_json, sha256_file
     from emotk.core.log import setup_logging
-    from emotk.models.care.demo import care_demo_stage
+    from emotk.demo.care import care_demo_stage
     from emotk.models.ser.config import SerConfig
-    from emotk.models.ser.pipeline import train as ser_train
+    from emotk.models.ser.task import train as ser_train
     from emotk.recipes import find_config
 
     setup_logging(-1)

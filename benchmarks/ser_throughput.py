@@ -173,9 +173,10 @@ def bench_predict(args: argparse.Namespace, work: Path, paths: list[str], audio_
     from emotk.core.config import resolve
     from emotk.data.audio import load_audio
     from emotk.models.ser.config import SerConfig
+    from emotk.models.ser.export import write_export
     from emotk.models.ser.features import build_feature_fn
-    from emotk.models.ser.infer import SerPredictor, predict, write_export
-    from emotk.models.ser.superb import SuperbDims, SuperbDownstream
+    from emotk.models.ser.infer import SerPredictor, predict
+    from emotk.models.ser.model import SuperbDims, SuperbDownstream
 
     results = {}
     for name in [u for u in args.upstreams.split(",") if u]:

@@ -2,7 +2,7 @@
 
 Trains the tokenizer, the speaker stage and the analysis stage (emotion encoder + F0 predictor + duration
 predictor) of configs/transfer/zest-ravdess-cpu.yaml on actors ravdess-01..20 with
-emotk.models.zest.demo.train_demo_bundle, then evaluates the bundle on parallel pairs of the held-out actors
+emotk.demo.zest.train_demo_bundle, then evaluates the bundle on parallel pairs of the held-out actors
 ravdess-21..24 with emotk.eval.zest_analysis: source = the neutral take of a sentence, target = the same actor
 saying the same sentence in each other emotion (takes: intensity normal first, then repetition 1), the target as
 the reference. Reported per method (the F0/duration predictors vs copying the source): F0 RMSE (Hz, cents) and
@@ -78,10 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     from emotk.core.runs import git_revision, package_versions
     from emotk.data.audio import load_audio
     from emotk.data.manifest import Manifest
+    from emotk.demo.zest import train_demo_bundle
     from emotk.eval.pairs import spread
     from emotk.eval.zest_analysis import evaluate_pairs, headline, plan_parallel_pairs
     from emotk.models.zest.config import TASK, ZestConfig
-    from emotk.models.zest.demo import train_demo_bundle
     from emotk.models.zest.export import load_bundle
     from emotk.recipes import find_config
 

@@ -99,7 +99,7 @@ def tiny_zest_bundle(root: Path, speakers: int = 4, sentences: int = 2) -> dict:
 
     from emotk.data.manifest import Manifest
     from emotk.data.synth import SynthConfig, _sentences, _speakers, ensure_demo_corpus
-    from emotk.models.zest.demo import train_demo_bundle
+    from emotk.demo.zest import train_demo_bundle
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)

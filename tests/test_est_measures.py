@@ -319,8 +319,9 @@ def test_ser_posterior_emotion_embedder_from_an_export(tmp_path):
 
     from emotk.core.config import resolve
     from emotk.models.ser.config import SerConfig
-    from emotk.models.ser.infer import SerPredictor, write_export
-    from emotk.models.ser.superb import SuperbDims, SuperbDownstream
+    from emotk.models.ser.export import write_export
+    from emotk.models.ser.infer import SerPredictor
+    from emotk.models.ser.model import SuperbDims, SuperbDownstream
 
     repo = Path(__file__).resolve().parents[1]
     cfg = resolve(SerConfig, "ser.superb", repo / "configs" / "ser" / "tiny.yaml", ["upstream.name=lld"]).config

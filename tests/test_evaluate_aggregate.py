@@ -36,7 +36,7 @@ def make_experiment(out: Path, folds=("f0", "f1"), seeds=(0, 1, 2), task_type="c
     from emotk.core.config import resolve
     from emotk.core.runs import provenance
     from emotk.models.ser.config import SerConfig
-    from emotk.models.ser.pipeline import run_name, summarise
+    from emotk.models.ser.task import run_name, summarise
 
     overrides = [f"task_type={task_type}"]
     if task_type == "regression":

@@ -13,7 +13,6 @@ import signal
 from pathlib import Path
 
 import pytest
-
 from conftest import have_espeak, json_out, run_cli, write_wav
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,11 +24,10 @@ def _train_losses(run: Path) -> list[float]:
     return [x["loss"] for x in lines if x.get("split") == "train" and "loss" in x]
 
 
-# ---- shipped configs --------------------------------------------------------------------------------------------
+# ---- shipped configs -------------------------------------------------------------------------------------------------
 def test_ser_task_is_registered():
-    from emotk.recipes import schema_for
-
     from emotk.models.ser.config import SerConfig
+    from emotk.recipes import schema_for
 
     assert schema_for("ser.superb") is SerConfig
 
@@ -43,7 +41,7 @@ def test_every_shipped_config_resolves_and_builds(path):
     from emotk.losses import build_loss
     from emotk.models.ser.config import SerConfig
     from emotk.models.ser.data import find_label_map
-    from emotk.models.ser.superb import SuperbDims, SuperbDownstream
+    from emotk.models.ser.model import SuperbDims, SuperbDownstream
 
     resolved = resolve(SerConfig, "ser.superb", path, ["upstream.name=tiny-wavlm", "upstream.layers=all"])
     cfg = resolved.config
@@ -103,7 +101,7 @@ def test_config_errors_teach():
         resolve(SerConfig, "ser.superb", None, ["model.head_hiden=3"])
 
 
-# ---- data preparation ---------------------------------------------------------------------------------------------
+# ---- data preparation ------------------------------------------------------------------------------------------------
 def _records(tmp_path: Path, n: int = 4, seconds: float = 0.5) -> list[dict]:
     recs = []
     for i in range(n):
@@ -194,8 +192,8 @@ def test_prepooled_training_items_give_the_frame_path_outputs(tmp_path):
     ids = [f"u{i}" for i in range(6)]
     cache = FeatureCache.create(tmp_path, "ser-input", {"test": 1}, ids, shard_size=4)
     for j, block in enumerate(cache.blocks()):
-        cache.write_shard(j, {u: {"hidden": (3 + rng.standard_normal((3, int(rng.integers(5, 40)), 8))).astype(np.float16)}
-                              for u in block})
+        cache.write_shard(j, {u: {"hidden": (3 + rng.standard_normal((3, int(rng.integers(5, 40)), 8)))
+                                  .astype(np.float16)} for u in block})
     store = FeatureStore(FeatureCache(cache.path))
     items = [SerItem(u, i % 2) for i, u in enumerate(ids)]
     cfg = resolve(SerConfig, "ser.superb", None, ["model.feature_norm=true", "model.head_hidden=16"]).config
@@ -304,7 +302,8 @@ def test_evaluate_writes_reports(lld_run):
     code, stdout, stderr = run_cli("--json", "ser", "evaluate", lld_run["out"])
     assert code == 0, stderr
     result = json_out(stdout)
-    assert result["aggregate"]["weighted_f1"]["mean"] == pytest.approx(lld_run["summary"]["test"]["weighted_f1"]["mean"])
+    assert result["aggregate"]["weighted_f1"]["mean"] == \
+        pytest.approx(lld_run["summary"]["test"]["weighted_f1"]["mean"])
     assert (lld_run["out"] / result["runs"][0]["report"]).is_file()
     code, _, stderr = run_cli("ser", "evaluate", lld_run["out"], "--split", "nope")
     assert code == 2 and "--split" in stderr

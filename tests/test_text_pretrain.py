@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from emotk.data.label import ERROR_FIELD, LABEL_FIELD, RAW_FIELD, THESIS_PROMPT
+from emotk.data.label.backends import FatalLabelError, FileLabeller, OpenAICompatibleLabeller, normalise_answer
+from emotk.data.label.run import label_manifest, progress_path
 from emotk.errors import DataError, EmotkError, OutputExistsError
-from emotk.models.text.labeller import (
-    ERROR_FIELD, LABEL_FIELD, RAW_FIELD, THESIS_PROMPT, FatalLabelError, FileLabeller, OpenAICompatibleLabeller,
-    label_manifest, normalise_answer, progress_path,
-)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 KEY = "sk-test-123"
@@ -176,6 +175,34 @@ def test_openai_resume_after_interruption(endpoint, tmp_path):
     assert all(r[LABEL_FIELD] == "neutral" for r in _read(out).values())
 
 
+def test_label_journal_cuts_a_torn_line_checks_identity_and_names_shards(tmp_path):
+    m = _manifest(tmp_path / "m.jsonl", ["a", "b", "c", "d"], field="text")
+    jl = tmp_path / "labels.jsonl"
+    jl.write_text("".join(json.dumps({"id": f"t_00{i}", "label": c}) + "\n"
+                          for i, c in enumerate(["neutral", "positive", "negative", "neutral"])), encoding="utf-8")
+    out = tmp_path / "l.jsonl"
+
+    def interrupt(n):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        label_manifest(m, out, FileLabeller(jl), field="text", resume=False, batch_size=2, on_progress=interrupt)
+    prog = progress_path(out)
+    assert prog.name == "l.jsonl.progress.jsonl" and len(prog.read_text(encoding="utf-8").splitlines()) == 1 + 2
+    with open(prog, "a", encoding="utf-8") as f:
+        f.write('{"id": "t_002", "lab')  # the writer died mid-line
+    with pytest.raises(OutputExistsError, match="--resume"):  # an unfinished journal is never restarted silently
+        label_manifest(m, out, FileLabeller(jl), field="text", resume=False)
+    with pytest.raises(DataError, match="field"):  # answers of another setup never mix
+        label_manifest(m, out, FileLabeller(jl), field="auto", resume=True)
+    s = label_manifest(m, out, FileLabeller(jl), field="text", resume=True, batch_size=2)
+    assert s["resumed"] == 2 and s["records"] == 4 and s["labels"] == {"negative": 1, "neutral": 2, "positive": 1}
+    lines = [json.loads(x) for x in prog.read_text(encoding="utf-8").splitlines()]  # the torn line was cut
+    assert lines[0]["journal"] == "label" and [x["id"] for x in lines[1:]] == ["t_000", "t_001", "t_002", "t_003"]
+    s0 = label_manifest(m, tmp_path / "s.jsonl", FileLabeller(jl), field="text", shard=(0, 2), resume=False)
+    assert Path(s0["progress"]).name == "s.jsonl.progress.shard-0-of-2.jsonl" and s0["shard"] == "0/2"
+
+
 def test_openai_bad_key_is_fatal_and_rate_limit(endpoint, tmp_path, monkeypatch):
     m = _manifest(tmp_path / "m.jsonl", ["what a happy day", "i love it"])
     monkeypatch.setenv("EMOTK_TEST_LLM_KEY", "wrong")
@@ -211,7 +238,7 @@ def test_file_labeller_csv_jsonl_and_shards(tmp_path):
     jl = tmp_path / "labels.jsonl"
     jl.write_text("".join(json.dumps({"id": f"t_00{i}", "sentiment": c}) + "\n"
                           for i, c in enumerate(["neutral", "positive", "negative", "neutral"])), encoding="utf-8")
-    parts = [label_manifest(m, tmp_path / f"s{i}.jsonl", FileLabeller(jl), field="text", shard=f"{i}/2", resume=False)
+    parts = [label_manifest(m, tmp_path / f"s{i}.jsonl", FileLabeller(jl), field="text", shard=(i, 2), resume=False)
              for i in range(2)]
     assert [p["records"] for p in parts] == [2, 2]
     assert sorted(_read(tmp_path / "s0.jsonl")) == ["t_000", "t_002"]
@@ -224,7 +251,7 @@ def test_file_labeller_csv_jsonl_and_shards(tmp_path):
 
 
 def test_hf_labeller_tiny_llama_end_to_end(tmp_path):
-    from emotk.models.text.labeller import HFCausalLMLabeller
+    from emotk.data.label.backends import HFCausalLMLabeller
 
     texts = ["i am so happy today", "this is bad", "ok then", "what a day", "no"]
     m = _manifest(tmp_path / "m.jsonl", texts)
@@ -267,9 +294,10 @@ def test_pretrain_text_cli_end_to_end(tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from emotk.cli.text_pretrain import label_command, pretrain_text_command
+    from emotk.cli.data import label_command
+    from emotk.cli.pretrain import text as pretrain_text_command
     from emotk.features.text import TextEncoder
-    from emotk.models.text.pretrain import load_export
+    from emotk.models.text.export import load_export
 
     app = typer.Typer()
     app.command("label")(label_command)
@@ -277,7 +305,8 @@ def test_pretrain_text_cli_end_to_end(tmp_path):
     pairs = _sentences()
     m = _manifest(tmp_path / "m.jsonl", [t for t, _ in pairs], field="text")
     labels = tmp_path / "labels.csv"
-    labels.write_text("id,label\n" + "".join(f"t_{i:03d},{lab}\n" for i, (_, lab) in enumerate(pairs)), encoding="utf-8")
+    labels.write_text("id,label\n" + "".join(f"t_{i:03d},{lab}\n" for i, (_, lab) in enumerate(pairs)),
+                      encoding="utf-8")
     runner = CliRunner()
     res = runner.invoke(app, ["label", str(m), "-o", str(tmp_path / "lab.jsonl"), "--labeller", "file",
                               "--labels", str(labels), "--field", "text"])
@@ -324,12 +353,13 @@ def test_pretrain_text_cli_end_to_end(tmp_path):
 
 def test_shipped_text_configs_resolve():
     from emotk.core.config import resolve
-    from emotk.models.text.pretrain import TextPretrainConfig
+    from emotk.models.text.config import TextPretrainConfig
     from emotk.recipes import find_config, schema_for
 
     assert schema_for("pretrain.text") is TextPretrainConfig
     cfg = resolve(TextPretrainConfig, "pretrain.text", find_config("pretrain/text")).config
-    assert (cfg.model.encoder, cfg.train.epochs, cfg.train.optim.lr, cfg.train.batch_size) == ("roberta-large", 10, 1e-4, 32)
+    assert (cfg.model.encoder, cfg.train.epochs, cfg.train.optim.lr, cfg.train.batch_size) == \
+        ("roberta-large", 10, 1e-4, 32)
     assert cfg.data.valid_fraction == 0.1 and cfg.data.text_field == "asr_text"
     tiny = resolve(TextPretrainConfig, "pretrain.text", find_config("pretrain/text-tiny")).config
     assert tiny.model.encoder == "tiny-roberta"

@@ -1,4 +1,4 @@
-"""The S2S-ZEST demo stage (emotk.models.zest.demo) and emotion-transfer augmentation (emotk transfer augment).
+"""The S2S-ZEST demo stage (emotk.demo.zest) and emotion-transfer augmentation (emotk transfer augment).
 
 The integration tests build a tiny espeak-ng corpus (4 speakers x 4 styles x 2 sentences; skipped without
 espeak-ng), run the demo stage with one training epoch (1 sentence trains, 1 is held out and converted) and reuse
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: 1 thread (see
 
 # ---- pure helpers (no corpus) ---------------------------------------------------------------------------------------
 def test_plan_conversions_pairs_every_ordered_style_pair_in_both_settings():
-    from emotk.models.zest.demo import plan_conversions
+    from emotk.demo.zest import plan_conversions
 
     recs = [{"id": f"{s}-{e}-{n}", "speaker": s, "emotion": e, "sentence": n}
             for s in ("a", "b") for e in ("neutral", "happy", "sad") for n in ("s1", "s2")]
@@ -54,7 +54,7 @@ def stage(tmp_path_factory):
     if not have_espeak():
         pytest.skip("espeak-ng is not installed")
     from emotk.data.synth import SynthConfig, _sentences, _speakers, ensure_demo_corpus
-    from emotk.models.zest.demo import zest_demo_stage
+    from emotk.demo.zest import zest_demo_stage
 
     root = tmp_path_factory.mktemp("zest-demo")
     manifest = ensure_demo_corpus(root / "cache", cfg=SynthConfig(speakers=_speakers()[:4],

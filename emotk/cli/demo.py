@@ -1,4 +1,4 @@
-"""``emotk demo``: run the pipeline on the built-in demo corpus and print a summary table."""
+"""``emotk demo``: run the pipeline on the built-in demo corpus (:mod:`emotk.demo`) and print summary tables."""
 
 from __future__ import annotations
 
@@ -14,16 +14,20 @@ def demo(
     out: Path = typer.Option(Path("emotk-demo"), "--out", "-o", help="Run directory for the demo."),
     config: Optional[Path] = ConfigOpt,
     set_: Optional[List[str]] = SetOpt,
-    corpus: Optional[Path] = typer.Option(None, "--corpus", help="Reuse/build the demo corpus here (default: inside the run dir)."),
+    corpus: Optional[Path] = typer.Option(None, "--corpus",
+                                          help="Reuse/build the demo corpus here (default: inside the run dir)."),
     overwrite: bool = OverwriteOpt,
 ) -> None:
-    """Synthesise the demo corpus (offline), validate, split by speaker, measure per-style prosody, train SER; print a summary."""
+    """Synthesise the demo corpus (offline), validate, split by speaker, measure per-style prosody, train SER;
+    print a summary."""
     from emotk.cli.common import resolve_config as resolve
-    from emotk.demo import DemoConfig, run_demo
-    from emotk.recipes import configs_dir
+    from emotk.demo import run_demo
+    from emotk.recipes import configs_dir, task_spec
 
-    default_file = configs_dir() / "demo.yaml"
-    resolved = resolve(DemoConfig, "demo", config or (default_file if default_file.is_file() else None), set_ or [])
+    spec = task_spec("demo")
+    default_file = configs_dir() / f"{spec.recipe}.yaml"
+    resolved = resolve(spec.schema_class(), spec.name, config or (default_file if default_file.is_file() else None),
+                       set_ or [])
     summary = run_demo(resolved, out, overwrite=overwrite, corpus_dir=corpus)
     emit(summary, _human)
 
@@ -38,14 +42,17 @@ def _human(s: dict) -> None:
 
     st = s["stages"]
     c = st["corpus"]
-    rows = [["corpus", f"{c.get('utterances')} utterances, {c.get('speakers')} speakers, {c.get('hours')} h", f"{c['seconds']} s"]]
+    rows = [["corpus", f"{c.get('utterances')} utterances, {c.get('speakers')} speakers, {c.get('hours')} h",
+             f"{c['seconds']} s"]]
     if "validate" in st:
         v = st["validate"]
-        rows.append(["validate", f"{'ok' if v['ok'] else 'FAILED'}: {v['errors']} errors, {v['warnings']} warnings", f"{v['seconds']} s"])
+        rows.append(["validate", f"{'ok' if v['ok'] else 'FAILED'}: {v['errors']} errors, {v['warnings']} warnings",
+                     f"{v['seconds']} s"])
     if "split" in st:
         sp = st["split"]
         first = next(iter(sp["folds"].values()))
-        rows.append(["split", f"{len(sp['folds'])} speaker folds (fold 1: " + ", ".join(f"{k} {n}" for k, n in first.items())
+        rows.append(["split", f"{len(sp['folds'])} speaker folds (fold 1: "
+                     + ", ".join(f"{k} {n}" for k, n in first.items())
                      + f"), sha256 {sp['protocol_sha256'][:12]}", f"{sp['seconds']} s"])
     table("emotk demo", ["stage", "result", "time"], rows)
     if "prosody" in st:
@@ -95,7 +102,8 @@ def _human(s: dict) -> None:
         settings = [x for x in ("SSST", "SSDT", "DSST", "DSDT", "A2A") if any(x in v for v in e["systems"].values())]
         rows = []
         for system, per in e["systems"].items():
-            for key, label in (("emo_sim", "Emo-Sim"), ("rate_pcc", "Rate PCC"), ("wer", "WER %"), ("spk_sim", "Spk-Sim")):
+            for key, label in (("emo_sim", "Emo-Sim"), ("rate_pcc", "Rate PCC"), ("wer", "WER %"),
+                               ("spk_sim", "Spk-Sim")):
                 rows.append([system, label, *(_num(per.get(x, {}).get(key), ".2f") for x in settings)])
         emotion = e["backends"].get("emotion") or ""
         caveat = ("; Emo-Sim from the model's own emotion encoder, which favours it: not comparable with the "

@@ -1,4 +1,7 @@
-"""``emotk ser``: SUPERB-protocol speech emotion recognition (train, evaluate, predict). Thin: options -> one core call."""
+"""``emotk ser``: SUPERB-protocol speech emotion recognition (train, evaluate, predict).
+
+Thin: options -> one core call. ``train`` takes its entry point from the task table (:mod:`emotk.recipes`).
+"""
 
 from __future__ import annotations
 
@@ -35,26 +38,28 @@ def _metric_rows(agg: dict) -> list[list[str]]:
 
 @app.command("train")
 def train(
-    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Manifest (JSONL); default: data.manifest of the config."),
-    protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="Protocol name (e.g. ravdess-5fold) or protocol JSON file."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d",
+                                        help="Manifest (JSONL); default: data.manifest of the config."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", "-p",
+                                           help="Protocol name (e.g. ravdess-5fold) or protocol JSON file."),
     fold: Optional[str] = typer.Option(None, "--fold", help="Fold name or 0-based index."),
     all_folds: bool = typer.Option(False, "--all-folds", help="Run every fold of the protocol."),
-    seeds: Optional[int] = typer.Option(None, "--seeds", help="Runs per fold (seeds train.seed, +1, ...); default: the config's seeds."),
+    seeds: Optional[int] = typer.Option(None, "--seeds",
+                                        help="Runs per fold (seeds train.seed, +1, ...); default: the config's seeds."),
     config: Optional[str] = ConfigOpt,
     set_: Optional[List[str]] = SetOpt,
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (runs/, summary.json, export/)."),
     resume: bool = typer.Option(False, "--resume", help="Continue: skip finished runs, resume the interrupted one."),
     overwrite: bool = OverwriteOpt,
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable audio during feature extraction (listed)."),
+    skip_bad: bool = typer.Option(False, "--skip-bad",
+                                  help="Skip unreadable audio during feature extraction (listed)."),
     root: Optional[List[str]] = RootOpt,
 ) -> None:
     """Train the SUPERB SER downstream for each (fold, seed); print the test metrics (mean ± std)."""
     from emotk.cli.common import parse_roots
     from emotk.cli.common import resolve_config as resolve
     from emotk.core.context import options
-    from emotk.models.ser.config import SerConfig
-    from emotk.models.ser.pipeline import train as run_train
-    from emotk.recipes import find_config
+    from emotk.recipes import find_config, task_spec
 
     if fold is not None and all_folds:
         from emotk.errors import UsageError
@@ -73,9 +78,10 @@ def train(
         overrides.append(f"seeds={seeds}")
     if options.seed is not None:
         overrides.append(f"train.seed={options.seed}")
-    resolved = resolve(SerConfig, TASK, find_config(config) if config else None, overrides)
-    summary = run_train(resolved, out, resume=resume, overwrite=overwrite, skip_bad=skip_bad,
-                        roots=parse_roots(root), device=_device(), argv=["emotk", *sys.argv[1:]])
+    spec = task_spec(TASK)
+    resolved = resolve(spec.schema_class(), TASK, find_config(config) if config else None, overrides)
+    summary = spec.train_fn()(resolved, out, resume=resume, overwrite=overwrite, skip_bad=skip_bad,
+                              roots=parse_roots(root), argv=["emotk", *sys.argv[1:]])
     from emotk.train import distributed as dist
 
     if not dist.is_main():  # under torchrun/srun only rank 0 prints the result
@@ -101,7 +107,7 @@ def evaluate(
 ) -> None:
     """Score the selected checkpoints on a split: report, predictions, confusion matrix (JSON + PNG) per run."""
     from emotk.cli.common import parse_roots
-    from emotk.models.ser.pipeline import evaluate as run_evaluate
+    from emotk.models.ser.evaluate import evaluate as run_evaluate
 
     result = run_evaluate(run_dir, manifest=str(data) if data else None, split=split, roots=parse_roots(root),
                           device=_device())
@@ -128,13 +134,13 @@ def predict(
     """Predict emotions: one JSON object per input (id, label, probabilities), JSONL on stdout."""
     from emotk.cli.common import parse_roots
     from emotk.core.io import atomic_path, check_writable
+    from emotk.core.runtime import device_name
     from emotk.models.ser.infer import predict as run_predict
-    from emotk.models.ser.pipeline import resolve_device
 
     if out is not None:
         check_writable(out, overwrite)
     results = run_predict(model, list(inputs), skip_bad=skip_bad, batch_size=batch_size,
-                          device=resolve_device(_device()), roots=parse_roots(root))
+                          device=device_name(_device()), roots=parse_roots(root))
     skipped = []
 
     def write(stream) -> None:

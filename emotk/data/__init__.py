@@ -1,1 +1,2 @@
-"""Data: manifests, audio I/O, label maps, protocols, dataset importers and the demo corpus."""
+"""Data: manifests, audio I/O, label maps, protocols, dataset importers, the demo corpus and LLM labelling
+(:mod:`emotk.data.label`)."""

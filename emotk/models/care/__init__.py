@@ -3,7 +3,8 @@
 * :mod:`.config` — ``CareConfig``, the schema of task ``pretrain.care`` (configs/pretrain/care*.yaml)
 * :mod:`.model` — :class:`CareModel`: speech trunk (CNN + projection + positional conv + common encoder),
   acoustic encoder + frame regressor, frozen semantic (text) encoder wrapped in down/up conv adapters
-* :mod:`.upstream` — :class:`CareEncoder` (13 SUPERB layer views) + the ``care:RUN_OR_EXPORT`` upstream name,
-  :func:`write_export` / :func:`load_export`
-* :mod:`.task` — :class:`CareTask` (the trainer hooks) and :func:`pretrain` (``emotk pretrain care``)
+* :mod:`.task` — :class:`CareTask` (the trainer hooks) and :func:`~.task.train` (``emotk pretrain care``)
+* :mod:`.export` — the export bundle: :func:`~.export.write_export` / :func:`~.export.load_export`
+* :mod:`.upstream` — :class:`CareEncoder` (13 SUPERB layer views) + the ``care:RUN_OR_EXPORT`` upstream name
+  (CARE's inference: a layered speech encoder for SUPERB SER)
 """

@@ -1,4 +1,4 @@
-"""CARE pre-training: the trainer hooks (:class:`CareTask`) and the whole run (:func:`pretrain`).
+"""CARE pre-training: the trainer hooks (:class:`CareTask`) and the whole run (:func:`train`).
 
 Data (METHODS.md §1): each training item is a random 5 s crop of an utterance (shorter ones are zero-padded;
 the crop start is a whole number of 20 ms frames drawn from ``(train.seed, epoch, index)``, so a resumed run
@@ -10,7 +10,7 @@ of the transcript, ``text`` else ``asr_text``; or kind ``whisper-encoder``, mean
 
 Loss: L = L_sem + lambda * L_acoust, both masked MSEs (padding frames never count). Model selection: the
 validation ``loss`` (min). Output folder ``OUT``: run.json, config.yaml, metrics.jsonl, ckpt/, features/,
-export/ (the CARE upstream bundle, :mod:`emotk.models.care.upstream`), result.json.
+export/ (the CARE upstream bundle, :mod:`emotk.models.care.export`), result.json.
 """
 
 from __future__ import annotations
@@ -23,13 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from emotk.core.audio import HOP, SAMPLE_RATE
 from emotk.core.log import get_logger
 from emotk.errors import DataError, UsageError
 from emotk.train.task import StepState, TrainTask
 
 log = get_logger("care")
-SAMPLE_RATE = 16000
-HOP = 320
 MIN_SAMPLES = 400  # receptive field of the WavLM/HuBERT CNN: shorter valid audio counts its padding as audio
 
 
@@ -202,7 +201,7 @@ def _per_item_mse(pred: Any, target: Any, mask: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------ targets
-def _targets(cfg: Any, manifest: Any, root: Path, device: str) -> tuple[Any, dict[str, np.ndarray], dict]:
+def targets(cfg: Any, manifest: Any, root: Path, device: str) -> tuple[Any, dict[str, np.ndarray], dict]:
     """Extract (or reuse) the acoustic and semantic targets -> (acoustic FeatureCache, {id: y_text} (or, for
     ``whisper-frames``, the FeatureCache of the frames), {kind: cache path})."""
     from emotk.features.cache import FeatureCache
@@ -229,45 +228,31 @@ def _targets(cfg: Any, manifest: Any, root: Path, device: str) -> tuple[Any, dic
 
 
 # ------------------------------------------------------------------------------------------------ the run
-def pretrain(resolved: Any, out: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
-             device: str | None = None, argv: list[str] | None = None) -> dict[str, Any]:
+def train(resolved: Any, out: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
+          argv: list[str] | None = None) -> dict[str, Any]:
     """Pre-train CARE with the resolved :class:`CareConfig` into ``out``; returns the result summary.
 
     Writes ``out/export`` (the upstream bundle of the validation-selected weights) and ``out/result.json``.
     resume: continue an interrupted run from its last checkpoint (a new run when ``out`` has none);
-    overwrite: replace an existing run. device: overrides ``runtime.device`` ("auto" -> cuda if available).
+    overwrite: replace an existing run. ``resolved.runtime`` says where to run (``device``: "auto" -> cuda if
+    available; ``threads``). argv: the command line, recorded in run.json.
     """
     import torch
 
     threads = torch.get_num_threads()
     try:
-        return _pretrain(resolved, out, resume=resume, overwrite=overwrite, device=device, argv=argv)
+        return _train(resolved, out, resume=resume, overwrite=overwrite, argv=argv)
     finally:
         torch.set_num_threads(threads)
 
 
-def _pretrain(resolved: Any, out: str | os.PathLike, *, resume: bool, overwrite: bool, device: str | None,
-              argv: list[str] | None) -> dict[str, Any]:
-    import torch
-
-    from emotk.core.io import atomic_write_json
-    from emotk.core.runs import RunDir
+def _data(cfg: Any, out: Path) -> tuple[Any, list[str], list[str], Path]:
+    """(manifest (``data.max_items`` applied), train ids, valid ids, target cache folder) of a run into ``out``."""
     from emotk.data.manifest import Manifest
     from emotk.features.cache import ids_sha256
-    from emotk.models.care.upstream import write_export
-    from emotk.train import distributed as dist
-    from emotk.train.trainer import Trainer, resolve_threads
 
-    cfg = resolved.config
     if not cfg.data.manifest:
         raise UsageError("no manifest: pass --data MANIFEST.jsonl (or set data.manifest)")
-    device = device or resolved.runtime.device
-    if device in (None, "", "auto"):
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    runtime = dataclasses.replace(resolved.runtime, device=device)
-    info = dist.init(device)
-    torch.set_num_threads(resolve_threads(runtime.threads, info.local_world_size))
-    out = Path(out)
     manifest = Manifest.load(cfg.data.manifest)
     if not len(manifest):
         raise DataError(f"{cfg.data.manifest}: the manifest has no utterances")
@@ -277,6 +262,44 @@ def _pretrain(resolved: Any, out: str | os.PathLike, *, resume: bool, overwrite:
         manifest = Manifest.from_records([r for r in manifest.records if r["id"] in keep], manifest.path)
         ids = sorted(manifest.ids)
     train_ids, valid_ids = split_ids(ids, cfg.data.valid_fraction, cfg.data.split_seed)
+    cache_dir = Path(cfg.features.cache_dir) if cfg.features.cache_dir else out / "features"
+    return manifest, train_ids, valid_ids, cache_dir / f"set-{ids_sha256(ids)[:12]}"
+
+
+def initial_model(resolved: Any, out: str | os.PathLike) -> Any:
+    """The CareModel a :func:`train` run into ``out`` starts from, before any step, in eval mode on CPU.
+
+    The same initialisation as the trainer's (seeded with ``train.seed``, then built by :class:`CareTask`); the
+    targets are extracted (or reused) in the run's cache first, on CPU with the caller's torch threads, because
+    their widths size the model. Used to compare a pre-trained CARE with the same architecture and weights
+    untrained.
+    """
+    from emotk.core.runtime import seed_everything
+
+    cfg = resolved.config
+    manifest, train_ids, valid_ids, root = _data(cfg, Path(out))
+    acoustic, semantic, _ = targets(cfg, manifest, root, "cpu")
+    task = CareTask(cfg, manifest, train_ids, valid_ids, acoustic, semantic)
+    seed_everything(cfg.train.seed)
+    return task.build_model().eval()
+
+
+def _train(resolved: Any, out: str | os.PathLike, *, resume: bool, overwrite: bool,
+           argv: list[str] | None) -> dict[str, Any]:
+    from emotk.core.io import atomic_write_json
+    from emotk.core.runs import RunDir
+    from emotk.core.runtime import apply_threads, device_name
+    from emotk.models.care.export import write_export
+    from emotk.train import distributed as dist
+    from emotk.train.trainer import Trainer
+
+    cfg = resolved.config
+    out = Path(out)
+    manifest, train_ids, valid_ids, root = _data(cfg, out)
+    device = device_name(resolved.runtime.device)
+    runtime = dataclasses.replace(resolved.runtime, device=device)
+    info = dist.init(device)
+    apply_threads(runtime.threads, info.local_world_size)
     inputs = {"manifest": str(cfg.data.manifest), "manifest_sha256": manifest.sha256}
     continuing = resume and (out / "run.json").is_file()
     if dist.is_main():
@@ -285,12 +308,11 @@ def _pretrain(resolved: Any, out: str | os.PathLike, *, resume: bool, overwrite:
         run.update(split={"train": len(train_ids), "valid": len(valid_ids), "seed": cfg.data.split_seed})
     dist.barrier()
     run = RunDir.open(out) if not dist.is_main() else run
-    root = (Path(cfg.features.cache_dir) if cfg.features.cache_dir else out / "features") / f"set-{ids_sha256(ids)[:12]}"
     if dist.is_main():
-        acoustic, semantic, caches = _targets(cfg, manifest, root, device)
+        acoustic, semantic, caches = targets(cfg, manifest, root, device)
     dist.barrier()
     if not dist.is_main():
-        acoustic, semantic, caches = _targets(cfg, manifest, root, device)
+        acoustic, semantic, caches = targets(cfg, manifest, root, device)
     task = CareTask(cfg, manifest, train_ids, valid_ids, acoustic, semantic)
     log.info(f"care: {len(train_ids)} train / {len(valid_ids)} valid utterances; acoustic targets "
              f"{task.acoustic_dim}-d, y_text {task.semantic_dim}-d")

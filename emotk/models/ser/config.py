@@ -52,7 +52,7 @@ class SerUpstream:
 
 @dataclass
 class SerModel:
-    """The SUPERB downstream (emotk.models.ser.superb)."""
+    """The SUPERB downstream (emotk.models.ser.model)."""
 
     head_hidden: int = 256  # 2-layer FFN hidden width (thesis)
     dropout: float = 0.0
@@ -106,7 +106,8 @@ class SerConfig:
             raise ConfigError("model.head_hidden must be >= 0 and model.dropout in [0, 1)")
         if self.task_type == "regression":
             if not d.targets:
-                raise ConfigError("data.targets: regression needs at least one target field, e.g. [valence, arousal, dominance]")
+                raise ConfigError("data.targets: regression needs at least one target field, "
+                                  "e.g. [valence, arousal, dominance]")
             if self.loss.name not in ("ccc", "mse", "l1"):
                 raise ConfigError(f"loss.name: '{self.loss.name}' is a classification loss; regression uses "
                                   "ccc (thesis), mse or l1")

@@ -119,12 +119,10 @@ def find_label_map(name_or_path: str, dataset: str | None = None) -> LabelMap:
             known.setdefault(name, p)
     if text in known:
         return LabelMap.load(known[text])
-    import difflib
+    from emotk.core.suggest import did_you_mean
 
-    close = difflib.get_close_matches(text, list(known), n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    raise DataError(f"unknown label map '{text}'{hint}; known: {', '.join(sorted(known)) or 'none'} "
-                    "(or give the path of a label map JSON file)")
+    raise DataError(f"unknown label map '{text}'{did_you_mean(text, known)}; "
+                    f"known: {', '.join(sorted(known)) or 'none'} (or give the path of a label map JSON file)")
 
 
 # ---- segments -----------------------------------------------------------------------------------------------

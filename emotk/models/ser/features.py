@@ -22,9 +22,9 @@ from typing import Any, Callable, Literal, Optional, Sequence
 
 import numpy as np
 
+from emotk.core.audio import SAMPLE_RATE
 from emotk.errors import ConfigError
 
-SAMPLE_RATE = 16000
 KIND = "ser-input"
 LLD = "lld"
 
@@ -72,7 +72,8 @@ def crop_pad(wav: np.ndarray, max_seconds: float, min_seconds: float, sr: int = 
     return wav
 
 
-def build_feature_fn(cfg: SerFeatures, device: str = "cpu") -> Callable[[Sequence[np.ndarray]], list[dict[str, np.ndarray]]]:
+def build_feature_fn(cfg: SerFeatures,
+                     device: str = "cpu") -> Callable[[Sequence[np.ndarray]], list[dict[str, np.ndarray]]]:
     """``fn(wavs) -> [{"hidden": (L, T, D) array}]`` for N 16 kHz mono waveforms (cropped/padded here).
 
     Loads the upstream once (``Upstream.from_hub``; nothing for ``lld``). Output dtype: ``cfg.dtype``.
@@ -118,7 +119,8 @@ def register() -> None:
 
 
 def ensure_features(manifest: Any, cfg: SerFeatures, cache_root: str | os.PathLike, device: str = "cpu",
-                    skip_bad: bool = False, progress: bool | None = None, batch_size: int = 8) -> tuple[Any, dict[str, Any]]:
+                    skip_bad: bool = False, progress: bool | None = None,
+                    batch_size: int = 8) -> tuple[Any, dict[str, Any]]:
     """Extract (or reuse) the features of every record of ``manifest`` and return ``(FeatureCache, summary)``.
 
     The cache lives in ``cache_root/set-<ids12>/ser-input-<hash12>/`` where ``ids12`` hashes the sorted ids, so

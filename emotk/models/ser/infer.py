@@ -1,14 +1,9 @@
-"""The SER inference bundle (``export/``) and ``ser predict``.
+"""SER inference: ``ser predict`` over audio files, manifests or stdin with an export bundle.
 
-An export folder is everything ``predict`` needs, on its own::
-
-    export/model.safetensors   the SUPERB downstream's weights
-    export/config.json         format + version, task type, classes (or regression targets), downstream dims and
-                               settings, the feature front-end (:class:`~emotk.models.ser.features.SerFeatures`:
-                               upstream name/path, layers, storage dtype, crop/pad), provenance of the source run
-
-At predict time the audio goes through the same front-end code as training (:func:`.features.build_feature_fn`,
-including the storage-precision rounding), then the downstream; each input gives one JSON object.
+:class:`SerPredictor` loads an export folder (:func:`emotk.models.ser.export.load_export`: the downstream and
+its ``config.json``) and builds the feature front-end it names. At predict time the audio goes through the same
+front-end code as training (:func:`.features.build_feature_fn`, including the storage-precision rounding), then
+the downstream; each input gives one JSON object.
 """
 
 from __future__ import annotations
@@ -16,54 +11,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from emotk.core.io import atomic_path, atomic_write_json
+from emotk.core.audio import SAMPLE_RATE
 from emotk.core.log import get_logger
 from emotk.errors import AudioError, DataError
+from emotk.models.ser.export import WEIGHTS, load_export
+
+__all__ = ["WEIGHTS", "SerPredictor", "iter_inputs", "predict"]  # WEIGHTS: the export's weights file name
 
 log = get_logger("ser")
-
-EXPORT_FORMAT = "emotk.ser.export"
-EXPORT_VERSION = 1
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
-
-
-def write_export(folder: str | os.PathLike, model: Any, cfg: Any, classes: list[str] | None,
-                 target_names: list[str] | None, extra: dict[str, Any] | None = None) -> Path:
-    """Write the inference bundle of a trained :class:`~emotk.models.ser.superb.SuperbDownstream`.
-
-    cfg: the run's SerConfig; classes / target_names: output meaning; extra: provenance (run, fold, seed,
-    metrics, hashes). Files are written atomically; returns the folder.
-    """
-    from safetensors.torch import save_file
-
-    from emotk import __version__
-    from emotk.core.config import to_dict
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(folder / WEIGHTS, suffix=".safetensors") as tmp:
-        save_file(state, str(tmp), metadata={"format": EXPORT_FORMAT})
-    meta = {
-        "format": EXPORT_FORMAT,
-        "format_version": EXPORT_VERSION,
-        "task": "ser.superb",
-        "task_type": cfg.task_type,
-        "classes": classes,
-        "target_names": target_names,
-        "dims": asdict(model.dims),
-        "model": to_dict(cfg.model),
-        "features": to_dict(cfg.feature_config()),
-        "emotk_version": __version__,
-        **(extra or {}),
-    }
-    atomic_write_json(folder / CONFIG, meta)
-    return folder
 
 
 class SerPredictor:
@@ -74,41 +32,16 @@ class SerPredictor:
 
     def __init__(self, folder: str | os.PathLike, device: str = "cpu") -> None:
         import torch
-        from safetensors.torch import load_file
 
         from emotk.core.config import from_dict
         from emotk.models.ser.features import SerFeatures, build_feature_fn
-        from emotk.models.ser.superb import SuperbDims, SuperbDownstream
 
-        self.folder = find_export(folder)
-        try:
-            meta = json.loads((self.folder / CONFIG).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise DataError(f"{self.folder / CONFIG}: unreadable export config ({e})") from None
-        if meta.get("format") != EXPORT_FORMAT:
-            raise DataError(f"{self.folder}: not an emotk SER export (format {meta.get('format')!r})")
-        if int(meta.get("format_version", 0)) > EXPORT_VERSION:
-            raise DataError(f"{self.folder}: export format version {meta['format_version']} is newer than this "
-                            f"emotk understands ({EXPORT_VERSION}); upgrade emotk")
+        self.device = torch.device(device)
+        self.model, meta, self.folder = load_export(folder, device=self.device)
         self.meta = meta
         self.regression = meta["task_type"] == "regression"
         self.classes = meta.get("classes")
         self.target_names = meta.get("target_names")
-        m = meta["model"]
-        self.model = SuperbDownstream(SuperbDims(**meta["dims"]), head_hidden=m["head_hidden"], dropout=m["dropout"],
-                                      pooling=m["pooling"], layer_norm=m["layer_norm"], compat=m["compat"],
-                                      feature_norm=m.get("feature_norm", False))
-        state = load_file(str(self.folder / WEIGHTS))
-        try:
-            missing, unexpected = self.model.load_state_dict(state, strict=False)
-        except RuntimeError as e:  # shape mismatches
-            raise DataError(f"{self.folder / WEIGHTS}: weights do not fit the model in {CONFIG} "
-                            f"({str(e).splitlines()[-1].strip()[:200]})") from None
-        if missing or unexpected:
-            raise DataError(f"{self.folder / WEIGHTS}: weights do not fit the model in {CONFIG} "
-                            f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
-        self.device = torch.device(device)
-        self.model.to(self.device).eval()
         self.features_cfg = from_dict(SerFeatures, meta["features"], prefix="features.")
         self._features = build_feature_fn(self.features_cfg, str(self.device))
 
@@ -136,18 +69,9 @@ class SerPredictor:
         return results
 
 
-def find_export(folder: str | os.PathLike) -> Path:
-    """The export folder for ``folder``: itself, ``folder/export``, or DataError naming what is missing."""
-    folder = Path(folder)
-    for cand in (folder, folder / "export"):
-        if (cand / CONFIG).is_file() and (cand / WEIGHTS).is_file():
-            return cand
-    raise DataError(f"{folder}: no SER export here (expected {CONFIG} and {WEIGHTS}, e.g. RUN_DIR/export); "
-                    "train one with `emotk ser train`")
-
-
 # ---- inputs -------------------------------------------------------------------------------------------------
-def iter_inputs(inputs: Iterable[str], roots: dict[str, str] | None = None, stdin: Any = None) -> Iterator[dict[str, Any]]:
+def iter_inputs(inputs: Iterable[str], roots: dict[str, str] | None = None,
+                stdin: Any = None) -> Iterator[dict[str, Any]]:
     """Expand predict inputs into ``{"id", "path", "start", "end", "where"}`` items, in order.
 
     An input is a wav/flac path, a JSONL manifest (``.jsonl``: one item per record, its id and segment), or
@@ -206,8 +130,8 @@ def iter_inputs(inputs: Iterable[str], roots: dict[str, str] | None = None, stdi
         yield {"id": text, "path": p, "start": None, "end": None, "where": text}
 
 
-def predict(model_dir: "str | os.PathLike | SerPredictor", inputs: list[str], *, skip_bad: bool = False, batch_size: int = 16,
-            device: str = "cpu", roots: dict[str, str] | None = None, stdin: Any = None
+def predict(model_dir: "str | os.PathLike | SerPredictor", inputs: list[str], *, skip_bad: bool = False,
+            batch_size: int = 16, device: str = "cpu", roots: dict[str, str] | None = None, stdin: Any = None
             ) -> Iterator[dict[str, Any]]:
     """Yield one result per good input, in input order: ``{"id", "label", "probabilities"}`` (or ``prediction``).
 
@@ -233,7 +157,7 @@ def predict(model_dir: "str | os.PathLike | SerPredictor", inputs: list[str], *,
         error = item.get("error")
         if error is None:
             try:
-                wav = load_audio(item["path"], sr=16000, start=item.get("start"), end=item.get("end"))
+                wav = load_audio(item["path"], sr=SAMPLE_RATE, start=item.get("start"), end=item.get("end"))
             except AudioError as e:
                 error = str(e)
         if error is not None:

@@ -1,25 +1,53 @@
-"""The SER TrainTask: cached upstream features -> SUPERB downstream, for one (fold, seed).
+"""SER training: the TrainTask and ``ser train`` (folds x seeds of SUPERB SER runs, test reports, summary).
 
+:class:`SerTask` trains the SUPERB downstream (:mod:`.model`) on cached upstream features for one (fold, seed).
 Datasets read ``hidden`` (L, T, D) arrays from the feature cache (:mod:`.features`); :meth:`SerTask.collate`
 pads them to (B, L, T, D) with lengths, so padding is masked by the pooling. Validation metrics come from
 :mod:`emotk.metrics` with scikit-learn names: ``weighted_f1``, ``balanced_accuracy`` (UAR), ``macro_f1``,
 ``accuracy`` and ``loss`` (classification); ``ccc`` (mean over targets), ``ccc_<target>``, ``pearson`` and
 ``loss`` (regression). The best checkpoint is chosen by ``train.select_metric`` (weighted F1 by default).
+
+:func:`train` (``emotk ser train``) runs every (fold, seed). Layout of an output folder ``OUT``::
+
+    OUT/run.json, config.yaml, log.txt        the whole experiment (resolved config, inputs' hashes, plan)
+    OUT/features/set-<ids12>/ser-input-<h12>/ frozen-upstream features, extracted once, shared by every run
+    OUT/runs/<fold>-seed<S>/                  one training run per (fold, seed): run.json, metrics.jsonl,
+                                              ckpt/ (step-N + best), export/, eval/test/ (report.json,
+                                              predictions.jsonl, confusion_matrix.json + .png), result.json
+    OUT/summary.json                          test (and best-validation) metrics: mean ± std over all runs,
+                                              the values per run and per fold, with protocol/manifest hashes
+    OUT/export/                               the inference bundle of the run with the best validation score
+
+Model selection uses the validation split only (``train.select_metric``); test numbers are computed once,
+with the selected checkpoint. ``--resume`` skips finished runs (``result.json``) and continues an interrupted
+one from its last checkpoint; the result is the same as an uninterrupted run. ``ser evaluate`` (scoring the
+runs of a finished folder again) is :mod:`.evaluate`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import shutil
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from emotk.errors import DataError
+from emotk.core.io import atomic_write_json, atomic_write_text
+from emotk.core.log import get_logger
+from emotk.errors import DataError, UsageError
 from emotk.models.ser.data import SerItem
-from emotk.models.ser.superb import SuperbDims, SuperbDownstream
+from emotk.models.ser.model import SuperbDims, SuperbDownstream
 from emotk.nn.masks import pad_sequences
 from emotk.train.task import StepState, TrainTask
+
+log = get_logger("ser")
+
+RESULT = "result.json"
+SUMMARY = "summary.json"
 
 # Feature bytes a dataset keeps in memory after first use (per process); beyond it, items are re-read
 # from the memory-mapped cache shards. EMOTK_SER_FEATURE_MEMORY_GB overrides.
@@ -244,3 +272,264 @@ def _stack(value: Any) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value
     return torch.stack([torch.as_tensor(v) for v in value])
+
+
+# ---- the experiment: folds x seeds -------------------------------------------------------------------------
+def fold_plan(prepared: Any, fold: str) -> list[str | None]:
+    """Folds to run for ``data.fold``: ``all`` -> every fold, "" -> the only fold, else that fold (name)."""
+    proto = prepared.protocol
+    if proto is None:
+        if fold not in ("", None):
+            raise UsageError(f"data.fold={fold!r} needs a protocol (--protocol NAME|FILE)")
+        return [None]
+    if fold == "all":
+        return list(proto.fold_names)
+    key: str | int | None = None if fold in ("", None) else (int(fold) if str(fold).isdigit() else str(fold))
+    return [proto.fold(key).name]
+
+
+def run_name(fold: str | None, seed: int) -> str:
+    return f"{fold or 'split'}-seed{seed}"
+
+
+def _sub_config(cfg: Any, fold: str | None, seed: int) -> Any:
+    return dataclasses.replace(cfg, seeds=1, data=dataclasses.replace(cfg.data, fold=fold or ""),
+                               train=dataclasses.replace(cfg.train, seed=seed))
+
+
+def _features(cfg: Any, prepared: Any, cache_root: Path, device: str, skip_bad: bool) -> tuple[Any, dict]:
+    """Extract once (rank 0; the others wait) and open the cache on every process."""
+    from emotk.models.ser.features import ensure_features
+    from emotk.train import distributed as dist
+
+    summary: dict[str, Any] = {}
+    if dist.is_main():
+        cache, summary = ensure_features(prepared.manifest, cfg.feature_config(), cache_root, device=device,
+                                         skip_bad=skip_bad)
+    dist.barrier()
+    if not dist.is_main():
+        cache, summary = ensure_features(prepared.manifest, cfg.feature_config(), cache_root, device=device,
+                                         skip_bad=skip_bad)
+    return cache, summary
+
+
+def drop_skipped(splits: dict[str, list], store: Any) -> dict[str, list]:
+    out = {}
+    for name, items in splits.items():
+        kept = [it for it in items if it.id in store]
+        if len(kept) < len(items):
+            log.warning(f"ser: {len(items) - len(kept)} {name} utterance(s) have no features (skipped audio)")
+        out[name] = kept
+    return out
+
+
+def run_outputs(task: Any, model: Any, dataset: Any, device: str, batch_size: int = 32) -> dict[str, Any]:
+    """Model outputs over a whole dataset, in dataset order: ``{"outputs": (N, K), "target": (N, ...), "ids"}``."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=task.collate)
+    model.to(device).eval()
+    outs, targets, ids = [], [], []
+    with torch.no_grad():
+        for batch in loader:
+            out = model(batch["hidden"].to(device), batch["lengths"].to(device))
+            outs.append(out.float().cpu())
+            targets.append(batch["target"])
+            ids.extend(batch["ids"])
+    return {"outputs": torch.cat(outs), "target": torch.cat(targets), "ids": ids}
+
+
+def write_eval(folder: Path, task: Any, outputs: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    """Write ``report.json``, ``predictions.jsonl`` and (classification) ``confusion_matrix.json`` + ``.png``.
+
+    info: provenance fields copied into the report (split, fold, seed, hashes, checkpoint). Returns the report.
+    """
+    from emotk.metrics import confusion_matrix_png
+
+    folder.mkdir(parents=True, exist_ok=True)
+    scored = task.metrics(outputs)
+    out, target = outputs["outputs"], outputs["target"]
+    lines = []
+    if task.regression:
+        for uid, o, t in zip(outputs["ids"], out.tolist(), target.tolist()):
+            lines.append({"id": uid, "target": dict(zip(task.target_names, t)),
+                          "prediction": {n: round(v, 6) for n, v in zip(task.target_names, o)}})
+    else:
+        probs = torch.softmax(out, dim=-1)
+        for uid, p, t in zip(outputs["ids"], probs.tolist(), target.tolist()):
+            best = max(range(len(p)), key=lambda i: p[i])
+            lines.append({"id": uid, "label": task.classes[t], "prediction": task.classes[best],
+                          "probabilities": {c: round(v, 6) for c, v in zip(task.classes, p)}})
+    atomic_write_text(folder / "predictions.jsonl", "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines))
+    report = {**info, "num_samples": len(outputs["ids"]), "metrics": scored["metrics"], "report": scored["report"]}
+    if not task.regression:
+        cm = scored["report"]["confusion_matrix"]
+        atomic_write_json(folder / "confusion_matrix.json",
+                          {"classes": task.classes, "rows": "true", "columns": "predicted", "matrix": cm,
+                           "support": scored["report"]["support"]})
+        confusion_matrix_png(cm, task.classes, folder / "confusion_matrix.png",
+                             title=f"{info.get('split', '')} {info.get('run', '')}".strip())
+        report["confusion_matrix"] = "confusion_matrix.json"
+    atomic_write_json(folder / "report.json", report)
+    return report
+
+
+def train(resolved: Any, out: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
+          skip_bad: bool = False, roots: dict[str, str] | None = None,
+          argv: list[str] | None = None) -> dict[str, Any]:
+    """Train every (fold, seed) run of SerConfig ``resolved.config`` under ``out``; returns the summary.
+
+    resolved: :class:`emotk.core.config.Resolved` (its ``data.manifest`` must be set; ``runtime.device`` and
+    ``runtime.threads`` say where to run). resume: continue (see the module docstring); overwrite: replace an
+    existing ``out``. skip_bad: unreadable audio is skipped (listed) instead of failing the extraction.
+    roots: named data roots for ``${NAME}/...`` manifest paths. argv: the command line, recorded in run.json.
+    Raises :class:`emotk.train.signals.Interrupted` (exit code 3) when a signal stops a run.
+    """
+    threads = torch.get_num_threads()
+    try:
+        return _train(resolved, out, resume=resume, overwrite=overwrite, skip_bad=skip_bad, roots=roots,
+                      argv=argv)
+    finally:  # runtime.threads applies to this call only (library users keep their setting)
+        torch.set_num_threads(threads)
+
+
+def _train(resolved: Any, out: str | os.PathLike, *, resume: bool, overwrite: bool, skip_bad: bool,
+           roots: dict[str, str] | None, argv: list[str] | None) -> dict[str, Any]:
+    from emotk.core.runs import RunDir
+    from emotk.core.runtime import apply_threads, device_name
+    from emotk.models.ser.data import prepare
+    from emotk.train import distributed as dist
+
+    cfg = resolved.config
+    if not cfg.data.manifest:
+        raise UsageError("no manifest: pass --data MANIFEST.jsonl (or set data.manifest)")
+    device = device_name(resolved.runtime.device)
+    runtime = dataclasses.replace(resolved.runtime, device=device)
+    info = dist.init(device)
+    apply_threads(runtime.threads, info.local_world_size)  # extraction too, not only the trainer
+    out = Path(out)
+    prepared = prepare(cfg, cfg.data.manifest, roots=roots)
+    folds = fold_plan(prepared, cfg.data.fold)
+    seeds = [cfg.train.seed + k for k in range(cfg.seeds)]
+    plan = [(f, s) for f in folds for s in seeds]
+    inputs = prepared.inputs()
+    if dist.is_main():
+        parent = RunDir.create(out, resolved, overwrite=overwrite, resume=resume, inputs=inputs, device=device,
+                               argv=argv)
+        parent.update(plan=[{"fold": f, "seed": s, "run": f"runs/{run_name(f, s)}"} for f, s in plan],
+                      classes=prepared.classes, target_names=prepared.target_names, dropped=prepared.dropped)
+    dist.barrier()
+    cache_root = Path(cfg.upstream.cache_dir) if cfg.upstream.cache_dir else out / "features"
+    cache, extraction = _features(cfg, prepared, cache_root, device, skip_bad)
+    store = FeatureStore(cache)
+    if dist.is_main():
+        RunDir.open(out).update(features={"cache": str(cache.path), "config_hash": cache.meta["config_hash"],
+                                          "skipped": extraction.get("skipped", [])})
+
+    results = []
+    for fold, seed in plan:
+        name = run_name(fold, seed)
+        sub = out / "runs" / name
+        if resume and (sub / RESULT).is_file():
+            results.append(json.loads((sub / RESULT).read_text(encoding="utf-8")))
+            log.info(f"ser: {name} already finished; skipped")
+            continue
+        results.append(_train_one(resolved, _sub_config(cfg, fold, seed), prepared, store, sub, fold, seed,
+                                  runtime, resume, inputs, argv))
+    summary = summarise(cfg, prepared, results, resolved.hash)
+    if dist.is_main():
+        best = summary.get("export", {}).get("from")
+        if best:
+            target = out / "export"
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.copytree(out / "runs" / best / "export", target)
+        atomic_write_json(out / SUMMARY, summary)
+    dist.barrier()
+    return summary
+
+
+def _train_one(resolved: Any, cfg: Any, prepared: Any, store: Any, sub: Path, fold: str | None, seed: int,
+               runtime: Any, resume: bool, inputs: dict[str, str], argv: list[str] | None) -> dict[str, Any]:
+    from emotk.core.config import Resolved
+    from emotk.core.runs import RunDir
+    from emotk.models.ser.export import write_export
+    from emotk.train import distributed as dist
+    from emotk.train.trainer import Trainer
+
+    name = run_name(fold, seed)
+    sub_resolved = Resolved(task=resolved.task, config=cfg, runtime=resolved.runtime,
+                            sources=[*resolved.sources, f"run {name}: data.fold={fold or ''}, train.seed={seed}"])
+    continuing = resume and (sub / "run.json").is_file()
+    if dist.is_main():
+        run = RunDir.create(sub, sub_resolved, resume=continuing, overwrite=not continuing, inputs=inputs, seed=seed,
+                            device=runtime.device, argv=argv)
+    dist.barrier()
+    if not dist.is_main():
+        run = RunDir.open(sub)
+    splits = drop_skipped(prepared.splits(fold), store)
+    task = SerTask(cfg, splits, store, classes=prepared.classes, target_names=prepared.target_names)
+    log.info(f"ser: run {name}: {len(splits['train'])} train / {len(splits['valid'])} valid / "
+             f"{len(splits['test'])} test utterances, {task.dims.num_layers} layers x {task.dims.dim}")
+    if dist.is_main() and not task.regression:
+        run.update(class_counts=task.class_counts(), classes=prepared.classes)
+    trainer = Trainer(cfg.train, task, run, runtime)
+    fit = trainer.fit(resume=continuing)  # holds the best (validation-selected) weights afterwards
+    best = fit.get("best")
+    chosen = "ckpt/best" if best is not None else (
+        str(Path(fit["last"]["checkpoint"]).relative_to(sub)) if fit["last"].get("checkpoint") else None)
+    result: dict[str, Any] = {"run": name, "fold": fold, "seed": seed, "stopped": fit.get("stopped"),
+                              "steps": fit.get("steps"), "best": _jsonable(best), "checkpoint": chosen,
+                              "valid": None, "test": None}
+    info = {"run": name, "fold": fold, "seed": seed, "checkpoint": chosen, **inputs, "config_hash": sub_resolved.hash}
+    for split in ("valid", "test"):
+        dataset = task.dataset(split)
+        if dataset is None:
+            continue
+        evaluated = trainer.evaluate(dataset, split=split)  # every process takes part; rank 0 writes
+        if dist.is_main():
+            report = write_eval(sub / "eval" / split, task, evaluated["outputs"], {**info, "split": split})
+            result[split] = report["metrics"]
+    if dist.is_main():
+        write_export(sub / "export", trainer.model, cfg, prepared.classes, prepared.target_names,
+                     extra={"source_run": name, "fold": fold, "seed": seed, "config_hash": sub_resolved.hash,
+                            "checkpoint": chosen, "valid": result["valid"], "test": result["test"], **inputs})
+        atomic_write_json(sub / RESULT, result)
+    dist.barrier()
+    return result
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str)) if obj is not None else None
+
+
+def summarise(cfg: Any, prepared: Any, results: list[dict[str, Any]], config_hash: str) -> dict[str, Any]:
+    """Mean ± std (population) of the test and validation metrics over ``results``, per run and per fold."""
+    from emotk.metrics import aggregate
+
+    select, mode = cfg.train.select_metric, cfg.train.select_mode
+    summary: dict[str, Any] = {
+        "task": "ser.superb", "task_type": cfg.task_type, "config_hash": config_hash,
+        **prepared.inputs(), "classes": prepared.classes, "target_names": prepared.target_names,
+        "upstream": cfg.upstream.name, "select_metric": select, "runs_total": len(results),
+        "folds": sorted({r["fold"] or "split" for r in results}), "seeds": sorted({r["seed"] for r in results}),
+    }
+    for split in ("test", "valid"):
+        reports = [r[split] for r in results if r.get(split)]
+        if reports:
+            summary[split] = aggregate(reports, keys=sorted(reports[0]))
+    per_fold: dict[str, Any] = {}
+    for fold in summary["folds"]:
+        reports = [r["test"] for r in results if (r["fold"] or "split") == fold and r.get("test")]
+        if reports:
+            per_fold[fold] = aggregate(reports, keys=sorted(reports[0]))
+    summary["per_fold"] = per_fold
+    summary["runs"] = [{k: r.get(k) for k in ("run", "fold", "seed", "stopped", "checkpoint", "valid", "test")}
+                       for r in results]
+    ranked = [r for r in results if r.get("valid") and select in r["valid"]]
+    if ranked:
+        best = (max if mode == "max" else min)(ranked, key=lambda r: r["valid"][select])
+    else:
+        best = results[0] if results else None
+    if best is not None:
+        summary["export"] = {"path": "export", "from": best["run"],
+                             "chosen_by": f"validation {select}" if ranked else "first run (no validation split)"}
+    return summary

@@ -1,9 +1,11 @@
-"""LLM-supervised text emotion pre-training (METHODS.md §2).
+"""LLM-supervised text emotion pre-training (METHODS.md §2): ``emotk pretrain text``.
 
-* :mod:`emotk.models.text.labeller` — ``emotk data label``: sentiment pseudo-labels from a local causal LM, an
-  OpenAI-compatible endpoint or a file of labels (``label_manifest``).
-* :mod:`emotk.models.text.pretrain` — ``emotk pretrain text``: fine-tune a text encoder on those labels and
-  export it as a Hugging Face folder usable by :class:`emotk.features.text.TextEncoder`.
+* :mod:`.config` — ``TextPretrainConfig``, the schema of task ``pretrain.text``
+* :mod:`.model` — :class:`~.model.TextSentimentModel`: HF encoder + masked mean pooling + linear head
+* :mod:`.task` — :class:`~.task.TextPretrainTask` (the trainer hooks) and :func:`~.task.train`
+* :mod:`.export` — the export: a Hugging Face folder usable by :class:`emotk.features.text.TextEncoder`, plus
+  the head (:func:`~.export.write_export` / :func:`~.export.load_export`)
 
-Importing this package is cheap; torch/transformers load inside the functions that need them.
+The labels come from ``emotk data label`` (:mod:`emotk.data.label`). Importing this package is cheap;
+torch/transformers load inside the modules that need them.
 """

@@ -1,8 +1,4 @@
-"""Sentiment pseudo-labels for transcripts from an LLM (METHODS.md §2) — the core of ``emotk data label``.
-
-The thesis prompts GPT-3.5 Turbo (or Mixtral-8x7B) with :data:`THESIS_PROMPT` for every Whisper transcript of
-MSP-Podcast and keeps the answer as a 3-class pseudo-label (negative / neutral / positive). Three pluggable
-labellers produce the raw answers:
+"""The labellers of ``emotk data label``: one :class:`Answer` per ``(id, text)`` item.
 
 * :class:`HFCausalLMLabeller` — a local Hugging Face causal LM (a folder or an ``emotk.hub`` name), greedy
   decoding of a few tokens, the model's chat template when it has one, batched with left padding;
@@ -12,17 +8,13 @@ labellers produce the raw answers:
 * :class:`FileLabeller` — labels already made elsewhere, from a CSV or JSONL file of ``id`` -> label.
 
 :func:`normalise_answer` maps free-form answers ("Positive.", "The sentiment is negative", "neutral sentiment")
-onto the three classes and returns None for anything else; such answers are counted as unparseable and kept
-raw, never fatal. :func:`label_manifest` runs a labeller over a manifest with an append-only progress file
-(``--resume`` never asks twice for a finished item), an on-disk response cache keyed by
-``sha256(model + prompt + text)`` (JSONL), ``--shard i/N`` and an atomic final write.
+onto the three classes and returns None for anything else.
 """
 
 from __future__ import annotations
 
 import abc
 import csv
-import hashlib
 import json
 import os
 import re
@@ -30,26 +22,16 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from emotk.core.log import get_logger
-from emotk.errors import DataError, EmotkError, OutputExistsError, UsageError
+from emotk.data.label import LABEL_FIELD, SENTIMENT_CLASSES, THESIS_PROMPT
+from emotk.errors import DataError, EmotkError, UsageError
 
 log = get_logger("label")
 
-SENTIMENT_CLASSES = ("negative", "neutral", "positive")
-THESIS_PROMPT = (
-    "You are a sentiment classification bot. Given the [sentence], classify as positive, negative or neutral "
-    "sentiment. Please give the sentiment and no extra text as output."
-)
-LABEL_FIELD = "sentiment_llm"
-RAW_FIELD = "sentiment_llm_raw"
-ERROR_FIELD = "sentiment_llm_error"
-PROGRESS_SUFFIX = ".progress.jsonl"
-DEFAULT_CACHE_NAME = ".emotk-llm-cache.jsonl"
-
 _WORD_RE = re.compile(r"[a-z]+")
-_NEGATORS = {"not", "no", "non", "nor", "neither", "never", "t"}  # "t" is what is left of "isn't" / "wasn't"
+_NEGATORS = {"not", "no", "non", "nor", "neither", "never", "t"}  # "t": what is left of "isn't" / "wasn't"
 
 
 def normalise_answer(answer: Any) -> str | None:
@@ -84,11 +66,6 @@ def build_messages(prompt: str, text: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": prompt}, {"role": "user", "content": text}]
 
 
-def cache_key(model: str, prompt: str, text: str) -> str:
-    """sha256 hex of model + prompt + text (separated by a unit separator) — the response-cache key."""
-    return hashlib.sha256("\x1f".join((model, prompt, text)).encode("utf-8")).hexdigest()
-
-
 @dataclass
 class Answer:
     """One labeller answer: ``raw`` text (None when no answer came back) and ``error`` (why not)."""
@@ -105,7 +82,7 @@ class FatalLabelError(EmotkError):
 class Labeller(abc.ABC):
     """Base of the pluggable labellers: ``answer(items)`` returns one :class:`Answer` per ``(id, text)`` item.
 
-    ``model_id`` and ``prompt`` identify the answers (progress file header, response-cache key); ``cacheable``
+    ``model_id`` and ``prompt`` identify the answers (journal header, response-cache key); ``cacheable``
     says whether answers may be cached; ``requests`` counts requests/forward calls actually made.
     """
 
@@ -389,7 +366,8 @@ class HFCausalLMLabeller(Labeller):
                 lm = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, **kwargs)
                 tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
             except (OSError, ValueError) as e:
-                raise FatalLabelError(f"{path}: not a usable causal LM folder ({str(e).splitlines()[0][:160]})") from None
+                raise FatalLabelError(f"{path}: not a usable causal LM folder "
+                                      f"({str(e).splitlines()[0][:160]})") from None
             return lm.to(device).eval(), tok
         from emotk import hub
 
@@ -447,251 +425,3 @@ def make_labeller(kind: str, *, model: str | None = None, base_url: str | None =
             raise UsageError("the file labeller needs --labels FILE (CSV or JSONL of id -> label)")
         return FileLabeller(labels)
     raise UsageError(f"--labeller must be hf, openai or file, got {kind!r}")
-
-
-# ---- the response cache ---------------------------------------------------------------------------------------------
-class ResponseCache:
-    """Append-only JSONL cache ``{"key", "model", "answer"}``; a later line for the same key wins.
-
-    Safe to share between runs and shards (each line is written with one append); unreadable lines (a
-    crash in the middle of a write) are ignored.
-    """
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self.entries: dict[str, str] = {}
-        self._lock = threading.Lock()
-        if self.path.is_file():
-            with open(self.path, encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    try:
-                        obj = json.loads(line)
-                        self.entries[str(obj["key"])] = str(obj["answer"])
-                    except (ValueError, KeyError, TypeError):
-                        continue
-
-    def get(self, key: str) -> str | None:
-        return self.entries.get(key)
-
-    def put(self, key: str, model: str, answer: str) -> None:
-        with self._lock:
-            self.entries[key] = answer
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"key": key, "model": model, "answer": answer}, ensure_ascii=False) + "\n")
-
-
-# ---- labelling a manifest ---------------------------------------------------------------------------------------------
-def progress_path(out: str | os.PathLike) -> Path:
-    """The append-only progress file of output ``out``: ``<out>.progress.jsonl``."""
-    out = Path(out)
-    return out.with_name(out.name + PROGRESS_SUFFIX)
-
-
-def _shard_indices(ids: list[str], shard: tuple[int, int] | None) -> set[str]:
-    if shard is None:
-        return set(ids)
-    i, n = shard
-    return {uid for j, uid in enumerate(sorted(ids)) if j % n == i}
-
-
-def _record_text(rec: dict[str, Any], field: str, where: str) -> str:
-    from emotk.features.text import record_text
-
-    return record_text(rec, field, where)
-
-
-def _portable_path(rec: dict[str, Any], base: Path, out_dir: Path) -> dict[str, Any]:
-    """Keep a record's audio path valid when the output manifest lives in another folder than the input."""
-    path = rec.get("path")
-    if not isinstance(path, str) or path.startswith("${") or Path(path).is_absolute():
-        return rec
-    if base.resolve() == out_dir.resolve():
-        return rec
-    return {**rec, "path": str((base / path).resolve())}
-
-
-def _read_progress(path: Path, header: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Finished entries (id -> entry) of a progress file made with the same labeller and field."""
-    done: dict[str, dict[str, Any]] = {}
-    with open(path, encoding="utf-8", errors="replace") as f:
-        first = f.readline()
-        try:
-            stored = json.loads(first)
-        except ValueError:
-            stored = None
-        if not isinstance(stored, dict) or stored.get("emotk_label_progress") != 1:
-            raise DataError(f"{path}:1: not an emotk label progress file; delete it or pass --overwrite")
-        for key in ("labeller", "field"):
-            if stored.get(key) != header[key]:
-                raise UsageError(f"{path}: made with another {key} ({stored.get(key)!r}); cannot resume — pass "
-                                 "--overwrite to start again")
-        for line in f:
-            try:
-                entry = json.loads(line)
-            except ValueError:  # a half-written last line after a crash
-                continue
-            if isinstance(entry, dict) and "id" in entry and not entry.get("error"):
-                done[str(entry["id"])] = entry
-    return done
-
-
-def label_manifest(manifest: Any, out: str | os.PathLike, labeller: Labeller, field: str = "asr_text",
-                   resume: bool = True, shard: str | tuple[int, int] | None = None, overwrite: bool = False,
-                   batch_size: int = 16, cache: bool = True, cache_path: str | os.PathLike | None = None,
-                   max_consecutive_failures: int = 50,
-                   on_progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Label every record's transcript and write the manifest with ``sentiment_llm`` added.
-
-    Args:
-        manifest: a :class:`~emotk.data.manifest.Manifest` or a manifest path.
-        out: output manifest (JSONL). Every record of the (shard's) input is written, in input order, with
-            ``sentiment_llm`` (negative | neutral | positive | null), ``sentiment_llm_raw`` (the answer as given)
-            and, for items that got no answer, ``sentiment_llm_error``. Relative audio paths are made absolute
-            when ``out`` lives in another folder.
-        labeller: a :class:`Labeller`. field: ``asr_text`` (thesis), ``text`` or ``auto``.
-        resume: reuse the finished entries of ``<out>.progress.jsonl`` (items that failed are asked again).
-            Without resume, an existing ``out`` needs ``overwrite``.
-        shard: ``"i/N"``: label only the ids at positions ``j % N == i`` of the sorted ids.
-        batch_size: items per labeller call. cache / cache_path: the response cache (default
-            ``<out folder>/.emotk-llm-cache.jsonl``) — answers for the same model, prompt and text are reused.
-        max_consecutive_failures: stop (progress kept; rerun with resume) after this many items in a row got no
-            answer — an endpoint that is down should not burn through a whole corpus.
-        on_progress: called with the number of items finished after each batch.
-
-    Returns a summary: counts per label, ``unparseable`` (answers naming no class), ``failed`` (no answer),
-    ``empty_text``, ``resumed`` (taken from the progress file), ``cache_hits``, ``requests``, hashes and paths.
-    Raises DataError for records without the text field (before any request), :class:`FatalLabelError` for
-    failures that would repeat for every item.
-    """
-    from emotk.core.shard import parse_shard
-    from emotk.data.manifest import Manifest
-
-    m = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest)
-    out = Path(out)
-    where = str(m.path) if m.path else "manifest"
-    shard_t = parse_shard(shard)
-    if field not in ("asr_text", "text", "auto"):
-        raise UsageError(f"--field must be asr_text, text or auto, got {field!r}")
-    if out.exists() and not (resume or overwrite):
-        raise OutputExistsError(f"{out} already exists; pass --resume to continue or --overwrite to replace it")
-    if m.path is not None and out.resolve() == Path(m.path).resolve():
-        raise UsageError(f"{out}: the output must not be the input manifest")
-    wanted = _shard_indices(m.ids, shard_t)
-    selected = [(k, r) for k, r in enumerate(m.records) if r["id"] in wanted]
-    texts: dict[str, str] = {}
-    for k, rec in selected:
-        texts[rec["id"]] = _record_text(rec, field, f"{where}:{m.lineno(k)}")
-
-    header = {"emotk_label_progress": 1, "labeller": labeller.identity(), "field": field,
-              "shard": f"{shard_t[0]}/{shard_t[1]}" if shard_t else None}
-    prog = progress_path(out)
-    done: dict[str, dict[str, Any]] = {}
-    if resume and not overwrite and prog.is_file():
-        done = _read_progress(prog, header)
-        done = {uid: e for uid, e in done.items() if uid in texts}
-    else:
-        prog.parent.mkdir(parents=True, exist_ok=True)
-        with open(prog, "w", encoding="utf-8") as f:
-            f.write(json.dumps(header, ensure_ascii=False) + "\n")
-    resumed = len(done)
-    store = None
-    if cache and labeller.cacheable:
-        store = ResponseCache(cache_path or out.parent / DEFAULT_CACHE_NAME)
-
-    todo = [rec["id"] for _k, rec in selected if rec["id"] not in done]
-    stats = {"cache_hits": 0, "empty_text": 0}
-    requests_before = labeller.requests
-    consecutive = 0
-    if todo:
-        log.info("label: %d item(s) to label with %s %s (%d already done)", len(todo), labeller.kind,
-                 labeller.model_id, resumed)
-    with open(prog, "a", encoding="utf-8") as progress:
-        for s in range(0, len(todo), max(1, batch_size)):
-            batch = todo[s: s + max(1, batch_size)]
-            entries: dict[str, dict[str, Any]] = {}
-            ask: list[tuple[str, str]] = []
-            for uid in batch:
-                text = texts[uid]
-                if not text.strip():
-                    stats["empty_text"] += 1
-                    entries[uid] = {"id": uid, "label": None, "raw": None, "note": "empty text"}
-                    continue
-                hit = store.get(cache_key(labeller.model_id, labeller.prompt, text)) if store else None
-                if hit is not None:
-                    stats["cache_hits"] += 1
-                    entries[uid] = {"id": uid, "label": normalise_answer(hit), "raw": hit, "cached": True}
-                else:
-                    ask.append((uid, text))
-            if ask:
-                try:
-                    answers = labeller.answer(ask)
-                except FatalLabelError:
-                    raise
-                except Exception as e:  # a long run never dies on one bad batch; the items are retried on resume
-                    log.warning("label: a batch of %d failed (%s: %s)", len(ask), type(e).__name__, e)
-                    answers = [Answer(None, f"{type(e).__name__}: {e}") for _ in ask]
-                if len(answers) != len(ask):
-                    raise EmotkError(f"labeller {labeller.kind} returned {len(answers)} answers for {len(ask)} items")
-                for (uid, text), ans in zip(ask, answers):
-                    if ans.error is not None or ans.raw is None:
-                        entries[uid] = {"id": uid, "label": None, "raw": None, "error": ans.error or "no answer"}
-                        continue
-                    entries[uid] = {"id": uid, "label": normalise_answer(ans.raw), "raw": ans.raw}
-                    if store is not None:
-                        store.put(cache_key(labeller.model_id, labeller.prompt, text), labeller.model_id, ans.raw)
-            for uid in batch:
-                entry = entries[uid]
-                progress.write(json.dumps(entry, ensure_ascii=False) + "\n")
-                done[uid] = entry
-                consecutive = consecutive + 1 if entry.get("error") else 0
-            progress.flush()
-            if on_progress is not None:
-                on_progress(len(batch))
-            if max_consecutive_failures and consecutive >= max_consecutive_failures:
-                last = next(e["error"] for e in reversed(list(entries.values())) if e.get("error"))
-                raise EmotkError(f"label: {consecutive} items in a row got no answer (last: {last}); progress is "
-                                 f"kept in {prog} — fix the cause and rerun with --resume")
-
-    base = m.base_dir
-    records, counts = [], {c: 0 for c in SENTIMENT_CLASSES}
-    unparseable, failed = [], []
-    for _k, rec in selected:
-        entry = done[rec["id"]]
-        new = _portable_path(dict(rec), base, out.parent)
-        new[LABEL_FIELD] = entry.get("label")
-        new[RAW_FIELD] = entry.get("raw")
-        new.pop(ERROR_FIELD, None)
-        if entry.get("error"):
-            new[ERROR_FIELD] = entry["error"]
-            failed.append(rec["id"])
-        elif entry.get("label") in counts:
-            counts[entry["label"]] += 1
-        elif entry.get("raw") is not None:
-            unparseable.append(rec["id"])
-        records.append(new)
-    out_sha = Manifest.from_records(records).save(out)
-    summary = {
-        "manifest": str(m.path) if m.path else None, "manifest_sha256": m.sha256,
-        "output": str(out), "output_sha256": out_sha, "progress": str(prog),
-        "cache": str(store.path) if store is not None else None,
-        "labeller": labeller.identity(), "field": field, "shard": header["shard"],
-        "records": len(records), "labels": counts, "labelled": sum(counts.values()),
-        "unparseable": len(unparseable), "failed": len(failed), "empty_text": sum(
-            1 for _k, r in selected if done[r["id"]].get("note") == "empty text"),
-        "resumed": resumed, "cache_hits": stats["cache_hits"], "requests": labeller.requests - requests_before,
-        "unparseable_examples": [{"id": uid, "raw": done[uid].get("raw")} for uid in unparseable[:5]],
-        "failed_ids": failed[:20],
-    }
-    if isinstance(labeller, OpenAICompatibleLabeller):
-        summary["retries"] = labeller.retries
-    if failed:
-        log.warning("label: %d item(s) got no answer (listed in %s as %s); rerun with --resume to retry them",
-                    len(failed), out, ERROR_FIELD)
-    return summary
-
-
-__all__ = ["SENTIMENT_CLASSES", "THESIS_PROMPT", "LABEL_FIELD", "RAW_FIELD", "ERROR_FIELD", "Answer", "Labeller",
-           "FileLabeller", "OpenAICompatibleLabeller", "HFCausalLMLabeller", "RateLimiter", "ResponseCache",
-           "FatalLabelError", "build_messages", "cache_key", "label_manifest", "make_labeller", "normalise_answer",
-           "progress_path"]

@@ -1,4 +1,4 @@
-"""The S2S-ZEST stage of ``emotk demo``: a tiny transfer model trained and measured on the demo corpus.
+"""The zest stage of ``emotk demo``: a tiny S2S-ZEST transfer model trained and measured on the demo corpus.
 
 :func:`zest_demo_stage` holds out ``test_sentences`` parallel sentences (seeded), trains a K-means log-mel
 tokenizer, the speaker stage and the analysis stage of the demo recipe (``configs/transfer/zest-demo.yaml``) on
@@ -13,7 +13,8 @@ F0 moves between the two styles on that sentence (speaker-independent: a male so
 differ in F0 whatever the emotion); the same against the model's reconstruction of the source (the source as its
 own reference), which removes the predictor's overall level bias (an L1 target with unvoiced zeros pulls voiced
 predictions down where voicing is uncertain), and the Pearson correlation between that shift and the reference
-speaker's own style shift; the fraction of outputs with any voiced frame; and the output length against the predicted durations
+speaker's own style shift; the fraction of outputs with any voiced frame; and the output length against the
+predicted durations
 (``320 * sum(d_hat)`` samples). Neutral -> other-style outputs are saved as WAV files, with a PNG of the F0
 contours of one example per target style.
 """
@@ -28,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
+from emotk.core.audio import HOP, SAMPLE_RATE
 from emotk.errors import DataError
 
 log = logging.getLogger("emotk.zest")
 
-HOP = 320  # samples per 50 Hz frame at 16 kHz
 DEMO_CONFIG = "transfer/zest-demo"
 # The demo's content front-end: log-mel frames normalised per utterance (mean and variance over the active frames),
 # so the K-means tokens describe content, not the loudness that differs between the demo's styles.
@@ -58,7 +59,8 @@ def _held_out_sentences(manifest: Any, test_sentences: int, seed: int) -> tuple[
 
 
 def plan_conversions(records: list[dict[str, Any]], styles: list[str], max_per_pair: int | None = None,
-                     settings: tuple[str, ...] = ("SSST", "DSST")) -> list[tuple[dict[str, Any], dict[str, Any], str, str]]:
+                     settings: tuple[str, ...] = ("SSST", "DSST")
+                     ) -> list[tuple[dict[str, Any], dict[str, Any], str, str]]:
     """(source record, reference record, target style, setting) for every ordered style pair.
 
     records: held-out parallel-sentence records (``speaker``, ``emotion``, ``sentence``). The source is (speaker
@@ -98,21 +100,22 @@ def train_demo_bundle(train_manifest: Path, out_dir: Path, seed: int, config: st
     """
     from emotk.core.config import resolve
     from emotk.features.tokens import train_tokenizer
-    from emotk.models.zest.config import TASK, ZestConfig
     from emotk.models.zest.export import assemble_bundle
-    from emotk.models.zest.task import train
-    from emotk.recipes import find_config
+    from emotk.recipes import find_config, task_spec
 
+    spec = task_spec("transfer.zest")
+    train = spec.train_fn()  # train(resolved, out, *, stage, ...): the speaker and analysis stages
     secs: dict[str, float] = {}
     t0 = time.perf_counter()
-    base = resolve(ZestConfig, TASK, find_config(config), [o for o in overrides if not o.startswith("tokens.tokenizer=")])
+    base = resolve(spec.schema_class(), spec.name, find_config(config),
+                   [o for o in overrides if not o.startswith("tokens.tokenizer=")])
     tok_path = out_dir / "tokens.safetensors"
     tok = train_tokenizer(train_manifest, TOKEN_SPACE, tok_path, n_clusters=base.config.tokens.n_clusters,
                           fraction=fraction, seed=seed, overwrite=True)
     secs["tokenizer"] = round(time.perf_counter() - t0, 2)
     sets = [f"tokens.tokenizer={tok_path}", f"data.manifest={train_manifest}",
             f"train.seed={seed}", f"speaker_train.seed={seed}", *overrides]
-    resolved = resolve(ZestConfig, TASK, find_config(config), sets)
+    resolved = resolve(spec.schema_class(), spec.name, find_config(config), sets)
     t0 = time.perf_counter()
     spk = train(resolved, out_dir / "speaker", stage="speaker", overwrite=True, argv=["emotk", "demo"])
     secs["speaker"] = round(time.perf_counter() - t0, 2)
@@ -123,7 +126,7 @@ def train_demo_bundle(train_manifest: Path, out_dir: Path, seed: int, config: st
     (ana_dir / "cache").mkdir(parents=True)  # same corpus, same cache key: reuse the speaker stage's analysis
     shutil.copy2(out_dir / "speaker" / "cache" / "analysis.npz", ana_dir / "cache" / "analysis.npz")
     ana = train(resolved, out_dir / "analysis", stage="analysis", speaker_run=str(out_dir / "speaker"),
-                      overwrite=True, argv=["emotk", "demo"])
+                overwrite=True, argv=["emotk", "demo"])
     secs["analysis"] = round(time.perf_counter() - t0, 2)
     bundle = assemble_bundle(out_dir / "speaker", out_dir / "analysis", out_dir / "bundle", overwrite=True)
     return {"bundle": bundle["bundle"], "tokenizer": {"path": str(tok_path), "n_clusters": tok.get("n_clusters")},
@@ -148,10 +151,7 @@ def vocoder_demo(bundle_dir: Path, train_manifest: Path, out_dir: Path, steps: i
     from emotk.data.manifest import Manifest
     from emotk.models.zest import infer
     from emotk.models.zest.export import assemble_bundle, load_bundle
-    from emotk.models.zest.vocoder.config import TASK as VOCODER_TASK
-    from emotk.models.zest.vocoder.config import VocoderConfig
-    from emotk.models.zest.vocoder.task import train as train_vocoder
-    from emotk.recipes import find_config
+    from emotk.recipes import find_config, task_spec
 
     t0 = time.perf_counter()
     bundle = load_bundle(bundle_dir)
@@ -162,11 +162,12 @@ def vocoder_demo(bundle_dir: Path, train_manifest: Path, out_dir: Path, steps: i
         shutil.rmtree(item_dir)
     infer.export_vocoder_items(bundle, subset, item_dir)
     c = bundle.config
-    resolved = resolve(VocoderConfig, VOCODER_TASK, find_config("transfer/vocoder-tiny"), [
+    spec = task_spec("transfer.vocoder")
+    resolved = resolve(spec.schema_class(), spec.name, find_config("transfer/vocoder-tiny"), [
         f"generator.num_tokens={bundle.tokenizer.n_clusters}", f"generator.speaker_dim={c.speaker.dim}",
         f"generator.emotion_dim={c.emotion.dim}", f"train.max_steps={steps}", f"train.seed={seed}",
         f"train.log_every_steps={max(1, steps // 10)}"])
-    run = train_vocoder(resolved, out_dir / "vocoder", data=str(item_dir), overwrite=True)
+    run = spec.train_fn()(resolved, out_dir / "vocoder", data=str(item_dir), overwrite=True)
     lines = [json.loads(x) for x in (out_dir / "vocoder" / "metrics.jsonl").read_text().splitlines()]
     mel = [x["mel_l1/generator"] for x in lines if x.get("split") == "train" and "mel_l1/generator" in x]
     voc_bundle = assemble_bundle(out_dir / "speaker", out_dir / "analysis", out_dir / "bundle-bigvgan",
@@ -179,7 +180,7 @@ def vocoder_demo(bundle_dir: Path, train_manifest: Path, out_dir: Path, steps: i
         src, ref = (infer.check_input(load_audio(p), str(p)) for p in example)
         wav, info = infer.transfer(vb, src, ref, synth="bigvgan")
         result["example"] = str(out_dir / "wavs" / f"{Path(example[0]).stem}--bigvgan.wav")
-        save_audio(result["example"], wav, 16000)
+        save_audio(result["example"], wav, SAMPLE_RATE)
         result["example_frames"] = info["frames_after"]
     result["seconds"] = round(time.perf_counter() - t0, 2)
     return result
@@ -202,7 +203,7 @@ def plot_f0_examples(examples: list[dict[str, Any]], path: Path) -> Path:
     for ax, ex in zip(axes[:, 0], examples):
         for key, style in (("source", "-"), ("converted", "-"), ("reference", "--")):
             f0 = np.asarray(ex[key], dtype=np.float64)
-            ax.plot(np.arange(len(f0)) * HOP / 16000, np.where(f0 > 0, f0, np.nan), style, label=key, lw=1.4)
+            ax.plot(np.arange(len(f0)) * HOP / SAMPLE_RATE, np.where(f0 > 0, f0, np.nan), style, label=key, lw=1.4)
         ax.set_title(ex["title"], fontsize=9)
         ax.set_ylabel("F0 (Hz)")
         ax.legend(fontsize=7, loc="upper right")
@@ -220,7 +221,8 @@ def measure_conversions(bundle: Any, manifest: Any, triples: list[tuple[dict, di
     """Convert every (source, reference, target, setting) tuple with WORLD; measure log-F0 movement and durations.
 
     Saves ``out_dir/wavs/<source id>--to-<target>.wav`` for sources of style ``save_from`` in setting
-    ``save_setting`` and the F0 plot ``out_dir/f0_before_after.png`` (first such example per target style). Returns the measurements:
+    ``save_setting`` and the F0 plot ``out_dir/f0_before_after.png`` (first such example per target style). Returns
+    the measurements:
     overall and per-pair mean log-F0 (source / converted / reference), the fraction moved toward the reference,
     and duration checks (output samples vs 320 * predicted frames). With ``records`` (the parallel records),
     each row also gets the speaker-independent style direction: the reference speaker's own log-F0 change from
@@ -242,7 +244,7 @@ def measure_conversions(bundle: Any, manifest: Any, triples: list[tuple[dict, di
 
     def f0_of(rec: dict[str, Any]) -> np.ndarray:
         if rec["id"] not in f0_by_id:
-            f0_by_id[rec["id"]] = extract_f0(load_audio(manifest.resolve_path(rec)), 16000, f0_cfg)
+            f0_by_id[rec["id"]] = extract_f0(load_audio(manifest.resolve_path(rec)), SAMPLE_RATE, f0_cfg)
         return f0_by_id[rec["id"]]
 
     for src_rec, ref_rec, target, setting in triples:
@@ -252,17 +254,18 @@ def measure_conversions(bundle: Any, manifest: Any, triples: list[tuple[dict, di
             sources[sid] = infer.analyse_source(bundle, wav)
             own = infer.analyse_reference(bundle, wav)  # the source as its own reference: reconstruction
             rec_out = infer.synthesise(bundle, sources[sid], own, infer.convert(bundle, sources[sid], own), "world")
-            recon[sid] = _mean_log_f0(extract_f0(rec_out, 16000, f0_cfg), floor)
+            recon[sid] = _mean_log_f0(extract_f0(rec_out, SAMPLE_RATE, f0_cfg), floor)
         if rid not in refs:
             wav = infer.check_input(load_audio(manifest.resolve_path(ref_rec)), rid)
-            refs[rid] = (infer.analyse_reference(bundle, wav), extract_f0(wav, 16000, f0_cfg))
+            refs[rid] = (infer.analyse_reference(bundle, wav), extract_f0(wav, SAMPLE_RATE, f0_cfg))
         src, (ref, ref_f0) = sources[sid], refs[rid]
         conv = infer.convert(bundle, src, ref)
         out = infer.synthesise(bundle, src, ref, conv, "world")
-        out_f0 = extract_f0(out, 16000, f0_cfg)
+        out_f0 = extract_f0(out, SAMPLE_RATE, f0_cfg)
         m_src, m_out, m_ref = (_mean_log_f0(x, floor) for x in (src.f0, out_f0, ref_f0))
         frames = int(conv.durations.sum())
-        row = {"setting": setting, "source": sid, "reference": rid, "source_style": src_rec["emotion"], "target": target,
+        row = {"setting": setting, "source": sid, "reference": rid, "source_style": src_rec["emotion"],
+               "target": target,
                "log_f0_source": m_src, "log_f0_converted": m_out, "log_f0_reference": m_ref,
                "log_f0_predicted": _mean_log_f0(conv.f0, floor),
                "frames_source": int(src.durations.sum()), "frames_predicted_raw": float(np.sum(conv.predicted)),
@@ -284,7 +287,7 @@ def measure_conversions(bundle: Any, manifest: Any, triples: list[tuple[dict, di
         rows.append(row)
         if src_rec["emotion"] == save_from and setting == save_setting:
             name = f"{sid}--to-{target}.wav"
-            save_audio(out_dir / "wavs" / name, out, 16000)
+            save_audio(out_dir / "wavs" / name, out, SAMPLE_RATE)
             saved.append(str(Path("wavs") / name))
             examples.setdefault(target, {"title": f"{sid} -> {target} (reference {rid})", "source": src.f0,
                                          "converted": out_f0, "reference": ref_f0})
@@ -431,7 +434,8 @@ def zest_demo_stage(manifest_path: Path, out_dir: Path, seed: int, *, test_sente
         **{k: s[k] for k in ("conversions", "log_f0_source", "log_f0_converted", "log_f0_reference",
                              "moved_toward_reference", "style_shift_reference", "style_shift_converted",
                              "moved_in_style_direction", "log_f0_reconstructed", "shift_vs_reconstruction",
-                             "moved_toward_reference_vs_reconstruction", "shift_correlation", "voiced_outputs", "length_ratio_out",
+                             "moved_toward_reference_vs_reconstruction", "shift_correlation", "voiced_outputs",
+                             "length_ratio_out",
                              "length_ratio_reference")},
         "settings": s["settings"], "per_pair": s["per_pair"], "durations": s["durations"],
         "bundle": trained["bundle"], "held_out_manifest": str(held_path), "vocoder": vocoder,

@@ -1,10 +1,11 @@
-"""The CARE stage of ``emotk demo``: pre-train a tiny CARE on the demo corpus, then probe it with SUPERB SER.
+"""The care stage of ``emotk demo``: pre-train a tiny CARE on the demo corpus, then probe it with SUPERB SER.
 
 What it shows: the same SUPERB SER head (configs/ser/demo.yaml, every speaker fold of the demo protocol) on the
 layers of (a) the tiny CARE after ``steps`` pre-training steps and (b) the very same architecture and initial
 weights before any step. The untrained export is the model the trainer starts from: the trainer seeds with
-``train.seed`` and then calls ``CareTask.build_model``; this module does the same and writes that model as an
-export, so "untrained" differs from "care" only by the pre-training steps.
+``train.seed`` and then calls ``CareTask.build_model``; :func:`emotk.models.care.task.initial_model` does the
+same and this stage writes that model as an export, so "untrained" differs from "care" only by the
+pre-training steps.
 
 Pre-training recipe: configs/pretrain/care-tiny.yaml (random tiny-wavlm trunk + tiny-roberta layers, y_text from
 the bundled MiniLM on the demo's ``text``, 32-d lld acoustic targets, 1 s crops, batch 8) with ``train.max_steps``
@@ -26,7 +27,6 @@ log = get_logger("demo")
 
 PRETRAIN_CONFIG = "pretrain/care-tiny"
 SER_CONFIG = "ser/demo"
-METRICS = ("weighted_f1", "balanced_accuracy", "accuracy", "macro_f1")
 
 
 def care_demo_stage(manifest_path: Path, protocol_path: Path, out_dir: Path, seed: int, steps: int = 300,
@@ -45,12 +45,10 @@ def care_demo_stage(manifest_path: Path, protocol_path: Path, out_dir: Path, see
 
     from emotk.core.config import resolve
     from emotk.data.manifest import Manifest
-    from emotk.features.cache import ids_sha256
-    from emotk.models.care.config import CareConfig
-    from emotk.models.care.task import CareTask, _targets, pretrain, split_ids
-    from emotk.models.care.upstream import write_export
-    from emotk.recipes import find_config
-    from emotk.train.trainer import seed_everything
+    from emotk.demo.ser import ser_stage
+    from emotk.models.care.export import write_export
+    from emotk.models.care.task import initial_model
+    from emotk.recipes import find_config, task_spec
 
     if steps < 1:
         raise DataError(f"care demo: steps must be >= 1, got {steps}")
@@ -59,39 +57,35 @@ def care_demo_stage(manifest_path: Path, protocol_path: Path, out_dir: Path, see
     t_all = time.perf_counter()
     overrides = [f"data.manifest={manifest_path}", f"train.seed={seed}", f"train.max_steps={steps}",
                  "train.epochs=1000000", "train.log_every_steps=10", "train.eval_every_epochs=1000000",
-                 f"features.cache_dir={out_dir / 'features'}"]
+                 f"features.cache_dir={out_dir / 'features'}", "runtime.device=cpu"]
     if threads is not None:
         overrides.append(f"runtime.threads={threads}")
-    resolved = resolve(CareConfig, "pretrain.care", find_config(PRETRAIN_CONFIG), overrides)
-    cfg = resolved.config
+    spec = task_spec("pretrain.care")
+    resolved = resolve(spec.schema_class(), spec.name, find_config(PRETRAIN_CONFIG), overrides)
 
-    # the untrained export: the trainer's own initialisation (seed_everything(train.seed) -> build_model)
+    # the untrained export: the trainer's own initialisation, built from the same targets (one extraction)
     before = torch.get_num_threads()
     try:
         if threads is not None:
             torch.set_num_threads(threads)
-        manifest = Manifest.load(manifest_path)
-        ids = sorted(manifest.ids)
-        train_ids, valid_ids = split_ids(ids, cfg.data.valid_fraction, cfg.data.split_seed)
-        root = Path(cfg.features.cache_dir) / f"set-{ids_sha256(ids)[:12]}"  # the path pretrain() uses: one extraction
-        acoustic, semantic, _ = _targets(cfg, manifest, root, "cpu")
-        task = CareTask(cfg, manifest, train_ids, valid_ids, acoustic, semantic)
-        seed_everything(cfg.train.seed)
-        write_export(out_dir / "untrained", task.build_model().eval(),
-                     {"source_run": None, "config_hash": resolved.hash, "steps": 0,
-                      "manifest": str(manifest_path), "manifest_sha256": manifest.sha256})
+        model = initial_model(resolved, out_dir / "pretrain")
     finally:
         torch.set_num_threads(before)
+    write_export(out_dir / "untrained", model, {"source_run": None, "config_hash": resolved.hash, "steps": 0,
+                                                "manifest": str(manifest_path),
+                                                "manifest_sha256": Manifest.load(manifest_path).sha256})
 
     t0 = time.perf_counter()
-    result = pretrain(resolved, out_dir / "pretrain", overwrite=True, device="cpu", argv=["emotk", "demo"])
+    result = spec.train_fn()(resolved, out_dir / "pretrain", overwrite=True, argv=["emotk", "demo"])
     pre_seconds = time.perf_counter() - t0
     pre = {"steps": result.get("steps"), **_loss_curve(out_dir / "pretrain" / "metrics.jsonl"),
            "seconds": round(pre_seconds, 2)}
 
     out: dict[str, Any] = {"pretrain": pre}
     for name, upstream in (("care", f"care:{out_dir / 'pretrain'}"), ("untrained", f"care:{out_dir / 'untrained'}")):
-        out[name] = _ser(upstream, manifest_path, protocol_path, out_dir / f"ser-{name}", seed, threads)
+        ser = ser_stage(manifest_path, protocol_path, out_dir / f"ser-{name}", seed, config=SER_CONFIG,
+                        upstream=upstream, threads=threads)
+        out[name] = {k: v for k, v in ser.items() if k != "classes"}
     out["seconds"] = round(time.perf_counter() - t_all, 2)
     log.info(f"demo: care stage {out['seconds']} s (pre-training {pre['seconds']} s, {pre['steps']} steps)")
     return out
@@ -106,26 +100,6 @@ def _loss_curve(metrics_path: Path) -> dict[str, dict[str, float]]:
         raise DataError(f"{metrics_path}: no training losses were logged (too few steps for train.log_every_steps?)")
     return {k: {"first": round(float(train[0][k]), 6), "last": round(float(train[-1][k]), 6)}
             for k in ("semantic_loss", "acoustic_loss")}
-
-
-def _ser(upstream: str, manifest_path: Path, protocol_path: Path, out: Path, seed: int,
-         threads: int | None) -> dict[str, Any]:
-    """SUPERB SER (configs/ser/demo.yaml, every fold) on ``upstream`` -> {"upstream", "folds", "test"}."""
-    from emotk.core.config import resolve
-    from emotk.models.ser.config import SerConfig
-    from emotk.models.ser.pipeline import train as ser_train
-    from emotk.recipes import find_config
-
-    overrides = [f"data.manifest={manifest_path}", f"data.protocol={protocol_path}", f"train.seed={seed}",
-                 f"upstream.name={upstream}"]
-    if threads is not None:
-        overrides.append(f"runtime.threads={threads}")
-    resolved = resolve(SerConfig, "ser.superb", find_config(SER_CONFIG), overrides)
-    result = ser_train(resolved, out, overwrite=True, argv=["emotk", "demo"])
-    return {"upstream": upstream, "folds": len(result.get("folds", [])),
-            "test": {m: {"mean": result["test"][m]["mean"], "std": result["test"][m]["std"]}
-                     for m in METRICS if m in result["test"]},
-            "run_dir": str(out)}
 
 
 __all__ = ["care_demo_stage"]

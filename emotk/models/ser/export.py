@@ -1,0 +1,109 @@
+"""The SER inference artefact (``export/``): write it after training, load it for inference.
+
+An export folder is everything ``ser predict`` needs, on its own::
+
+    export/model.safetensors   the SUPERB downstream's weights
+    export/config.json         format + version, task type, classes (or regression targets), downstream dims and
+                               settings, the feature front-end (:class:`~emotk.models.ser.features.SerFeatures`:
+                               upstream name/path, layers, storage dtype, crop/pad), provenance of the source run
+
+:func:`load_export` rebuilds the downstream with its weights; :class:`emotk.models.ser.infer.SerPredictor` adds
+the feature front-end and runs it over audio.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from emotk.core.io import atomic_path, atomic_write_json
+from emotk.errors import DataError
+
+EXPORT_FORMAT = "emotk.ser.export"
+EXPORT_VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+
+
+def write_export(folder: str | os.PathLike, model: Any, cfg: Any, classes: list[str] | None,
+                 target_names: list[str] | None, extra: dict[str, Any] | None = None) -> Path:
+    """Write the inference bundle of a trained :class:`~emotk.models.ser.model.SuperbDownstream`.
+
+    cfg: the run's SerConfig; classes / target_names: output meaning; extra: provenance (run, fold, seed,
+    metrics, hashes). Files are written atomically; returns the folder.
+    """
+    from safetensors.torch import save_file
+
+    from emotk import __version__
+    from emotk.core.config import to_dict
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(folder / WEIGHTS, suffix=".safetensors") as tmp:
+        save_file(state, str(tmp), metadata={"format": EXPORT_FORMAT})
+    meta = {
+        "format": EXPORT_FORMAT,
+        "format_version": EXPORT_VERSION,
+        "task": "ser.superb",
+        "task_type": cfg.task_type,
+        "classes": classes,
+        "target_names": target_names,
+        "dims": asdict(model.dims),
+        "model": to_dict(cfg.model),
+        "features": to_dict(cfg.feature_config()),
+        "emotk_version": __version__,
+        **(extra or {}),
+    }
+    atomic_write_json(folder / CONFIG, meta)
+    return folder
+
+
+def find_export(folder: str | os.PathLike) -> Path:
+    """The export folder for ``folder``: itself, ``folder/export``, or DataError naming what is missing."""
+    folder = Path(folder)
+    for cand in (folder, folder / "export"):
+        if (cand / CONFIG).is_file() and (cand / WEIGHTS).is_file():
+            return cand
+    raise DataError(f"{folder}: no SER export here (expected {CONFIG} and {WEIGHTS}, e.g. RUN_DIR/export); "
+                    "train one with `emotk ser train`")
+
+
+def load_export(folder: str | os.PathLike, device: str = "cpu") -> tuple[Any, dict[str, Any], Path]:
+    """An export folder (or a run folder holding ``export/``) -> ``(model, meta, export folder)``.
+
+    model: the :class:`~emotk.models.ser.model.SuperbDownstream` with its weights, in eval mode on ``device``;
+    meta: the parsed ``config.json``. DataError when the folder is not a readable SER export of a format
+    version this emotk understands, or when the weights do not fit the model it describes.
+    """
+    from safetensors.torch import load_file
+
+    from emotk.models.ser.model import SuperbDims, SuperbDownstream
+
+    folder = find_export(folder)
+    try:
+        meta = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"{folder / CONFIG}: unreadable export config ({e})") from None
+    if meta.get("format") != EXPORT_FORMAT:
+        raise DataError(f"{folder}: not an emotk SER export (format {meta.get('format')!r})")
+    if int(meta.get("format_version", 0)) > EXPORT_VERSION:
+        raise DataError(f"{folder}: export format version {meta['format_version']} is newer than this "
+                        f"emotk understands ({EXPORT_VERSION}); upgrade emotk")
+    m = meta["model"]
+    model = SuperbDownstream(SuperbDims(**meta["dims"]), head_hidden=m["head_hidden"], dropout=m["dropout"],
+                             pooling=m["pooling"], layer_norm=m["layer_norm"], compat=m["compat"],
+                             feature_norm=m.get("feature_norm", False))
+    state = load_file(str(folder / WEIGHTS))
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise DataError(f"{folder / WEIGHTS}: weights do not fit the model in {CONFIG} "
+                        f"({str(e).splitlines()[-1].strip()[:200]})") from None
+    if missing or unexpected:
+        raise DataError(f"{folder / WEIGHTS}: weights do not fit the model in {CONFIG} "
+                        f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
+    return model.to(device).eval(), meta, folder
