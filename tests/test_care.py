@@ -140,7 +140,7 @@ def test_full_size_parameter_counts(full_model):
 def test_full_size_views_and_widths(full_model):
     import torch
 
-    from emotk.models.care.upstream import CareEncoder
+    from emotk.models.care.infer import CareEncoder
 
     wav = 0.1 * torch.randn(1, 8000, generator=torch.Generator().manual_seed(1))
     n = torch.tensor([8000])

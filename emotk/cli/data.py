@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from emotk.cli.common import ConfigOpt, OverwriteOpt, RootOpt, SetOpt, emit, table
+
 app = typer.Typer(help="Corpora and manifests: prepare, validate, split, synth, merge, filter, transcribe, label.",
                   no_args_is_help=True)
 
@@ -297,6 +298,8 @@ def transcribe(
             wer = s["wer_vs_text"]
             rows.append(["WER vs text", f"{100 * wer['wer']:.2f} % ({wer['utterances']} utts)"])
         table("transcribe", ["item", "value"], rows)
+
+    emit(summary, human)
 
 
 # ==== `emotk data label`: LLM sentiment pseudo-labels (METHODS.md §2; core: emotk.data.label) ====================

@@ -99,9 +99,9 @@ def register_upstream(cls: type["Upstream"]) -> type["Upstream"]:
 # Upstream names "PREFIX:WHERE" of models trained by emotk -> "module:function" building the encoder module,
 # called as function(name, path=path, device=device) (imported only when such a name is used).
 UPSTREAM_PREFIXES: dict[str, str] = {
-    "care": "emotk.models.care.upstream:upstream_module",
-    "care-semantic": "emotk.models.care.upstream:upstream_module",
-    "care-acoustic": "emotk.models.care.upstream:upstream_module",
+    "care": "emotk.models.care.infer:upstream_module",
+    "care-semantic": "emotk.models.care.infer:upstream_module",
+    "care-acoustic": "emotk.models.care.infer:upstream_module",
 }
 
 

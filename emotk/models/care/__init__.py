@@ -5,6 +5,6 @@
   acoustic encoder + frame regressor, frozen semantic (text) encoder wrapped in down/up conv adapters
 * :mod:`.task` — :class:`CareTask` (the trainer hooks) and :func:`~.task.train` (``emotk pretrain care``)
 * :mod:`.export` — the export bundle: :func:`~.export.write_export` / :func:`~.export.load_export`
-* :mod:`.upstream` — :class:`CareEncoder` (13 SUPERB layer views) + the ``care:RUN_OR_EXPORT`` upstream name
+* :mod:`.infer` — :class:`CareEncoder` (13 SUPERB layer views) + the ``care:RUN_OR_EXPORT`` upstream name
   (CARE's inference: a layered speech encoder for SUPERB SER)
 """

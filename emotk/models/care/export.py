@@ -3,7 +3,7 @@
 The export bundle (:func:`write_export`): ``model.safetensors`` (all CARE weights) and ``care.json`` (the
 architecture: layer counts, adapter shape, target widths, compat, and both transformers configs, so loading
 needs neither the sources nor the network; plus provenance). :func:`load_export` rebuilds the
-:class:`~emotk.models.care.model.CareModel`; :mod:`emotk.models.care.upstream` serves it as a SUPERB upstream.
+:class:`~emotk.models.care.model.CareModel`; :mod:`emotk.models.care.infer` serves it as a SUPERB upstream.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""CARE as a SUPERB upstream: layer views and the ``care:`` upstream names.
+"""CARE inference: a trained CARE as a layered speech encoder (SUPERB upstream): layer views and the ``care:`` names.
 
 Views (``CareEncoder(model, view=...)``), widths for the thesis model (D = 768):
 
