@@ -310,8 +310,8 @@ class CareModel(nn.Module):
     """CARE. ``forward(wavs, lengths)`` -> dict:
 
     ``semantic`` (B, dim(y_text)) pooled + projected semantic output ((B, T, dim) for a frame-level target);
-    ``acoustic`` (B, T, acoustic_dim) frame predictions; ``frames`` (B,) valid 50 Hz frames; ``mask`` (B, T) bool. ``layers(wavs, lengths)`` gives the
-    per-layer outputs used by the upstream views.
+    ``acoustic`` (B, T, acoustic_dim) frame predictions; ``frames`` (B,) valid 50 Hz frames; ``mask`` (B, T)
+    bool. ``layers(wavs, lengths)`` gives the per-layer outputs used by the upstream views.
     """
 
     def __init__(self, speech_base: nn.Module, text_layers: list[nn.Module], text_config: Any, arch: CareArch) -> None:
