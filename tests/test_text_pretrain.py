@@ -9,6 +9,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from emotk.data.label import ERROR_FIELD, LABEL_FIELD, RAW_FIELD, THESIS_PROMPT
@@ -338,6 +339,18 @@ def test_pretrain_text_cli_end_to_end(tmp_path):
         logits = model(batch["input_ids"], batch["attention_mask"])
     assert logits.shape == (2, 3)
     assert abs(pooled - emb).max() < 1e-5  # the export's encoder is the one TextEncoder embeds with
+    # inference over texts (models/text/infer.py): the model's own probabilities, independent of the batch
+    from emotk.models.text.infer import TextClassifier
+
+    clf = TextClassifier(export, batch_size=2)
+    texts = ["what a happy day", "bad", "a much longer sentence about nothing in particular at all", "ok"]
+    preds = clf.predict(texts)
+    assert [p["label"] for p in preds[:2]] == [classes[int(i)] for i in logits.argmax(-1)]
+    assert np.allclose([list(p["probabilities"].values()) for p in preds[:2]], torch.softmax(logits, -1).numpy(),
+                       atol=1e-5)
+    one_by_one = np.concatenate([TextClassifier(export, batch_size=1).probabilities([t]) for t in texts])
+    assert np.allclose(clf.probabilities(texts), one_by_one, atol=1e-5)
+    assert np.allclose(clf.embed(texts[:2]), emb, atol=1e-5) and clf.embed([]).shape == (0, 32)
 
     again = ["text", "--data", str(tmp_path / "lab.jsonl"), "-c", "pretrain/text-tiny", "--set", "train.epochs=2",
              "-o", str(run)]
