@@ -7,9 +7,10 @@ reads CLI state. Nothing here changes what a run computes, only where and how fa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from emotk.errors import ConfigError, UsageError
 
@@ -86,6 +87,20 @@ def apply_threads(threads: int, local_world_size: int = 1) -> int:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
+
+
+@contextlib.contextmanager
+def keep_threads() -> Iterator[None]:
+    """Restore torch's intra-op thread count on exit: a library call's ``runtime.threads`` applies to that call
+    only, never to the caller's process."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def resolve_precision(precision: str, device: "torch.device") -> tuple["torch.dtype | None", bool]:
