@@ -285,18 +285,18 @@ def aggregate(reports: Sequence[Mapping[str, Any]], keys: Sequence[str] | None =
 # ------------------------------------------------------------------------------------------------- plotting
 
 
-def confusion_matrix_png(cm: Any, labels: Sequence[str], path: str | os.PathLike, normalise: bool = True,
+def confusion_matrix_png(cm: Any, labels: Sequence[str], path: str | os.PathLike, normalize: bool = True,
                          title: str | None = None) -> Path:
     """Write confusion matrix ``cm`` ``(C, C)`` (rows true) as a PNG heat map with per-cell values.
 
-    ``normalise`` divides each row by its support (rows of a class absent from the split stay 0), so the
+    ``normalize`` divides each row by its support (rows of a class absent from the split stay 0), so the
     diagonal shows per-class recall. The write is atomic. Returns the path written.
     """
     m = np.asarray(cm, dtype=np.float64)
     names = [str(x) for x in labels]
     if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] != len(names):
         raise DataError(f"confusion matrix of shape {m.shape} does not fit {len(names)} labels")
-    if normalise:
+    if normalize:
         m = _safe_div(m, m.sum(axis=1, keepdims=True) * np.ones_like(m))
     # Object-oriented Agg canvas: no pyplot, so a user's interactive backend is left alone.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -307,7 +307,7 @@ def confusion_matrix_png(cm: Any, labels: Sequence[str], path: str | os.PathLike
     fig = Figure(figsize=(size, size * 0.9))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    im = ax.imshow(m, cmap="Blues", vmin=0.0, vmax=1.0 if normalise else max(1.0, float(m.max())))
+    im = ax.imshow(m, cmap="Blues", vmin=0.0, vmax=1.0 if normalize else max(1.0, float(m.max())))
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     ax.set_xticks(range(c), labels=names, rotation=45, ha="right")
     ax.set_yticks(range(c), labels=names)
@@ -315,10 +315,10 @@ def confusion_matrix_png(cm: Any, labels: Sequence[str], path: str | os.PathLike
     ax.set_ylabel("true")
     if title:
         ax.set_title(title)
-    threshold = (1.0 if normalise else max(1.0, float(m.max()))) / 2
+    threshold = (1.0 if normalize else max(1.0, float(m.max()))) / 2
     for i in range(c):
         for j in range(c):
-            text = f"{m[i, j]:.2f}" if normalise else f"{int(m[i, j])}"
+            text = f"{m[i, j]:.2f}" if normalize else f"{int(m[i, j])}"
             ax.text(j, i, text, ha="center", va="center", fontsize=8,
                     color="white" if m[i, j] > threshold else "black")
     fig.tight_layout()

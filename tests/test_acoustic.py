@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from emotk.errors import DataError, EmotkError
-from emotk.features.acoustic import AcousticConfig, acoustic_targets, decimate, deltas, lld, normalise
+from emotk.features.acoustic import AcousticConfig, acoustic_targets, decimate, deltas, lld, normalize
 from emotk.features.frames import num_frames
 
 SR = 16000
-RAW = AcousticConfig(normalise="none")
+RAW = AcousticConfig(normalize="none")
 
 
 def voice(seconds: float, f0: float = 150.0, sr: int = SR) -> np.ndarray:
@@ -73,26 +73,26 @@ def test_lld_layout():
 
 def test_fit_modes():
     x = voice(0.5)
-    cfg = AcousticConfig(n_mels=40, normalise="none", fit="truncate_pad")
+    cfg = AcousticConfig(n_mels=40, normalize="none", fit="truncate_pad")
     assert cfg.lld_dim() == 40 + 80 + 40 + 16
     y = acoustic_targets(x, SR, cfg)
     assert y.shape == (25, 256) and not y[:, cfg.lld_dim():].any() and y[:, : cfg.lld_dim()].any()
-    y64 = acoustic_targets(x, SR, AcousticConfig(dim=64, normalise="none", fit="truncate_pad"))
+    y64 = acoustic_targets(x, SR, AcousticConfig(dim=64, normalize="none", fit="truncate_pad"))
     np.testing.assert_allclose(y64, acoustic_targets(x, SR, RAW)[:, :64])
-    proj = acoustic_targets(x, SR, AcousticConfig(dim=64, normalise="none"))
+    proj = acoustic_targets(x, SR, AcousticConfig(dim=64, normalize="none"))
     assert proj.shape == (25, 64) and np.isfinite(proj).all()
 
 
-def test_normalisation_modes():
+def test_normalization_modes():
     x = voice(1.0)
     raw = acoustic_targets(x, SR, RAW).astype(np.float64)
-    ref = acoustic_targets(x, SR, AcousticConfig(normalise="reference"))
+    ref = acoustic_targets(x, SR, AcousticConfig(normalize="reference"))
     np.testing.assert_allclose(ref, (raw - raw.mean(0)) / (raw.std(0) + 1.0), atol=1e-4)
-    std = acoustic_targets(x, SR, AcousticConfig(normalise="standard"))
+    std = acoustic_targets(x, SR, AcousticConfig(normalize="standard"))
     varying = raw.std(0) > 1e-3
     np.testing.assert_allclose(std.mean(0), 0.0, atol=1e-4)
     np.testing.assert_allclose(std.std(0)[varying], 1.0, atol=1e-3)
-    np.testing.assert_allclose(normalise(np.ones((4, 2)), "standard"), 0.0)  # constant columns stay finite
+    np.testing.assert_allclose(normalize(np.ones((4, 2)), "standard"), 0.0)  # constant columns stay finite
 
 
 def test_decimate():
@@ -124,12 +124,12 @@ def test_precomputed_npy_pt_and_safetensors(tmp_path):
     many = tmp_path / "all.safetensors"
     save_file({"utt-a": feats100, "utt-b": feats100[:96]}, str(many))
 
-    cfg = AcousticConfig(kind="precomputed", source=str(folder), source_rate=100.0, normalise="none")
+    cfg = AcousticConfig(kind="precomputed", source=str(folder), source_rate=100.0, normalize="none")
     for utt in ("utt-a", "utt-b", "utt-c"):
         got = acoustic_targets(wav, SR, cfg, utt_id=utt)
         assert got.shape == (50, 8) and got.dtype == np.float32
         np.testing.assert_allclose(got, expected, rtol=1e-6)
-    cfg_many = AcousticConfig(kind="precomputed", source=str(many), normalise="none")
+    cfg_many = AcousticConfig(kind="precomputed", source=str(many), normalize="none")
     np.testing.assert_allclose(acoustic_targets(wav, SR, cfg_many, utt_id="utt-a"), expected, rtol=1e-6)
     short = acoustic_targets(wav, SR, cfg_many, utt_id="utt-b")  # 96 -> 48 frames, padded with the last one
     np.testing.assert_allclose(short[:48], expected[:48], rtol=1e-6)

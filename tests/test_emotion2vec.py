@@ -133,7 +133,7 @@ def test_padding_content_does_not_change_the_utterance_embedding():
     assert not torch.allclose(clean, longer, atol=1e-3)  # the same samples counted as audio do change it
 
 
-def test_waveform_normalisation_follows_the_config():
+def test_waveform_normalization_follows_the_config():
     model = _tiny()
     (wav,) = _waves([8000], seed=4)
     raw = build_emotion2vec(Emotion2vecConfig.from_dict({**model.config.to_dict(), "normalize": False}))

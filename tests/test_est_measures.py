@@ -97,7 +97,7 @@ def test_whisper_tiny_en_gives_zero_wer_on_clean_speech_and_word_timings(speech)
     assert 8 / duration <= rate < 8.0  # words over the voiced span: faster than over the whole clip
 
 
-def test_wer_and_cer_counts_after_normalisation():
+def test_wer_and_cer_counts_after_normalization():
     refs = ["The cat sat.", "Hello there!", "   "]
     hyps = ["the cat sad", "Hello, there", "anything"]
     r = M.wer_cer(refs, hyps)

@@ -14,7 +14,7 @@ from emotk.features.f0 import (
     extract_f0,
     frame_matrix,
     gross_pitch_error,
-    normalise_logf0,
+    normalize_logf0,
     speaker_logf0_stats,
     voicing_agreement,
 )
@@ -174,12 +174,12 @@ def test_voicing_agreement_and_gross_pitch_error():
         voicing_agreement(est, ref[:-1])
 
 
-def test_speaker_logf0_stats_and_normalise():
+def test_speaker_logf0_stats_and_normalize():
     tracks = [np.array([0, 100, 200], np.float32), np.array([400, 0], np.float32)]
     mean, std = speaker_logf0_stats(tracks)
     logs = np.log([100.0, 200.0, 400.0])
     assert mean == pytest.approx(logs.mean()) and std == pytest.approx(logs.std())
-    z = normalise_logf0(tracks[0], mean, std)
+    z = normalize_logf0(tracks[0], mean, std)
     assert z.dtype == np.float32 and z[0] == 0.0
     np.testing.assert_allclose(z[1:], (logs[:2] - mean) / std, rtol=1e-6)
     with pytest.raises(DataError, match="no voiced frames"):

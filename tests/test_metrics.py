@@ -154,7 +154,7 @@ def test_confusion_matrix_png(tmp_path):
     assert out == tmp_path / "plots" / "cm.png" and len(data) > 1000
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(x.name for x in (tmp_path / "plots").iterdir()) == ["cm.png"]  # no temp file left
-    raw = M.confusion_matrix_png(cm, CLASSES, tmp_path / "raw.png", normalise=False)
+    raw = M.confusion_matrix_png(cm, CLASSES, tmp_path / "raw.png", normalize=False)
     assert raw.stat().st_size > 1000
     with pytest.raises(DataError, match="labels"):
         M.confusion_matrix_png(cm, CLASSES[:3], tmp_path / "bad.png")

@@ -153,7 +153,7 @@ def test_lld_features_crop_pad_and_cache(tmp_path):
     padded = crop_pad(np.ones(10), 0, 0.001)
     assert padded.shape == (16,) and padded[10:].sum() == 0
     m = Manifest.from_records(_records(tmp_path, n=2), tmp_path / "m.jsonl")
-    cfg = SerFeatures(upstream="lld", dtype="float16", max_seconds=30.0, min_seconds=1.0, lld={"normalise": "none"})
+    cfg = SerFeatures(upstream="lld", dtype="float16", max_seconds=30.0, min_seconds=1.0, lld={"normalize": "none"})
     cache, summary = ensure_features(m, cfg, tmp_path / "feat")
     h = cache.get("x-0", "hidden")
     assert h.dtype == np.float16 and h.shape == (1, 50, 256)  # 0.5 s padded to 1 s -> 50 frames of 20 ms

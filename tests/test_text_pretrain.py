@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from emotk.data.label import ERROR_FIELD, LABEL_FIELD, RAW_FIELD, THESIS_PROMPT
-from emotk.data.label.backends import FatalLabelError, FileLabeller, OpenAICompatibleLabeller, normalise_answer
+from emotk.data.label.backends import FatalLabelError, FileLabeller, OpenAICompatibleLabeller, normalize_answer
 from emotk.data.label.run import label_manifest, progress_path
 from emotk.errors import DataError, EmotkError, OutputExistsError
 
@@ -115,8 +115,8 @@ def _read(path: Path) -> dict[str, dict]:
     ("positive, negative or neutral", None), ("not positive", None), ("It isn't negative", None),
     ("banana", None), ("", None), (None, None), ("positives", None),
 ])
-def test_normalise_answer(answer, label):
-    assert normalise_answer(answer) == label
+def test_normalize_answer(answer, label):
+    assert normalize_answer(answer) == label
 
 
 def test_openai_labels_retries_cache_and_bearer(endpoint, tmp_path):
@@ -262,7 +262,7 @@ def test_hf_labeller_tiny_llama_end_to_end(tmp_path):
     assert s["records"] == 5 and s["failed"] == 0 and lab.requests == 2  # 5 items, batches of 4 -> 2 generate calls
     assert s["labelled"] + s["unparseable"] == 5  # random weights: garbage answers are counted, not fatal
     assert all(isinstance(r[RAW_FIELD], str) for r in recs.values())
-    assert all(r[LABEL_FIELD] == normalise_answer(r[RAW_FIELD]) for r in recs.values())
+    assert all(r[LABEL_FIELD] == normalize_answer(r[RAW_FIELD]) for r in recs.values())
 
     # chat templates: system + user message; a template that refuses the system role gets one user message
     lab.tokenizer.chat_template = ("{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}"

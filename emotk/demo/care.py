@@ -44,6 +44,7 @@ def care_demo_stage(manifest_path: Path, protocol_path: Path, out_dir: Path, see
     import torch
 
     from emotk.core.config import resolve
+    from emotk.core.runtime import keep_threads
     from emotk.data.manifest import Manifest
     from emotk.demo.ser import ser_stage
     from emotk.models.care.export import write_export
@@ -64,13 +65,10 @@ def care_demo_stage(manifest_path: Path, protocol_path: Path, out_dir: Path, see
     resolved = resolve(spec.schema_class(), spec.name, find_config(PRETRAIN_CONFIG), overrides)
 
     # the untrained export: the trainer's own initialisation, built from the same targets (one extraction)
-    before = torch.get_num_threads()
-    try:
+    with keep_threads():
         if threads is not None:
             torch.set_num_threads(threads)
         model = initial_model(resolved, out_dir / "pretrain")
-    finally:
-        torch.set_num_threads(before)
     write_export(out_dir / "untrained", model, {"source_run": None, "config_hash": resolved.hash, "steps": 0,
                                                 "manifest": str(manifest_path),
                                                 "manifest_sha256": Manifest.load(manifest_path).sha256})

@@ -290,10 +290,10 @@ def make_emotion_embedder(spec: Any, device: str = "cpu", **options: Any) -> Emo
 # ---------------------------------------------------------------------------------------------------------------
 # ASR, WER and CER
 # ---------------------------------------------------------------------------------------------------------------
-def _normaliser_label(normalize: bool) -> str:
-    from emotk.features.asr import _normaliser_name
+def _normalizer_label(normalize: bool) -> str:
+    from emotk.features.asr import _normalizer_name
 
-    return f"{_normaliser_name(normalize)}-normaliser" if normalize else "no-normaliser"
+    return f"{_normalizer_name(normalize)}-normaliser" if normalize else "no-normaliser"
 
 
 class Transcriber:
@@ -317,7 +317,7 @@ class Transcriber:
         self.backend = getattr(asr, "name", backend)
         self.model_id = str(getattr(asr, "model_id", model))
         self.normalize = bool(normalize)
-        self.name = f"{self.backend}:{self.model_id}+{_normaliser_label(self.normalize)}"
+        self.name = f"{self.backend}:{self.model_id}+{_normalizer_label(self.normalize)}"
 
     def transcribe(self, wavs: Sequence[Any]) -> list[dict[str, Any]]:
         """N 16 kHz waveforms -> N dicts ``{"text": str, "words": [{"word", "start", "end"}] | None}``

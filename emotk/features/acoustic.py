@@ -35,7 +35,7 @@ Three kinds (``AcousticConfig.kind``):
 
 Every kind returns exactly ``num_frames(N16)`` frames (N16: the input length at 16 kHz, ``round(N * 16000 /
 sr)``); sources a few frames off are cut or padded by repeating the last frame. Per-utterance normalisation
-over time (``normalise``): ``none``, ``standard`` ((x - mean) / std) or ``reference`` ((x - mean) / (std + 1),
+over time (``normalize``): ``none``, ``standard`` ((x - mean) / std) or ``reference`` ((x - mean) / (std + 1),
 the CARE reference code).
 """
 
@@ -66,7 +66,7 @@ class AcousticConfig:
     """Acoustic-target settings (section ``acoustic`` of a CARE config)."""
 
     kind: Literal["lld", "precomputed", "egemaps"] = "lld"
-    normalise: Literal["none", "standard", "reference"] = "reference"
+    normalize: Literal["none", "standard", "reference"] = "reference"
     # --- lld
     dim: int = 256  # lld output width
     fit: Literal["project", "truncate_pad"] = "project"  # when the lld blocks do not add up to dim
@@ -110,8 +110,8 @@ class AcousticConfig:
         """Raise ConfigError for inconsistent settings."""
         if self.kind not in ("lld", "precomputed", "egemaps"):
             raise ConfigError(f"acoustic.kind: {self.kind!r} is not one of 'lld', 'precomputed', 'egemaps'")
-        if self.normalise not in ("none", "standard", "reference"):
-            raise ConfigError(f"acoustic.normalise: {self.normalise!r} is not one of 'none', 'standard', 'reference'")
+        if self.normalize not in ("none", "standard", "reference"):
+            raise ConfigError(f"acoustic.normalize: {self.normalize!r} is not one of 'none', 'standard', 'reference'")
         if self.kind == "lld":
             if self.dim < 1:
                 raise ConfigError(f"acoustic.dim: must be >= 1, got {self.dim}")
@@ -176,10 +176,10 @@ def acoustic_targets(
     if cfg.expect_dim and cfg.kind != "lld" and feats.shape[1] != cfg.expect_dim:
         where = f" for {utt_id}" if utt_id else ""
         raise DataError(f"acoustic targets{where}: width {feats.shape[1]} != acoustic.expect_dim {cfg.expect_dim}")
-    return normalise(feats, cfg.normalise)
+    return normalize(feats, cfg.normalize)
 
 
-def normalise(x: np.ndarray, mode: str) -> np.ndarray:
+def normalize(x: np.ndarray, mode: str) -> np.ndarray:
     """Per-utterance normalisation over time of (T, D) features -> (T, D) float32.
 
     ``none``; ``standard``: (x - mean) / std (std < 1e-5 treated as 1); ``reference``: (x - mean) / (std + 1).
@@ -193,7 +193,7 @@ def normalise(x: np.ndarray, mode: str) -> np.ndarray:
         return ((x - mean) / np.where(std < 1e-5, 1.0, std)).astype(np.float32)
     if mode == "reference":
         return ((x - mean) / (std + 1.0)).astype(np.float32)
-    raise ConfigError(f"acoustic.normalise: {mode!r} is not one of 'none', 'standard', 'reference'")
+    raise ConfigError(f"acoustic.normalize: {mode!r} is not one of 'none', 'standard', 'reference'")
 
 
 def lld(x: np.ndarray, cfg: AcousticConfig | None = None) -> np.ndarray:

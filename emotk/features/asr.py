@@ -108,10 +108,10 @@ def _load_faster_whisper(path: Path, device: str, compute_type: str):
 # ---------------------------------------------------------------------------------------------
 # text normalisation and WER
 # ---------------------------------------------------------------------------------------------
-_NORMALISER: list[Callable[[str], str]] = []
+_NORMALIZER: list[Callable[[str], str]] = []
 
 
-def _basic_normalise(text: str) -> str:
+def _basic_normalize(text: str) -> str:
     text = text.lower()
     text = re.sub(r"[<\[][^>\]]*[>\]]", " ", text)  # [noise], <unk>
     text = re.sub(r"\(([^)]+?)\)", " ", text)
@@ -129,14 +129,14 @@ def normalize_english(text: str) -> str:
     """Normalise English text for WER: Whisper's EnglishTextNormalizer when openai-whisper is installed
     (the thesis's protocol), else a basic one (lower case, contractions expanded, punctuation and
     fillers removed, spaces collapsed). Takes and returns a string."""
-    if not _NORMALISER:
+    if not _NORMALIZER:
         try:
             from whisper.normalizers import EnglishTextNormalizer
 
-            _NORMALISER.append(EnglishTextNormalizer())
+            _NORMALIZER.append(EnglishTextNormalizer())
         except Exception:  # openai-whisper absent or broken: fall back
-            _NORMALISER.append(_basic_normalise)
-    return _NORMALISER[0](text or "")
+            _NORMALIZER.append(_basic_normalize)
+    return _NORMALIZER[0](text or "")
 
 
 def word_error_rate(references: Sequence[str], hypotheses: Sequence[str], normalize: bool = True) -> dict[str, Any]:
@@ -165,15 +165,15 @@ def word_error_rate(references: Sequence[str], hypotheses: Sequence[str], normal
     return {
         "wer": float(out.wer), "substitutions": int(out.substitutions), "deletions": int(out.deletions),
         "insertions": int(out.insertions), "hits": int(out.hits), "ref_words": int(n_ref),
-        "utterances": len(refs), "empty_references": empty, "normalizer": _normaliser_name(normalize),
+        "utterances": len(refs), "empty_references": empty, "normalizer": _normalizer_name(normalize),
     }
 
 
-def _normaliser_name(normalize: bool) -> str:
+def _normalizer_name(normalize: bool) -> str:
     if not normalize:
         return "none"
     normalize_english("")
-    return "whisper-english" if _NORMALISER[0] is not _basic_normalise else "basic-english"
+    return "whisper-english" if _NORMALIZER[0] is not _basic_normalize else "basic-english"
 
 
 # ---------------------------------------------------------------------------------------------

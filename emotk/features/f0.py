@@ -138,7 +138,7 @@ def speaker_logf0_stats(f0_list: Sequence[np.ndarray]) -> tuple[float, float]:
     return float(values.mean()), float(values.std())
 
 
-def normalise_logf0(f0: np.ndarray, mean: float, std: float) -> np.ndarray:
+def normalize_logf0(f0: np.ndarray, mean: float, std: float) -> np.ndarray:
     """(T,) F0 in Hz -> (T,) float32 ``(ln f0 - mean) / std`` on voiced frames, 0 on unvoiced frames."""
     f0 = np.asarray(f0, dtype=np.float64)
     out = np.zeros(f0.shape, dtype=np.float32)

@@ -28,10 +28,10 @@ from emotk import __version__
 from emotk.core.config import RuntimeConfig
 from emotk.core.log import Progress, get_logger
 from emotk.core.runtime import (
+    apply_threads,
     derived_seed,
     resolve_device,
     resolve_precision,
-    resolve_threads,
     seed_everything,
     seed_worker,
 )
@@ -120,9 +120,7 @@ class Trainer:
         dist.init(self.device, self.info)
         self.rank, self.world_size = self.info.rank, self.info.world_size
         self.is_main = self.info.is_main
-        threads = resolve_threads(self.runtime.threads, self.info.local_world_size)
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
+        threads = apply_threads(self.runtime.threads, self.info.local_world_size)
         self.amp_dtype, use_scaler = resolve_precision(self.runtime.precision, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         self.accum = cfg.grad_accum

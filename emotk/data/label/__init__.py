@@ -6,7 +6,7 @@ MSP-Podcast and keeps the answer as a 3-class pseudo-label (negative / neutral /
 of ``emotk pretrain text`` (:mod:`emotk.models.text`).
 
 * :mod:`.backends` — the pluggable labellers (a local Hugging Face causal LM, an OpenAI-compatible endpoint, a
-  file of labels made elsewhere) and :func:`~.backends.normalise_answer`, which maps free-form answers onto the
+  file of labels made elsewhere) and :func:`~.backends.normalize_answer`, which maps free-form answers onto the
   three classes (None for anything else: counted as unparseable and kept raw, never fatal);
 * :mod:`.run` — :func:`~.run.label_manifest`: a labeller over a manifest, with a resumable journal
   (:class:`emotk.core.journal.Journal`; ``--resume`` never asks twice for a finished item), an on-disk response

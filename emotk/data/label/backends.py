@@ -7,7 +7,7 @@
   backoff on 429 / 5xx / time-outs, a requests-per-second limit, optional concurrency;
 * :class:`FileLabeller` — labels already made elsewhere, from a CSV or JSONL file of ``id`` -> label.
 
-:func:`normalise_answer` maps free-form answers ("Positive.", "The sentiment is negative", "neutral sentiment")
+:func:`normalize_answer` maps free-form answers ("Positive.", "The sentiment is negative", "neutral sentiment")
 onto the three classes and returns None for anything else.
 """
 
@@ -34,7 +34,7 @@ _WORD_RE = re.compile(r"[a-z]+")
 _NEGATORS = {"not", "no", "non", "nor", "neither", "never", "t"}  # "t": what is left of "isn't" / "wasn't"
 
 
-def normalise_answer(answer: Any) -> str | None:
+def normalize_answer(answer: Any) -> str | None:
     """A free-form LLM answer -> one of :data:`SENTIMENT_CLASSES`, or None when it names no single class.
 
     Case and punctuation are ignored ("Positive." -> positive, "The sentiment is negative" -> negative,

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from emotk.core.log import get_logger
 from emotk.core.shard import Shard, select, shard_name
 from emotk.data.label import ERROR_FIELD, LABEL_FIELD, RAW_FIELD, SENTIMENT_CLASSES
-from emotk.data.label.backends import Answer, FatalLabelError, Labeller, OpenAICompatibleLabeller, normalise_answer
+from emotk.data.label.backends import Answer, FatalLabelError, Labeller, OpenAICompatibleLabeller, normalize_answer
 from emotk.errors import EmotkError, OutputExistsError, UsageError
 
 log = get_logger("label")
@@ -172,7 +172,7 @@ def label_manifest(manifest: Any, out: str | os.PathLike, labeller: Labeller, fi
                 hit = store.get(cache_key(labeller.model_id, labeller.prompt, text)) if store else None
                 if hit is not None:
                     stats["cache_hits"] += 1
-                    entries[uid] = {"id": uid, "label": normalise_answer(hit), "raw": hit, "cached": True}
+                    entries[uid] = {"id": uid, "label": normalize_answer(hit), "raw": hit, "cached": True}
                 else:
                     ask.append((uid, text))
             if ask:
@@ -189,7 +189,7 @@ def label_manifest(manifest: Any, out: str | os.PathLike, labeller: Labeller, fi
                     if ans.error is not None or ans.raw is None:
                         entries[uid] = {"id": uid, "label": None, "raw": None, "error": ans.error or "no answer"}
                         continue
-                    entries[uid] = {"id": uid, "label": normalise_answer(ans.raw), "raw": ans.raw}
+                    entries[uid] = {"id": uid, "label": normalize_answer(ans.raw), "raw": ans.raw}
                     if store is not None:
                         store.put(cache_key(labeller.model_id, labeller.prompt, text), labeller.model_id, ans.raw)
             journal.extend(entries[uid] for uid in batch)  # the batch is finished: fsynced before going on

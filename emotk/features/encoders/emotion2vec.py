@@ -424,7 +424,7 @@ class Emotion2vec(nn.Module):
             lengths = torch.where(lengths >= kernel, (lengths - kernel) // stride + 1, 0)
         return lengths
 
-    def _normalise(self, wav: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def _normalize(self, wav: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         out = torch.zeros_like(wav)
         for i, n in enumerate(lengths.tolist()):
             seg = wav[i, :n]
@@ -489,7 +489,7 @@ class Emotion2vec(nn.Module):
         if bool((lengths < self.config.receptive_field).any()):
             raise UsageError(f"emotion2vec needs at least {self.config.receptive_field} samples per waveform, "
                              f"got lengths {lengths.tolist()}")
-        x = self._normalise(wav.float(), lengths)
+        x = self._normalize(wav.float(), lengths)
         x, frames = self.feature_extractor(x, lengths)
         mask = lengths_to_mask(frames, max_len=x.shape[1])
         x = self.feature_projection(self.feature_norm(x))

@@ -237,13 +237,10 @@ def train(resolved: Any, out: str | os.PathLike, *, resume: bool = False, overwr
     overwrite: replace an existing run. ``resolved.runtime`` says where to run (``device``: "auto" -> cuda if
     available; ``threads``). argv: the command line, recorded in run.json.
     """
-    import torch
+    from emotk.core.runtime import keep_threads
 
-    threads = torch.get_num_threads()
-    try:
+    with keep_threads():  # runtime.threads applies to this call only (library users keep their setting)
         return _train(resolved, out, resume=resume, overwrite=overwrite, argv=argv)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _data(cfg: Any, out: Path) -> tuple[Any, list[str], list[str], Path]:

@@ -45,7 +45,7 @@ class SerUpstream:
     layers: Any = "all"  # "all" or a list of layer indices to store and combine
     dtype: Literal["float32", "float16"] = "float16"  # feature storage precision
     cache_dir: str = ""  # feature cache root; "" = <output dir>/features (shared by every fold and seed)
-    # emotk.features.acoustic.AcousticConfig fields for name "lld"; normalise defaults to "none" here, because a
+    # emotk.features.acoustic.AcousticConfig fields for name "lld"; normalize defaults to "none" here, because a
     # per-utterance normalisation would remove exactly the utterance-level means that mean pooling keeps
     lld: Optional[dict[str, Any]] = None
 
@@ -128,4 +128,4 @@ class SerConfig:
         up = self.upstream
         return SerFeatures(upstream=up.name, path=up.path, layers=None if up.layers == "all" else list(up.layers),
                            dtype=up.dtype, max_seconds=self.data.max_seconds, min_seconds=self.data.min_seconds,
-                           lld={"normalise": "none", **(up.lld or {})} if up.name == "lld" else None)
+                           lld={"normalize": "none", **(up.lld or {})} if up.name == "lld" else None)

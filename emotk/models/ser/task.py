@@ -383,12 +383,10 @@ def train(resolved: Any, out: str | os.PathLike, *, resume: bool = False, overwr
     roots: named data roots for ``${NAME}/...`` manifest paths. argv: the command line, recorded in run.json.
     Raises :class:`emotk.train.signals.Interrupted` (exit code 3) when a signal stops a run.
     """
-    threads = torch.get_num_threads()
-    try:
-        return _train(resolved, out, resume=resume, overwrite=overwrite, skip_bad=skip_bad, roots=roots,
-                      argv=argv)
-    finally:  # runtime.threads applies to this call only (library users keep their setting)
-        torch.set_num_threads(threads)
+    from emotk.core.runtime import keep_threads
+
+    with keep_threads():  # runtime.threads applies to this call only (library users keep their setting)
+        return _train(resolved, out, resume=resume, overwrite=overwrite, skip_bad=skip_bad, roots=roots, argv=argv)
 
 
 def _train(resolved: Any, out: str | os.PathLike, *, resume: bool, overwrite: bool, skip_bad: bool,

@@ -206,11 +206,10 @@ def train(resolved: Any, out: str | os.PathLike, *, resume: bool = False, overwr
     (also written to ``OUT/summary.json``): data counts, best validation metrics, the export path, config and
     manifest hashes.
     """
-    threads = torch.get_num_threads()
-    try:
+    from emotk.core.runtime import keep_threads
+
+    with keep_threads():  # runtime.threads applies to this call only (library users keep their setting)
         return _train(resolved, Path(out), resume=resume, overwrite=overwrite, argv=argv)
-    finally:  # runtime.threads applies to this call only
-        torch.set_num_threads(threads)
 
 
 def _train(resolved: Any, out: Path, *, resume: bool, overwrite: bool, argv: list[str] | None) -> dict[str, Any]:
