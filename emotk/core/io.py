@@ -13,6 +13,12 @@ from typing import Any, Iterator
 from emotk.errors import OutputExistsError
 
 
+def cache_dir() -> Path:
+    """emotk's cache folder (demo corpus, converted model weights): ``$EMOTK_CACHE`` or ``~/.cache/emotk``."""
+    env = os.environ.get("EMOTK_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "emotk"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it onto ``path`` on success.

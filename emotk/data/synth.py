@@ -34,6 +34,7 @@ import numpy as np
 
 from emotk.core.config import config_hash
 from emotk.core.io import atomic_write_json, sha256_bytes
+from emotk.core.io import cache_dir as emotk_cache_dir
 from emotk.core.log import Progress, get_logger
 from emotk.data.audio import resample, save_audio
 from emotk.data.labels import LabelMap
@@ -571,9 +572,8 @@ def synthesize(out_dir: str | os.PathLike, cfg: SynthConfig | None = None, overw
 
 
 def default_cache_dir() -> Path:
-    """``$EMOTK_CACHE`` or ``~/.cache/emotk``."""
-    env = os.environ.get("EMOTK_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "emotk"
+    """``$EMOTK_CACHE`` or ``~/.cache/emotk`` (:func:`emotk.core.io.cache_dir`)."""
+    return emotk_cache_dir()
 
 
 def ensure_demo_corpus(cache_dir: str | os.PathLike | None = None, cfg: SynthConfig | None = None,

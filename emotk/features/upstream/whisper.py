@@ -1,4 +1,5 @@
-"""Whisper encoders as upstreams: transformers / openai-whisper (all layers) and CTranslate2 (encoder output)."""
+"""Whisper encoders as upstreams: emotk's own encoder (all layers, any length; weights from CTranslate2 files),
+transformers / openai-whisper (all layers, 30-s windows) and faster-whisper's CTranslate2 model (encoder output)."""
 
 from __future__ import annotations
 
@@ -76,20 +77,45 @@ class _WhisperWindows(Upstream):
 
 @register_upstream
 class WhisperEncoderUpstream(_WhisperWindows):
-    """The Whisper encoder from transformers or openai-whisper; all layers.
+    """The Whisper encoder from emotk (:mod:`emotk.features.encoders.whisper`), transformers or openai-whisper;
+    all layers.
 
     Layers: the embedding (convs + positions, "input"), the output of each block, and for the last block
     the output after the final LayerNorm (the encoder output, as transformers reports it), so
     num_layers = encoder layers + 1. Window, hop and stride are read from the model (see
     :class:`_WhisperWindows`). The log-mel front end is the model family's own: transformers'
-    ``WhisperFeatureExtractor`` or openai-whisper's ``log_mel_spectrogram`` on audio padded to the window.
+    ``WhisperFeatureExtractor``, openai-whisper's ``log_mel_spectrogram`` or emotk's :class:`WhisperLogMel`.
+
+    window: ``"full"`` pads every input to the 30-s window (the released models' regime; the CTranslate2 encoder
+    output is matched), ``"native"`` encodes each input at its own length (positions sliced, batch padding
+    masked; ~30 / duration times less compute; inputs over 30 s are cut into consecutive windows, the last one
+    not padded). ``"native"`` needs emotk's encoder (transformers/openai-whisper encoders cannot mask padding)
+    and is its default. Both give ``ceil(samples / 320)`` frames; they differ in value, as the released models'
+    attention saw the padding of the window.
     """
 
     kinds = ("whisper", "whisper-hf", "whisper-pt")
+    windows = ("full", "native")
 
-    def __init__(self, model: Any, *, trainable: bool = False) -> None:
+    def __init__(self, model: Any, *, trainable: bool = False, window: str | None = None) -> None:
         super().__init__(trainable=trainable)
-        if _is_openai_whisper(model):
+        self.window = window or "full"
+        if window is not None and window not in self.windows:
+            raise UsageError(f"window={window!r}: choose one of {', '.join(self.windows)}")
+        if _is_emotk_whisper(model):
+            from emotk.features.encoders.whisper import MEL_HOP, WhisperLogMel
+
+            self.backend = "emotk"
+            self.encoder = model
+            self.n_mels = int(model.config.n_mels)
+            self.positions = int(model.config.max_positions)
+            self.mel_hop = MEL_HOP
+            self.front_end = WhisperLogMel(self.n_mels).to(next(model.parameters()).device)
+            self.window = window or "native"
+        elif window == "native":
+            raise UsageError("window='native' needs emotk's Whisper encoder, which masks padding: load the weights "
+                             "from a CTranslate2 directory (upstream.name=whisper-ct2:DIR) or use window='full'")
+        elif _is_openai_whisper(model):
             import whisper.audio as wa  # lazy
 
             encoder = model.encoder if hasattr(model, "encoder") else model
@@ -107,6 +133,7 @@ class WhisperEncoderUpstream(_WhisperWindows):
             self.encoder = encoder
             self.n_mels = int(encoder.config.num_mel_bins)
             self.positions = int(encoder.config.max_source_positions)
+        encoder = self.encoder
         self.stride = int(encoder.conv1.stride[0]) * int(encoder.conv2.stride[0])
         if self.backend == "hf":
             _ensure_transformers_importable()
@@ -124,14 +151,19 @@ class WhisperEncoderUpstream(_WhisperWindows):
 
     @classmethod
     def accepts(cls, model: Any) -> bool:
-        if _is_openai_whisper(model):
+        if _is_openai_whisper(model) or _is_emotk_whisper(model):
             return True
         cfg = getattr(model, "config", None)
         return type(model).__module__.startswith("transformers.") and getattr(cfg, "model_type", "") == "whisper"
 
+    def padded_input_samples(self, num_samples: int) -> int:
+        return int(num_samples) if self.window == "native" else super().padded_input_samples(num_samples)
+
     def _encode(self, wavs: list[torch.Tensor], lengths: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         chunks, where = self._windows(wavs)
-        if self.backend == "hf":
+        if self.backend == "emotk":
+            layers = self._encode_emotk(chunks)
+        elif self.backend == "hf":
             feats = self._fe([c.detach().float().cpu().numpy() for c in chunks], sampling_rate=SAMPLE_RATE,
                              return_tensors="pt", padding="max_length", max_length=self.window_samples,
                              device=str(chunks[0].device))
@@ -140,6 +172,16 @@ class WhisperEncoderUpstream(_WhisperWindows):
         else:
             layers = self._encode_openai(chunks)
         return self._assemble(layers, where, len(wavs)), self.output_lengths(lengths)
+
+    def _encode_emotk(self, chunks: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Chunks (S_c,) -> L tensors (C, T, D): per-chunk log-mel (native: its own length; full: the window),
+        zero-padded to the longest, through the masked encoder."""
+        frames = None if self.window == "native" else self.mel_frames
+        mels = [self.front_end(c, frames) for c in chunks]  # (n_mels, M_c) each
+        mel_lengths = torch.tensor([m.shape[1] for m in mels], dtype=torch.long)
+        mel = nn.utils.rnn.pad_sequence([m.T for m in mels], batch_first=True).transpose(1, 2)
+        layers, _ = self.encoder.hidden_states(mel.to(self._dtype()), mel_lengths if frames is None else None)
+        return layers
 
     def _encode_openai(self, chunks: list[torch.Tensor]) -> list[torch.Tensor]:
         import whisper.audio as wa
@@ -156,6 +198,10 @@ class WhisperEncoderUpstream(_WhisperWindows):
             for h in handles:
                 h.remove()
         return collected + [final]
+
+
+def _is_emotk_whisper(model: Any) -> bool:
+    return type(model).__module__ == "emotk.features.encoders.whisper" and hasattr(model, "hidden_states")
 
 
 def _is_openai_whisper(model: Any) -> bool:
