@@ -14,9 +14,11 @@ Adapters (one class per family of models; a new upstream such as CARE is one mor
   ``*ForCTC`` / ``*ForSequenceClassification`` wrappers). Padding never changes an item's output:
   see the class docstring for how group-norm models (``feat_extract_norm == "group"``) are handled.
 * :class:`WhisperEncoderUpstream` -- the Whisper encoder, from transformers (``WhisperModel``,
-  ``WhisperForConditionalGeneration``, ``WhisperEncoder``) or openai-whisper (``whisper.model.Whisper``):
-  all layers; inputs are padded to Whisper's 30 s window and sliced back to ``ceil(samples / 320)`` frames
-  (longer inputs: consecutive windows, frames concatenated).
+  ``WhisperForConditionalGeneration``, ``WhisperEncoder``), openai-whisper (``whisper.model.Whisper``) or emotk's
+  own masked encoder (:mod:`emotk.features.encoders.whisper`, weights read from CTranslate2 files by
+  :mod:`emotk.hub.ct2_whisper`): all layers, ``ceil(samples / 320)`` frames; ``window="full"`` pads inputs to
+  Whisper's 30 s window, ``window="native"`` (emotk's encoder, its default) encodes each at its own length in
+  masked batches (longer inputs: consecutive windows, frames concatenated).
 * :class:`CT2WhisperUpstream` -- a faster-whisper (CTranslate2) ``WhisperModel``: last layer only.
 * :class:`SoftHubertUpstream` -- emotk's soft-HuBERT (:mod:`emotk.features.encoders.soft_hubert`).
 * :class:`ModuleUpstream` -- any ``nn.Module`` that follows the :class:`LayeredSpeechEncoder` protocol
