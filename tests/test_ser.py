@@ -131,7 +131,8 @@ def test_prepare_labels_splits_and_segments(tmp_path):
     assert [it.id for it in splits["valid"]] == ["x-1"] and [it.target for it in splits["test"]] == [2]
     # a label the map does not know is an error naming file, line and id
     bad = Manifest.from_records([*recs[:3], {**recs[3], "emotion": "fear"}], tmp_path / "m.jsonl")
-    with pytest.raises(DataError, match=r"m.jsonl:4: emotion 'fear' of 'x-3'"):
+    with pytest.raises(DataError, match=r"m.jsonl: 1 unknown emotion label not in label map 'x4' .*"
+                                        r"'fear' \(1, first on line 4\); .*--set data.label_map"):
         prepare(cfg, bad)
     # 10 s segments: 25 s -> 10 + 10 + 5; a last piece under min_segment_seconds is dropped
     long = Manifest.from_records([{"id": "d-1", "path": "a.wav", "dataset": "d", "start": 5.0, "end": 30.0},

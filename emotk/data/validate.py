@@ -73,8 +73,12 @@ def validate_manifest(
     target_sr: int = SAMPLE_RATE,
     min_duration: float = MIN_DURATION,
     workers: int = 4,
+    label_hint: str = "add them to the label map (null drops them) or give another with --label-map FILE",
 ) -> Report:
-    """Check a manifest; never raises for data problems (they become issues in the report)."""
+    """Check a manifest; never raises for data problems (they become issues in the report).
+
+    Labels outside ``label_map`` are one error (at the first such line) listing each label once with its count;
+    ``label_hint`` says how to fix them (options of the calling command)."""
     from emotk.core.io import sha256_file
 
     path = Path(path)
@@ -88,6 +92,8 @@ def validate_manifest(
     def add(level: str, line: int, rid: str | None, key: str | None, msg: str) -> None:
         report.issues.append(Issue(level, line, rid, key, msg))
 
+    unknown: dict[str, int] = {}  # label -> records; reported once, in one issue
+    first_line: dict[str, int] = {}
     for lineno, rec, err in iter_jsonl(path):
         if err is not None:
             add("error", lineno, None, None, err)
@@ -107,9 +113,8 @@ def validate_manifest(
         if label is not None:
             report.labels[str(label)] = report.labels.get(str(label), 0) + 1
             if label_map is not None and not label_map.knows(label):
-                add("error", lineno, rid, field_for_labels,
-                    f"{field_for_labels} '{label}' is not in label map '{label_map.name}' "
-                    f"({', '.join(label_map.classes)})")
+                unknown[str(label)] = unknown.get(str(label), 0) + 1
+                first_line.setdefault(str(label), lineno)
         if check_audio:
             try:
                 audio_path = resolve_audio_path(rec["path"], path.parent, roots)
@@ -117,6 +122,12 @@ def validate_manifest(
                 add("error", lineno, rid, "path", str(e))
                 continue
             audio_jobs.append((lineno, rec, audio_path))
+
+    if unknown and label_map is not None:
+        from emotk.data.labels import unknown_labels_message
+
+        message = unknown_labels_message(unknown, first_line, "", field_for_labels, label_map, label_hint)
+        add("error", min(first_line.values()), None, field_for_labels, message.removeprefix(": "))
 
     def check(job: tuple[int, dict[str, Any], Path]) -> list[Issue]:
         lineno, rec, audio_path = job

@@ -29,6 +29,8 @@ class SerData:
     fold: str = ""  # fold name or 0-based index; "all" = every fold (--all-folds); "" = the protocol's only fold
     label_field: str = "emotion"  # classification label field of the manifest
     label_map: str = ""  # label map name (data_manifests/<dataset>/label_map[.<name>].json) or file; "" = auto
+    # train on these classes only (head outputs in this order); records of other labels are dropped; null = all
+    classes: Optional[list[str]] = None
     targets: list[str] = field(default_factory=lambda: list(REGRESSION_TARGETS))  # regression fields
     max_seconds: float = 30.0  # crop: the first max_seconds of each utterance are encoded (0 = no crop)
     min_seconds: float = 1.0  # pad: shorter utterances are zero-padded to min_seconds
@@ -100,6 +102,14 @@ class SerConfig:
             raise ConfigError("data.max_seconds / min_seconds / segment_seconds must be >= 0")
         if d.max_seconds and d.min_seconds > d.max_seconds:
             raise ConfigError(f"data.min_seconds ({d.min_seconds}) is larger than data.max_seconds ({d.max_seconds})")
+        if d.classes is not None:
+            if (not isinstance(d.classes, list) or len(d.classes) < 2
+                    or not all(isinstance(c, str) and c for c in d.classes)):
+                raise ConfigError(f"data.classes: expected a list of at least 2 class names, got {d.classes!r}")
+            if len(set(d.classes)) != len(d.classes):
+                raise ConfigError(f"data.classes: duplicate classes in {d.classes}")
+            if self.task_type == "regression":
+                raise ConfigError("data.classes: only for task_type classification")
         if self.seeds < 1:
             raise ConfigError(f"seeds: need at least 1 run, got {self.seeds}")
         if self.model.head_hidden < 0 or not 0 <= self.model.dropout < 1:

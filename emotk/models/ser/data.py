@@ -168,8 +168,17 @@ def segment_records(m: Manifest, seconds: float, min_seconds: float = 1.0) -> Ma
 
 
 # ---- preparation ---------------------------------------------------------------------------------------------
-def prepare(cfg: Any, manifest: str | os.PathLike | Manifest, roots: dict[str, str] | None = None) -> PreparedData:
-    """Read ``manifest`` and keep the usable records for SerConfig ``cfg`` (see the module docstring)."""
+TRAIN_LABEL_HINT = ("map them in the label map (null drops them), choose another with --set data.label_map=NAME|FILE, "
+                    "or train on a subset with --set data.classes=[...]")
+
+
+def prepare(cfg: Any, manifest: str | os.PathLike | Manifest, roots: dict[str, str] | None = None, *,
+            label_map: LabelMap | None = None, hint: str = TRAIN_LABEL_HINT) -> PreparedData:
+    """Read ``manifest`` and keep the usable records for SerConfig ``cfg`` (see the module docstring).
+
+    label_map: use this map instead of ``data.label_map`` (``ser evaluate`` on another corpus). hint: how to fix
+    unknown labels, naming options of the calling command. ``data.classes`` keeps only records of those classes
+    (the head's classes, in that order). Unknown labels are one DataError listing each with its count."""
     from emotk.data.protocols import find_protocol
 
     m = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest, roots=roots)
@@ -196,34 +205,58 @@ def prepare(cfg: Any, manifest: str | os.PathLike | Manifest, roots: dict[str, s
     if cfg.task_type == "classification":
         datasets = sorted({str(r.get("dataset")) for r in m})
         dataset = datasets[0] if len(datasets) == 1 else None
-        if d.label_map:
+        if label_map is not None:
+            pass
+        elif d.label_map:
             label_map = find_label_map(d.label_map, dataset)
         elif dataset is not None:
             try:
                 label_map = find_label_map("", dataset)
             except DataError:
                 label_map = None
+        subset = list(d.classes) if d.classes else None
+        unknown: dict[str, int] = {}
+        first_line: dict[str, int] = {}
         for i, rec in enumerate(m.records):
             raw = rec.get(d.label_field)
             if raw is None:
                 dropped[f"no '{d.label_field}'"] = dropped.get(f"no '{d.label_field}'", 0) + 1
                 continue
             if label_map is None:
+                if subset is not None and str(raw) not in subset:
+                    dropped[f"'{raw}' not in data.classes"] = dropped.get(f"'{raw}' not in data.classes", 0) + 1
+                    continue
                 targets[rec["id"]] = str(raw)
                 keep.append(i)
                 continue
             if not label_map.knows(raw):
-                raise DataError(f"{m.path}:{m.lineno(i)}: {d.label_field} '{raw}' of '{rec['id']}' is not in label map "
-                                f"'{label_map.name}' (classes: {', '.join(label_map.classes)}); map it in the label "
-                                "map (null drops it) or choose another with --set data.label_map=NAME")
+                unknown[str(raw)] = unknown.get(str(raw), 0) + 1
+                first_line.setdefault(str(raw), m.lineno(i))
+                continue
             label = label_map.convert(raw)
             if label is None:
                 dropped[f"'{raw}' not in label set"] = dropped.get(f"'{raw}' not in label set", 0) + 1
                 continue
+            if subset is not None and label not in subset:
+                dropped[f"'{label}' not in data.classes"] = dropped.get(f"'{label}' not in data.classes", 0) + 1
+                continue
             targets[rec["id"]] = label
             keep.append(i)
+        if unknown:
+            from emotk.data.labels import unknown_labels_message
+
+            raise DataError(unknown_labels_message(unknown, first_line, str(m.path), d.label_field, label_map, hint))
         if label_map is not None:
             classes = list(label_map.classes)
+            if subset is not None:
+                missing = [c for c in subset if c not in classes]
+                if missing:
+                    from emotk.core.suggest import did_you_mean
+
+                    raise DataError(f"data.classes: {', '.join(repr(c) for c in missing)} not in label map "
+                                    f"'{label_map.name}'{did_you_mean(missing[0], classes)} "
+                                    f"(classes: {', '.join(classes)})")
+                classes = list(subset)
     else:
         for i, rec in enumerate(m.records):
             values = [rec.get(t) for t in d.targets]
@@ -246,16 +279,32 @@ def prepare(cfg: Any, manifest: str | os.PathLike | Manifest, roots: dict[str, s
     prepared = PreparedData(manifest=usable, task_type=cfg.task_type, targets=targets, classes=classes,
                             target_names=list(d.targets) if cfg.task_type == "regression" else None,
                             label_map=label_map, protocol=protocol, dropped=dropped)
-    if classes is None and cfg.task_type == "classification":
-        # no label map: the classes are the labels of the training data (of every fold, so folds agree)
-        labels = set()
-        for name in ([None] if protocol is None or len(protocol.folds) == 1 else protocol.fold_names):
+    if cfg.task_type == "classification" and (classes is None or d.classes):
+        # the labels of the training data (of every fold, so folds agree)
+        folds = [None] if protocol is None or len(protocol.folds) == 1 else protocol.fold_names
+        labels: set[str] = set()
+        for name in folds:
             labels.update(targets[it_id] for it_id in _train_ids(prepared, name))
-        prepared.classes = sorted(labels)
-        unknown = sorted(set(targets.values()) - labels)
-        if unknown:
-            raise DataError(f"labels {unknown} occur outside the training data and no label map lists them; "
-                            "give one with --set data.label_map=NAME|FILE")
+        if d.classes:
+            for name in folds:
+                seen = {targets[it_id] for it_id in _train_ids(prepared, name)}
+                absent = [c for c in d.classes if c not in seen]
+                if absent:
+                    where = f" of fold '{name}'" if name is not None else ""
+                    raise DataError(f"data.classes: {', '.join(repr(c) for c in absent)} never occur in the training "
+                                    f"split{where} of {m.path}; remove them from data.classes")
+            prepared.classes = list(d.classes)
+        else:
+            prepared.classes = sorted(labels)
+            outside: dict[str, int] = {}
+            for label in targets.values():
+                if label not in labels:
+                    outside[label] = outside.get(label, 0) + 1
+            if outside:
+                shown = ", ".join(f"'{k}' ({v})" for k, v in sorted(outside.items(), key=lambda kv: (-kv[1], kv[0])))
+                raise DataError(f"{m.path}: {len(outside)} {d.label_field} label(s) occur outside the training data "
+                                f"and no label map lists them: {shown}; give one with --set data.label_map=NAME|FILE "
+                                "or keep a subset with --set data.classes=[...]")
     for reason, n in sorted(dropped.items()):
         log.info(f"ser: dropped {n} record(s): {reason}")
     return prepared
