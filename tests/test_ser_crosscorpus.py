@@ -42,7 +42,8 @@ def test_match_by_name_synonym_and_user_mapping_with_counts():
     assert user.shared == ["angry", "neutral", "sad"] and user.dropped == {"fearful": 3, "joy": 7}
     # the run's own label map converts raw codes it knows
     base = LabelMap("x", CLASSES, {"exc": "happy"})
-    assert match_labels({"exc": 1, "sad": 2}, CLASSES, base=base).identity
+    assert match_labels({"exc": 1, "sad": 2, "angry": 1, "neutral": 1}, CLASSES, base=base).identity
+    assert not match_labels({"exc": 1, "sad": 2}, CLASSES, base=base).identity  # absent classes: renormalise
     with pytest.raises(UsageError, match=r"'hapy' is not a class of the model \(did you mean 'happy'\?\)"):
         match_labels(counts, CLASSES, {"joy": "hapy"})
     with pytest.raises(UsageError, match=r"the data has no label 'angr' \(did you mean 'anger'\?\)"):
@@ -116,3 +117,110 @@ def test_data_validate_lists_unknown_labels_once(tmp_path, cli):
     assert "--label-map FILE" in errors[0]
     help_text = cli("data", "validate", "--help").out
     assert "--label-map" in help_text  # the hint names a real option of this command
+
+
+# ---- through the CLI on the demo corpus ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tiny lld SER run on the demo corpus (4 speakers: 2 train / 1 valid / 1 test)."""
+    from conftest import have_espeak, run_cli
+
+    if not have_espeak():
+        pytest.skip("espeak-ng is not installed")
+    from emotk.data.protocols import Fold, Protocol
+    from emotk.data.synth import SynthConfig, _sentences, _speakers, ensure_demo_corpus
+
+    root = tmp_path_factory.mktemp("xc")
+    manifest = ensure_demo_corpus(root / "cache", cfg=SynthConfig(speakers=_speakers()[:4], sentences=_sentences()[:4],
+                                                                  dialogues=[]))
+    records = [json.loads(x) for x in manifest.read_text().splitlines()]
+    speakers = sorted({r["speaker"] for r in records})
+    Protocol(name="demo-xc", unit="speaker", dataset="demo",
+             folds=[Fold("f0", train=speakers[:2], valid=[speakers[2]], test=[speakers[3]])]).save(root / "p.json")
+    args = ["ser", "train", "-c", "ser/tiny", "--data", manifest, "--protocol", root / "p.json", "--set",
+            "upstream.name=lld", "--set", "model.feature_norm=true", "--set", "train.epochs=3",
+            "--set", f"upstream.cache_dir={root / 'features'}"]
+    code, _, stderr = run_cli(*args, "-o", root / "run")
+    assert code == 0, stderr
+    return {"root": root, "manifest": manifest, "records": records, "args": args, "out": root / "run"}
+
+
+def _relabelled(run: dict, rename: dict[str, str], path: Path) -> Path:
+    lines = []
+    for rec in run["records"]:
+        lines.append(json.dumps({**rec, "path": str(run["manifest"].parent / rec["path"]),
+                                 "emotion": rename.get(rec["emotion"], rec["emotion"])}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_cross_corpus_evaluate_scores_the_shared_classes(run, tmp_path):
+    from conftest import json_out, run_cli
+
+    from emotk.metrics import classification_report
+
+    code, stdout, stderr = run_cli("--json", "ser", "evaluate", run["out"])
+    assert code == 0, stderr
+    same = json_out(stdout)
+    preds = [json.loads(x) for x in (run["out"] / "runs/f0-seed0/eval/test/predictions.jsonl").read_text().splitlines()]
+    # the same corpus through --data: metrics unchanged, nothing mapped
+    code, stdout, stderr = run_cli("--json", "ser", "evaluate", run["out"], "--data", run["manifest"])
+    assert code == 0, stderr
+    again = json_out(stdout)
+    assert again["aggregate"] == same["aggregate"] and "label_mapping" not in again
+    # another label set: anger / joy by synonym, neutral by name, 'bored' unknown (dropped), 'sad' absent
+    other = _relabelled(run, {"angry": "anger", "happy": "joy", "sad": "bored"}, tmp_path / "other.jsonl")
+    code, stdout, stderr = run_cli("--json", "ser", "evaluate", run["out"], "--data", other)
+    assert code == 0, stderr
+    result = json_out(stdout)
+    info = result["label_mapping"]
+    assert info["shared_classes"] == ["angry", "happy", "neutral"] and info["absent_classes"] == ["sad"]
+    assert info["mapping"] == {"anger": "angry", "bored": None, "joy": "happy", "neutral": "neutral"}
+    assert info["dropped_labels"] == {"bored": 16} and info["dropped_utterances"] == 16
+    assert "dropped 16 utterance(s) with labels 'bored' (16)" in stderr and "never predicted): sad" in stderr
+    # expected: the same-corpus probabilities without 'sad' utterances, renormalised over the shared classes
+    shared = info["shared_classes"]
+    kept = [p for p in preds if p["label"] != "sad"]
+    probs = renormalise([[p["probabilities"][c] for c in ["angry", "happy", "neutral", "sad"]] for p in kept],
+                        [0, 1, 2])
+    truth = [shared.index(p["label"]) for p in kept]
+    want = classification_report(np.array(truth), probs.argmax(axis=1), labels=shared)
+    for metric in ("weighted_f1", "balanced_accuracy", "macro_f1", "accuracy"):
+        assert result["aggregate"][metric]["mean"] == pytest.approx(want[metric], abs=1e-9), metric
+    report = json.loads((run["out"] / result["runs"][0]["report"]).read_text())
+    assert report["num_samples"] == len(kept) and report["label_mapping"]["shared_classes"] == shared
+    folder = (run["out"] / result["runs"][0]["report"]).parent
+    cm = json.loads((folder / "confusion_matrix.json").read_text())
+    assert cm["classes"] == shared and sum(map(sum, cm["matrix"])) == len(kept)
+    lines = [json.loads(x) for x in (folder / "predictions.jsonl").read_text().splitlines()]
+    assert all(set(x["probabilities"]) == set(shared) for x in lines)
+    assert all(sum(x["probabilities"].values()) == pytest.approx(1.0, abs=1e-5) for x in lines)
+    # --map puts 'bored' back on 'sad': the same numbers as the original labels, in a folder of its own
+    code, stdout, stderr = run_cli("--json", "ser", "evaluate", run["out"], "--data", other, "--map", "bored=sad")
+    assert code == 0, stderr
+    mapped = json_out(stdout)
+    assert mapped["aggregate"] == same["aggregate"] and mapped["label_mapping"]["dropped_utterances"] == 0
+    assert mapped["runs"][0]["report"] != result["runs"][0]["report"]
+    code, _, stderr = run_cli("ser", "evaluate", run["out"], "--data", other, "--map", "bored=sadd")
+    assert code == 2 and "did you mean 'sad'" in stderr and "Traceback" not in stderr
+
+
+def test_training_on_a_subset_of_classes(run):
+    from conftest import json_out, run_cli
+
+    out = run["root"] / "subset"
+    code, stdout, stderr = run_cli("--json", *run["args"], "--set", "data.classes=[sad,angry,happy]",
+                                   "--set", "train.epochs=1", "-o", out)
+    assert code == 0, stderr
+    summary = json_out(stdout)
+    assert summary["classes"] == ["sad", "angry", "happy"]  # exactly these, in this order
+    assert json.loads((out / "export" / "config.json").read_text())["dims"]["num_outputs"] == 3
+    assert json.loads((out / "run.json").read_text())["classes"] == ["sad", "angry", "happy"]
+    assert json.loads((out / "run.json").read_text())["dropped"] == {"'neutral' not in data.classes": 16}
+    # the full corpus against this model: 'neutral' is dropped
+    code, stdout, stderr = run_cli("--json", "ser", "evaluate", out, "--data", run["manifest"])
+    assert code == 0, stderr
+    assert json_out(stdout)["label_mapping"]["dropped_labels"] == {"neutral": 16}
+    code, _, stderr = run_cli(*run["args"], "--set", "data.classes=[angry,fear]", "-o", run["root"] / "bad")
+    assert code == 1 and "data.classes: 'fear' never occur in the training split" in stderr
+    assert len(stderr.strip().splitlines()) == 1

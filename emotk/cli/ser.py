@@ -103,14 +103,23 @@ def evaluate(
     run_dir: Path = typer.Argument(..., help="Output folder of `ser train` (or one of its runs/*)."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Score another manifest instead of the run's."),
     split: str = typer.Option("test", "--split", help="train, valid, test, or all (every usable utterance)."),
+    map_: Optional[List[str]] = typer.Option(
+        None, "--map", help="Map a label of the data onto a model class, SOURCE=CLASS (repeatable; SOURCE= drops it). "
+                            "Names and synonyms (fearful=fear, happy=joy, ...) are matched without it."),
+    map_file: Optional[Path] = typer.Option(None, "--map-file",
+                                            help="Label mapping file: JSON {source: class} or CSV 'source,class'."),
     root: Optional[List[str]] = RootOpt,
 ) -> None:
-    """Score the selected checkpoints on a split: report, predictions, confusion matrix (JSON + PNG) per run."""
+    """Score the selected checkpoints on a split: report, predictions, confusion matrix (JSON + PNG) per run.
+
+    With --data of another corpus, its labels are mapped onto the model's classes; only the shared classes are
+    scored (probabilities renormalised over them) and the dropped utterances and classes are reported."""
     from emotk.cli.common import parse_roots
+    from emotk.data.labels import parse_label_mapping
     from emotk.models.ser.evaluate import evaluate as run_evaluate
 
     result = run_evaluate(run_dir, manifest=str(data) if data else None, split=split, roots=parse_roots(root),
-                          device=_device())
+                          device=_device(), label_mapping=parse_label_mapping(map_, map_file) or None)
 
     def human(r: dict) -> None:
         table(f"ser evaluate — {r['split']} ({len(r['runs'])} runs)", ["metric", "mean ± std", "per run"],

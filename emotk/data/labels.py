@@ -139,8 +139,9 @@ class LabelMatch:
 
     @property
     def identity(self) -> bool:
-        """True when every source label is a model class by name or by the run's label map and nothing drops."""
-        return not self.dropped and all(h in ("exact", "label map") for h in self.how.values())
+        """True when every source label is a model class by name or by the run's label map, nothing drops and
+        every model class occurs (nothing to map, drop or renormalise)."""
+        return not self.dropped and not self.absent and all(h in ("exact", "label map") for h in self.how.values())
 
     @property
     def dropped_utterances(self) -> int:

@@ -200,16 +200,14 @@ def prepare(cfg: Any, manifest: str | os.PathLike | Manifest, roots: dict[str, s
 
     targets: dict[str, Any] = {}
     keep: list[int] = []
-    label_map = None
+    label_map = label_map if cfg.task_type == "classification" else None
     classes = None
     if cfg.task_type == "classification":
         datasets = sorted({str(r.get("dataset")) for r in m})
         dataset = datasets[0] if len(datasets) == 1 else None
-        if label_map is not None:
-            pass
-        elif d.label_map:
+        if label_map is None and d.label_map:
             label_map = find_label_map(d.label_map, dataset)
-        elif dataset is not None:
+        elif label_map is None and dataset is not None:
             try:
                 label_map = find_label_map("", dataset)
             except DataError:

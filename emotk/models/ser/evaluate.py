@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from emotk.core.io import atomic_write_json
+from emotk.core.log import get_logger
 from emotk.errors import DataError, UsageError
+
+log = get_logger("ser")
 
 
 def find_runs(run_dir: str | os.PathLike) -> list[Path]:
@@ -29,11 +32,22 @@ def find_runs(run_dir: str | os.PathLike) -> list[Path]:
     raise DataError(f"{run_dir}: no SER training runs here (expected runs/*/run.json from `emotk ser train`)")
 
 
+EVAL_LABEL_HINT = "map them with --map SOURCE=CLASS (repeatable; SOURCE= drops it) or --map-file FILE"
+
+
 def evaluate(run_dir: str | os.PathLike, *, manifest: str | None = None, split: str = "test",
-             roots: dict[str, str] | None = None, device: str | None = None) -> dict[str, Any]:
+             roots: dict[str, str] | None = None, device: str | None = None,
+             label_mapping: dict[str, str | None] | None = None) -> dict[str, Any]:
     """Score the selected checkpoint of every run under ``run_dir`` on ``split`` (``train``/``valid``/``test``, or
     ``all`` = every usable utterance), optionally of another ``manifest``; writes ``<run>/eval/<name>/`` reports
-    and returns ``{"runs": [...], "aggregate": {metric: {mean, std, values}}, ...}``."""
+    and returns ``{"runs": [...], "aggregate": {metric: {mean, std, values}}, ...}``.
+
+    Another corpus (classification): its labels are mapped onto the model's classes
+    (:func:`emotk.data.labels.match_labels`: the user's ``label_mapping`` ``{source: class or None}``, exact name,
+    the run's label map, synonyms). Utterances whose label maps onto no class are dropped; the model's
+    probabilities are renormalised over the shared classes (a class absent from the corpus is never predicted)
+    and the metrics and confusion matrix cover the shared classes only. What was mapped and dropped is logged and
+    kept as ``label_mapping`` in the result and in every report."""
     from emotk.core.config import from_dict
     from emotk.core.io import sha256_file
     from emotk.core.runtime import device_name
@@ -53,26 +67,44 @@ def evaluate(run_dir: str | os.PathLike, *, manifest: str | None = None, split: 
     reports, entries = [], []
     cache_store: dict[str, Any] = {}
     name = split if manifest is None else f"{split}-{Path(manifest).stem}-{sha256_file(manifest)[:8]}"
+    if label_mapping:
+        from emotk.core.io import sha256_json
+
+        name += f"-map{sha256_json(label_mapping)[:8]}"
+    label_info: dict[str, Any] | None = None
     for sub in runs:
         meta = json.loads((sub / "run.json").read_text(encoding="utf-8"))
         data = {k: v for k, v in meta["config"].items() if k not in ("task", "runtime")}
         cfg = from_dict(SerConfig, data)
         if manifest is not None:
             cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, manifest=str(manifest)))
+        run_classes = meta.get("classes") or _parent_meta(sub).get("classes")
+        match, override = None, None
+        if cfg.task_type == "classification" and run_classes and (manifest is not None or label_mapping):
+            match, override = _match_corpus(cfg, run_classes, label_mapping, roots)
+            if not match.identity:
+                # another label set: the target map restricts to the model's classes (data.classes is for training)
+                cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, classes=None))
         try:
-            prepared = prepare(cfg, cfg.data.manifest, roots=roots)
+            prepared = prepare(cfg, cfg.data.manifest, roots=roots, label_map=override, hint=EVAL_LABEL_HINT)
         except DataError as e:
             if manifest is None or "is for dataset" not in str(e):
                 raise
             # another corpus: the run's protocol does not apply; use the records' own split (or --split all)
             cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, protocol="", fold=""))
-            prepared = prepare(cfg, cfg.data.manifest, roots=roots)
-        run_classes = meta.get("classes") or _parent_meta(sub).get("classes")
+            prepared = prepare(cfg, cfg.data.manifest, roots=roots, label_map=override, hint=EVAL_LABEL_HINT)
+        if match is not None and not match.identity:
+            if not match.shared:
+                raise DataError(f"{cfg.data.manifest}: no label maps onto a class of the model "
+                                f"({', '.join(run_classes)}); {EVAL_LABEL_HINT}")
+            if label_info is None:
+                log.warning(f"ser evaluate: {cfg.data.manifest}: {match.summary()}")
+            label_info = match.to_dict()
         if cfg.task_type == "classification" and run_classes and prepared.classes != run_classes:
             unknown = sorted(set(prepared.targets.values()) - set(run_classes))
             if unknown:
                 raise DataError(f"labels {unknown} of {cfg.data.manifest} are not classes of the model "
-                                f"({', '.join(run_classes)})")
+                                f"({', '.join(run_classes)}); {EVAL_LABEL_HINT}")
             prepared.classes = list(run_classes)
         if split == "all":
             index = {c: i for i, c in enumerate(prepared.classes or [])}
@@ -106,15 +138,69 @@ def evaluate(run_dir: str | os.PathLike, *, manifest: str | None = None, split: 
         info = {"run": sub.name, "split": split, "fold": cfg.data.fold or None, "seed": cfg.train.seed,
                 "checkpoint": str(weights.parent.relative_to(sub)), **prepared.inputs(),
                 "config_hash": meta.get("config_hash")}
+        if match is not None and not match.identity:
+            outputs = restrict_to_shared(task, outputs, match.shared)
+            info["label_mapping"] = label_info
+            info["dropped"] = dict(sorted(prepared.dropped.items()))
         report = write_eval(sub / "eval" / name, task, outputs, info)
         reports.append(report["metrics"])
         entries.append({"run": sub.name, "report": str((sub / "eval" / name / "report.json").relative_to(root))
                         if sub != root else str(Path("eval") / name / "report.json"), "metrics": report["metrics"]})
     result = {"run_dir": str(run_dir), "split": split, "manifest": str(manifest) if manifest else None,
               "runs": entries, "aggregate": aggregate(reports, keys=sorted(reports[0]))}
+    if label_info is not None:
+        result["label_mapping"] = label_info
     if runs[0] != root:  # an experiment folder: also keep the aggregate beside summary.json
         atomic_write_json(root / f"evaluate-{name}.json", result)
     return result
+
+
+def _match_corpus(cfg: Any, classes: list[str], user: dict[str, str | None] | None,
+                  roots: dict[str, str] | None) -> tuple[Any, Any]:
+    """The labels of ``cfg.data.manifest`` matched onto the model's ``classes`` -> (LabelMatch, the LabelMap that
+    :func:`prepare` uses: the run's own map when it already covers the corpus, else one built from the match)."""
+    from emotk.data.labels import LabelMap, match_labels
+    from emotk.data.manifest import Manifest
+    from emotk.models.ser.data import find_label_map
+
+    m = Manifest.load(cfg.data.manifest, roots=roots)
+    counts: dict[str, int] = {}
+    for rec in m:
+        raw = rec.get(cfg.data.label_field)
+        if raw is not None:
+            counts[str(raw)] = counts.get(str(raw), 0) + 1
+    base = None
+    if cfg.data.label_map:
+        try:
+            base = find_label_map(cfg.data.label_map)
+        except DataError:
+            base = None
+    match = match_labels(counts, classes, user, base=base)
+    if match.identity and base is not None and base.classes == classes:
+        return match, base
+    name = f"{Path(cfg.data.manifest).stem}->model" if not match.identity else "model-classes"
+    return match, LabelMap(name=name, classes=list(classes), map=dict(match.mapping))
+
+
+def restrict_to_shared(task: Any, outputs: dict[str, Any], shared: list[str]) -> dict[str, Any]:
+    """Keep the logits of the ``shared`` classes only (a softmax over them = the model's probabilities
+    renormalised over the shared classes), re-index the targets, and make ``task`` score those classes."""
+    import torch
+
+    from emotk.losses import build_loss
+    from emotk.models.ser.task import SerTask
+
+    classes = list(task.classes)
+    keep = [classes.index(c) for c in shared]
+    new_index = {k: j for j, k in enumerate(keep)}
+    target = torch.tensor([new_index[int(t)] for t in outputs["target"].tolist()], dtype=torch.long)
+    if SerTask.needs_class_counts(task.cfg.loss.name):
+        options = dict(task.cfg.loss.options)
+        counts = options.get("class_counts") or task.class_counts()
+        options["class_counts"] = [counts[k] for k in keep]
+        task.loss = build_loss(task.cfg.loss.name, **options)
+    task.classes = list(shared)
+    return {"outputs": outputs["outputs"][:, keep], "target": target, "ids": outputs["ids"]}
 
 
 def _parent_dir(sub: Path) -> Path:
