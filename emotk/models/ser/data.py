@@ -8,7 +8,9 @@ train / valid / test items of one fold. Every dropped record is counted by reaso
 Label maps: ``data.label_map`` names a committed map (``iemocap-4`` ->
 ``data_manifests/iemocap/label_map.iemocap-4.json``, ``meld`` -> ``data_manifests/meld/label_map.json``) or a
 file; empty = the committed ``label_map.json`` of the manifest's dataset when there is one, else the sorted
-labels of the training split.
+labels of the training split. ``data.classes: [..]`` keeps only the records of those classes (the head's classes,
+in that order; each must occur in the training split). Labels the map does not know are one DataError that lists
+each once with its count and first line.
 """
 
 from __future__ import annotations

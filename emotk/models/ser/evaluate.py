@@ -2,7 +2,9 @@
 
 Reports land beside each run (``<run>/eval/<name>/``: report.json, predictions.jsonl, confusion matrix), where
 ``name`` is the split, or the split plus the other manifest's name and hash; the aggregate over runs is returned
-(and, for an experiment folder, written as ``OUT/evaluate-<name>.json``).
+(and, for an experiment folder, written as ``OUT/evaluate-<name>.json``). Another corpus's labels are mapped onto
+the model's classes (names, synonyms, ``--map``) and only the shared classes are scored (see :func:`evaluate`);
+a user mapping adds ``-map<hash8>`` to ``name``.
 """
 
 from __future__ import annotations
