@@ -36,6 +36,9 @@ class SerData:
     min_seconds: float = 1.0  # pad: shorter utterances are zero-padded to min_seconds
     segment_seconds: float = 0.0  # cut longer utterances into consecutive windows (DAIC-WOZ: 10 s); 0 = off
     min_segment_seconds: float = 1.0  # a final window shorter than this is dropped (when segmenting)
+    # per-speaker: standardise each utterance's features per layer and dim with its speaker's mean / std over
+    # that speaker's utterances of the same split (test speakers: their own unlabelled utterances -- transductive)
+    speaker_norm: Literal["none", "per-speaker"] = "none"
 
 
 @dataclass
@@ -102,6 +105,8 @@ class SerConfig:
             raise ConfigError("data.max_seconds / min_seconds / segment_seconds must be >= 0")
         if d.max_seconds and d.min_seconds > d.max_seconds:
             raise ConfigError(f"data.min_seconds ({d.min_seconds}) is larger than data.max_seconds ({d.max_seconds})")
+        if d.speaker_norm not in ("none", "per-speaker"):
+            raise ConfigError(f"data.speaker_norm: expected none or per-speaker, got {d.speaker_norm!r}")
         if d.classes is not None:
             if (not isinstance(d.classes, list) or len(d.classes) < 2
                     or not all(isinstance(c, str) and c for c in d.classes)):

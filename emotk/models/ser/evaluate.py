@@ -56,7 +56,15 @@ def evaluate(run_dir: str | os.PathLike, *, manifest: str | None = None, split: 
     from emotk.metrics import aggregate
     from emotk.models.ser.config import SerConfig
     from emotk.models.ser.data import SerItem, prepare
-    from emotk.models.ser.task import FeatureStore, SerTask, drop_skipped, run_outputs, write_eval
+    from emotk.models.ser.task import (
+        FeatureStore,
+        SerTask,
+        drop_skipped,
+        run_outputs,
+        speaker_norm_info,
+        speakers_of,
+        write_eval,
+    )
     from emotk.train.checkpoint import load_model_weights
 
     if split not in ("train", "valid", "test", "all"):
@@ -108,6 +116,7 @@ def evaluate(run_dir: str | os.PathLike, *, manifest: str | None = None, split: 
                 raise DataError(f"labels {unknown} of {cfg.data.manifest} are not classes of the model "
                                 f"({', '.join(run_classes)}); {EVAL_LABEL_HINT}")
             prepared.classes = list(run_classes)
+        speakers = speakers_of(cfg, prepared)  # per-speaker: statistics from the evaluated speakers' utterances
         if split == "all":
             index = {c: i for i, c in enumerate(prepared.classes or [])}
             items = [SerItem(r["id"], index[prepared.targets[r["id"]]] if cfg.task_type == "classification"
@@ -133,13 +142,13 @@ def evaluate(run_dir: str | os.PathLike, *, manifest: str | None = None, split: 
             cfg = dataclasses.replace(cfg, loss=dataclasses.replace(
                 cfg.loss, options={**cfg.loss.options, "class_counts": counts}))
         task = SerTask(cfg, {**splits, "train": splits["train"] or splits[split]}, store,
-                       classes=prepared.classes, target_names=prepared.target_names)
+                       classes=prepared.classes, target_names=prepared.target_names, speakers=speakers)
         model = task.make_model(stats=False)  # statistics and weights come from the checkpoint
         weights = load_model_weights(sub, model)
         outputs = run_outputs(task, model, task.dataset(split), device, cfg.train.batch_size)
         info = {"run": sub.name, "split": split, "fold": cfg.data.fold or None, "seed": cfg.train.seed,
                 "checkpoint": str(weights.parent.relative_to(sub)), **prepared.inputs(),
-                "config_hash": meta.get("config_hash")}
+                "config_hash": meta.get("config_hash"), **speaker_norm_info(cfg)}
         if match is not None and not match.identity:
             outputs = restrict_to_shared(task, outputs, match.shared)
             info["label_mapping"] = label_info

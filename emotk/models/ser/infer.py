@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator
 
 from emotk.core.audio import SAMPLE_RATE
 from emotk.core.log import get_logger
-from emotk.errors import AudioError, DataError
+from emotk.errors import AudioError, DataError, UsageError
 from emotk.models.ser.export import WEIGHTS, load_export
 
 __all__ = ["WEIGHTS", "SerPredictor", "iter_inputs", "predict"]  # WEIGHTS: the export's weights file name
@@ -39,6 +39,11 @@ class SerPredictor:
         self.device = torch.device(device)
         self.model, meta, self.folder = load_export(folder, device=self.device)
         self.meta = meta
+        if meta.get("speaker_norm", "none") != "none":
+            raise UsageError(f"{self.folder}: this model was trained with data.speaker_norm={meta['speaker_norm']} "
+                             "(transductive, from each speaker's own utterances); single files have no speaker "
+                             "statistics -- score a manifest with speakers: emotk ser evaluate RUN --data MANIFEST "
+                             "--split all")
         self.regression = meta["task_type"] == "regression"
         self.classes = meta.get("classes")
         self.target_names = meta.get("target_names")

@@ -41,6 +41,7 @@ from emotk.core.log import get_logger
 from emotk.errors import DataError, UsageError
 from emotk.models.ser.data import SerItem
 from emotk.models.ser.model import SuperbDims, SuperbDownstream
+from emotk.models.ser.normalize import normalize, normalize_summary, speaker_stats_from_summaries
 from emotk.nn.masks import pad_sequences
 from emotk.train.task import StepState, TrainTask
 
@@ -116,10 +117,12 @@ class SerDataset(torch.utils.data.Dataset):
     the layer sum, the optional standardisation and the mean are all linear over time -- at T times less work.
     """
 
-    def __init__(self, items: Sequence[SerItem], store: FeatureStore, pooled: bool = False) -> None:
+    def __init__(self, items: Sequence[SerItem], store: FeatureStore, pooled: bool = False,
+                 norm: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> None:
         self.items = list(items)
         self.store = store
         self.pooled = pooled
+        self.norm = norm  # id -> its speaker's (mean, std) (L, D) (data.speaker_norm=per-speaker); None = off
         missing = [it.id for it in self.items if it.id not in store]
         if missing:
             raise DataError(f"{len(missing)} utterance(s) have no cached features (e.g. '{missing[0]}'); "
@@ -131,7 +134,13 @@ class SerDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         it = self.items[index]
         if self.pooled:
-            hidden = torch.from_numpy(self.store.summary(it.id)[0][:, None, :])
+            mean = self.store.summary(it.id)[0]
+            if self.norm is not None:  # the time mean of standardised frames = the standardised time mean
+                mu, sd = self.norm[it.id]
+                mean = (mean - mu) / sd
+            hidden = torch.from_numpy(mean[:, None, :])
+        elif self.norm is not None:
+            hidden = torch.from_numpy(normalize(self.store.get(it.id), self.norm[it.id]))
         else:
             hidden = torch.from_numpy(np.asarray(self.store.get(it.id)))
         return {"id": it.id, "hidden": hidden, "target": it.target}
@@ -152,16 +161,23 @@ class SerTask(TrainTask):
     """SUPERB SER for one fold: ``splits`` maps train/valid/test to items; ``store`` holds their features.
 
     cfg: :class:`emotk.models.ser.config.SerConfig`; classes: label list (classification) or None;
-    target_names: regression fields or None.
+    target_names: regression fields or None; speakers: ``{id: speaker}``, needed by
+    ``data.speaker_norm=per-speaker`` (each split's utterances are standardised with their speaker's statistics
+    over that split -- features only, never labels).
     """
 
     def __init__(self, cfg: Any, splits: dict[str, list[SerItem]], store: FeatureStore,
-                 classes: list[str] | None = None, target_names: list[str] | None = None) -> None:
+                 classes: list[str] | None = None, target_names: list[str] | None = None,
+                 speakers: dict[str, str] | None = None) -> None:
         from emotk.losses import build_loss
 
         self.cfg = cfg
         self.splits = splits
         self.store = store
+        self.speaker_norm = getattr(cfg.data, "speaker_norm", "none") == "per-speaker"
+        if self.speaker_norm and speakers is None:
+            raise UsageError("data.speaker_norm=per-speaker: SerTask needs the utterances' speakers")
+        self.speakers = speakers
         self.regression = cfg.task_type == "regression"
         self.classes = classes
         self.target_names = target_names
@@ -176,8 +192,9 @@ class SerTask(TrainTask):
         self.loss = build_loss(cfg.loss.name, **options)
         # exact shortcut for the thesis head (masked mean pooling): train on per-utterance time means
         self.pooled = cfg.model.pooling == "mean" and not cfg.model.layer_norm
-        self._train = SerDataset(splits["train"], store, self.pooled)
-        self._valid = SerDataset(splits["valid"], store, self.pooled) if splits.get("valid") else None
+        self._norms: dict[str, Any] = {}
+        self._train = SerDataset(splits["train"], store, self.pooled, self.split_norm("train"))
+        self._valid = self.dataset("valid")
 
     @staticmethod
     def needs_class_counts(name: str) -> bool:
@@ -213,8 +230,11 @@ class SerTask(TrainTask):
         if getattr(self, "_stats", None) is None:
             total = sq = None
             frames = 0
+            norm = self.split_norm("train")
             for it in self.splits["train"]:
                 mean, mean_sq, n = self.store.summary(it.id)
+                if norm is not None:  # model.feature_norm on top of speaker normalisation: stats of its output
+                    mean, mean_sq, n = normalize_summary((mean, mean_sq, n), norm[it.id])
                 s, q = mean.astype(np.float64) * n, mean_sq.astype(np.float64) * n
                 total, sq = (s, q) if total is None else (total + s, sq + q)
                 frames += n
@@ -232,7 +252,21 @@ class SerTask(TrainTask):
     def dataset(self, split: str) -> SerDataset | None:
         """The dataset of any split (``test`` for the final report); None when the split is empty."""
         items = self.splits.get(split) or []
-        return SerDataset(items, self.store, self.pooled) if items else None
+        return SerDataset(items, self.store, self.pooled, self.split_norm(split)) if items else None
+
+    def split_norm(self, split: str) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+        """``{id: (mean, std)}`` of the speaker of each utterance of ``split``, over that speaker's utterances in
+        ``split`` (:mod:`.normalize`); None when ``data.speaker_norm`` is ``none``. Reads no label."""
+        if not self.speaker_norm:
+            return None
+        if split not in self._norms:
+            items = self.splits.get(split) or []
+            groups: dict[str, list] = {}
+            for it in items:
+                groups.setdefault(self.speakers[it.id], []).append(self.store.summary(it.id))
+            stats = speaker_stats_from_summaries(groups)
+            self._norms[split] = {it.id: stats[self.speakers[it.id]] for it in items}
+        return self._norms[split]
 
     def collate(self, items: list) -> dict[str, Any]:
         return collate_features(items, self.regression)
@@ -405,6 +439,7 @@ def _train(resolved: Any, out: str | os.PathLike, *, resume: bool, overwrite: bo
     apply_threads(runtime.threads, info.local_world_size)  # extraction too, not only the trainer
     out = Path(out)
     prepared = prepare(cfg, cfg.data.manifest, roots=roots)
+    speakers = speakers_of(cfg, prepared)  # before extraction: a record without speaker fails at once
     folds = fold_plan(prepared, cfg.data.fold)
     seeds = [cfg.train.seed + k for k in range(cfg.seeds)]
     plan = [(f, s) for f in folds for s in seeds]
@@ -431,7 +466,7 @@ def _train(resolved: Any, out: str | os.PathLike, *, resume: bool, overwrite: bo
             log.info(f"ser: {name} already finished; skipped")
             continue
         results.append(_train_one(resolved, _sub_config(cfg, fold, seed), prepared, store, sub, fold, seed,
-                                  runtime, resume, inputs, argv))
+                                  runtime, resume, inputs, argv, speakers))
     summary = summarise(cfg, prepared, results, resolved.hash)
     if dist.is_main():
         best = summary.get("export", {}).get("from")
@@ -446,7 +481,8 @@ def _train(resolved: Any, out: str | os.PathLike, *, resume: bool, overwrite: bo
 
 
 def _train_one(resolved: Any, cfg: Any, prepared: Any, store: Any, sub: Path, fold: str | None, seed: int,
-               runtime: Any, resume: bool, inputs: dict[str, str], argv: list[str] | None) -> dict[str, Any]:
+               runtime: Any, resume: bool, inputs: dict[str, str], argv: list[str] | None,
+               speakers: dict[str, str] | None = None) -> dict[str, Any]:
     from emotk.core.config import Resolved
     from emotk.core.runs import RunDir
     from emotk.models.ser.export import write_export
@@ -464,7 +500,8 @@ def _train_one(resolved: Any, cfg: Any, prepared: Any, store: Any, sub: Path, fo
     if not dist.is_main():
         run = RunDir.open(sub)
     splits = drop_skipped(prepared.splits(fold), store)
-    task = SerTask(cfg, splits, store, classes=prepared.classes, target_names=prepared.target_names)
+    task = SerTask(cfg, splits, store, classes=prepared.classes, target_names=prepared.target_names,
+                   speakers=speakers)
     log.info(f"ser: run {name}: {len(splits['train'])} train / {len(splits['valid'])} valid / "
              f"{len(splits['test'])} test utterances, {task.dims.num_layers} layers x {task.dims.dim}")
     if dist.is_main() and not task.regression:
@@ -477,7 +514,8 @@ def _train_one(resolved: Any, cfg: Any, prepared: Any, store: Any, sub: Path, fo
     result: dict[str, Any] = {"run": name, "fold": fold, "seed": seed, "stopped": fit.get("stopped"),
                               "steps": fit.get("steps"), "best": _jsonable(best), "checkpoint": chosen,
                               "valid": None, "test": None}
-    info = {"run": name, "fold": fold, "seed": seed, "checkpoint": chosen, **inputs, "config_hash": sub_resolved.hash}
+    info = {"run": name, "fold": fold, "seed": seed, "checkpoint": chosen, **inputs, "config_hash": sub_resolved.hash,
+            **speaker_norm_info(cfg)}
     for split in ("valid", "test"):
         dataset = task.dataset(split)
         if dataset is None:
@@ -489,10 +527,34 @@ def _train_one(resolved: Any, cfg: Any, prepared: Any, store: Any, sub: Path, fo
     if dist.is_main():
         write_export(sub / "export", trainer.model, cfg, prepared.classes, prepared.target_names,
                      extra={"source_run": name, "fold": fold, "seed": seed, "config_hash": sub_resolved.hash,
-                            "checkpoint": chosen, "valid": result["valid"], "test": result["test"], **inputs})
+                            "checkpoint": chosen, "valid": result["valid"], "test": result["test"], **inputs,
+                            **speaker_norm_info(cfg)})
         atomic_write_json(sub / RESULT, result)
     dist.barrier()
     return result
+
+
+def speakers_of(cfg: Any, prepared: Any) -> dict[str, str] | None:
+    """``{id: speaker}`` of the usable records when ``data.speaker_norm`` is ``per-speaker`` (else None); a record
+    without ``speaker`` is a one-line DataError."""
+    if getattr(cfg.data, "speaker_norm", "none") != "per-speaker":
+        return None
+    from emotk.models.ser.normalize import speaker_map
+
+    return speaker_map(prepared.manifest)
+
+
+def speaker_norm_info(cfg: Any) -> dict[str, Any]:
+    """Provenance of ``data.speaker_norm`` for reports, summary and export (names the transductive method)."""
+    from emotk.models.ser.normalize import NAME
+
+    mode = getattr(cfg.data, "speaker_norm", "none")
+    out: dict[str, Any] = {"speaker_norm": mode}
+    if mode == "per-speaker":
+        out["normalisation"] = (f"{NAME}: features standardised per speaker, layer and dim with statistics over "
+                                "that speaker's utterances of the evaluated split (test speakers: their own "
+                                "unlabelled utterances)")
+    return out
 
 
 def _jsonable(obj: Any) -> Any:
@@ -507,7 +569,8 @@ def summarise(cfg: Any, prepared: Any, results: list[dict[str, Any]], config_has
     summary: dict[str, Any] = {
         "task": "ser.superb", "task_type": cfg.task_type, "config_hash": config_hash,
         **prepared.inputs(), "classes": prepared.classes, "target_names": prepared.target_names,
-        "upstream": cfg.upstream.name, "select_metric": select, "runs_total": len(results),
+        "upstream": cfg.upstream.name, **speaker_norm_info(cfg), "select_metric": select,
+        "runs_total": len(results),
         "folds": sorted({r["fold"] or "split" for r in results}), "seeds": sorted({r["seed"] for r in results}),
     }
     for split in ("test", "valid"):
