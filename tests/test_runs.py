@@ -48,3 +48,21 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
     with pytest.raises(OutputExistsError):
         check_writable(target, overwrite=False)
+
+
+def test_nested_run_logs_reach_the_enclosing_run_once(tmp_path, capsys):
+    from emotk.core.log import get_logger, setup_logging
+
+    setup_logging(0)
+    r = resolve(Cfg, "toy")
+    RunDir.create(tmp_path / "exp", r)
+    for name in ("a", "b"):
+        RunDir.create(tmp_path / "exp" / "runs" / name, r)
+        get_logger("t").info(f"line of {name}")
+    top = (tmp_path / "exp" / "log.txt").read_text()
+    assert top.count("line of a") == 1 and top.count("line of b") == 1
+    assert "line of b" not in (tmp_path / "exp" / "runs" / "a" / "log.txt").read_text()  # a sibling's log is closed
+    assert capsys.readouterr().err.count("line of b") == 1  # stderr once, not once per log file
+    RunDir.create(tmp_path / "other", r)  # an unrelated run replaces the experiment's log
+    get_logger("t").info("line of other")
+    assert "line of other" not in (tmp_path / "exp" / "log.txt").read_text()

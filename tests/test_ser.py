@@ -310,6 +310,32 @@ def test_evaluate_writes_reports(lld_run):
     assert code == 2 and "--split" in stderr
 
 
+def test_second_evaluate_needs_overwrite(lld_run):
+    out = lld_run["out"]
+    folder = out / "runs" / "f0-seed0" / "eval" / "all"
+    code, _, stderr = run_cli("--json", "ser", "evaluate", out, "--split", "all")
+    assert code == 0, stderr
+    first = (folder / "report.json").read_bytes()
+    assert json.loads(first)["written_by"] == "ser evaluate"
+    aggregate = (out / "evaluate-all.json").read_bytes()
+    code, _, stderr = run_cli("ser", "evaluate", out, "--split", "all")
+    assert code == 1 and len(stderr.strip().splitlines()) == 1, stderr
+    assert str(folder) in stderr and "--overwrite" in stderr
+    assert (folder / "report.json").read_bytes() == first and (out / "evaluate-all.json").read_bytes() == aggregate
+    (folder / "stale.txt").write_text("from before")
+    code, stdout, stderr = run_cli("--json", "ser", "evaluate", out, "--split", "all", "--overwrite")
+    assert code == 0, stderr
+    assert not (folder / "stale.txt").exists() and (folder / "report.json").is_file()  # replaced, not merged
+    assert json_out(stdout)["runs"][0]["report"] == "runs/f0-seed0/eval/all/report.json"
+
+
+def test_top_level_log_gets_the_runs_lines(lld_run):
+    out = lld_run["out"]
+    top = (out / "log.txt").read_text(encoding="utf-8")
+    sub = (out / "runs" / "f0-seed0" / "log.txt").read_text(encoding="utf-8")
+    assert top.count("ser: run f0-seed0:") == 1 and sub.count("ser: run f0-seed0:") == 1
+
+
 def test_resume_after_interruption_gives_the_same_result(lld_run, demo, monkeypatch):
     from emotk.models.ser.task import SerTask
 

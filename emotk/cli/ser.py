@@ -109,6 +109,8 @@ def evaluate(
     map_file: Optional[Path] = typer.Option(None, "--map-file",
                                             help="Label mapping file: JSON {source: class} or CSV 'source,class'."),
     root: Optional[List[str]] = RootOpt,
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Replace the reports of an earlier `ser evaluate` of the same split and data."),
 ) -> None:
     """Score the selected checkpoints on a split: report, predictions, confusion matrix (JSON + PNG) per run.
 
@@ -119,7 +121,8 @@ def evaluate(
     from emotk.models.ser.evaluate import evaluate as run_evaluate
 
     result = run_evaluate(run_dir, manifest=str(data) if data else None, split=split, roots=parse_roots(root),
-                          device=_device(), label_mapping=parse_label_mapping(map_, map_file) or None)
+                          device=_device(), label_mapping=parse_label_mapping(map_, map_file) or None,
+                          overwrite=overwrite)
 
     def human(r: dict) -> None:
         table(f"ser evaluate — {r['split']} ({len(r['runs'])} runs)", ["metric", "mean ± std", "per run"],

@@ -123,6 +123,7 @@ class RunDir:
                         f"{run_json}: cannot resume, the config changed (hash {old[:12]} -> {resolved.hash[:12]}); "
                         "use the same config or start a new run"
                     )
+                run.attach_log()
                 return run
             if not overwrite:
                 raise OutputExistsError(f"run directory {path} already holds a run; pass --overwrite or --resume")
@@ -157,13 +158,21 @@ class RunDir:
         return cls(path=path, meta=meta)
 
     def attach_log(self) -> None:
-        """Mirror emotk's log records into ``log.txt`` for this run."""
+        """Mirror emotk's log records into ``log.txt`` for this run.
+
+        Replaces the log of any other run, except the runs this one is nested in: a ``ser train`` experiment
+        folder's ``log.txt`` keeps receiving the lines of its ``runs/*`` (each of which has its own)."""
         logger = logging.getLogger("emotk")
+        here = self.path.resolve()
         for old in [h for h in logger.handlers if getattr(h, "_emotk_run", False)]:
+            folder = getattr(old, "_emotk_run_dir", None)
+            if folder is not None and folder != here and folder in here.parents:
+                continue  # an enclosing run (experiment folder): keep writing its log too
             logger.removeHandler(old)
             old.close()
         handler = logging.FileHandler(self.path / "log.txt", encoding="utf-8")
         handler._emotk_run = True  # type: ignore[attr-defined]
+        handler._emotk_run_dir = here  # type: ignore[attr-defined]
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
 

@@ -4,7 +4,8 @@ Reports land beside each run (``<run>/eval/<name>/``: report.json, predictions.j
 ``name`` is the split, or the split plus the other manifest's name and hash; the aggregate over runs is returned
 (and, for an experiment folder, written as ``OUT/evaluate-<name>.json``). Another corpus's labels are mapped onto
 the model's classes (names, synonyms, ``--map``) and only the shared classes are scored (see :func:`evaluate`);
-a user mapping adds ``-map<hash8>`` to ``name``.
+a user mapping adds ``-map<hash8>`` to ``name``. A report of an earlier ``ser evaluate`` (or its aggregate) is never
+replaced without ``overwrite``; ``ser train``'s own ``eval/valid`` and ``eval/test`` may be rescored.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 from emotk.core.io import atomic_write_json
 from emotk.core.log import get_logger
-from emotk.errors import DataError, UsageError
+from emotk.errors import DataError, OutputExistsError, UsageError
 
 log = get_logger("ser")
 
@@ -34,12 +36,36 @@ def find_runs(run_dir: str | os.PathLike) -> list[Path]:
     raise DataError(f"{run_dir}: no SER training runs here (expected runs/*/run.json from `emotk ser train`)")
 
 
+WRITTEN_BY = "ser evaluate"  # report.json's ``written_by``: what an evaluation without overwrite may not replace
+
+
+def check_outputs(runs: list[Path], root: Path, name: str, overwrite: bool) -> None:
+    """Refuse (before anything is written) when an earlier ``ser evaluate`` left ``<run>/eval/<name>/`` or the
+    aggregate ``evaluate-<name>.json``; ``ser train``'s own split reports are rescored freely."""
+    if overwrite:
+        return
+    for sub in runs:
+        folder = sub / "eval" / name
+        if folder.exists() and (name not in ("valid", "test") or _written_by(folder) == WRITTEN_BY):
+            raise OutputExistsError(f"{folder} already holds a `ser evaluate` report; pass --overwrite to replace it")
+    aggregate_file = root / f"evaluate-{name}.json"
+    if runs[0] != root and aggregate_file.exists():
+        raise OutputExistsError(f"{aggregate_file} already exists; pass --overwrite to replace it")
+
+
+def _written_by(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / "report.json").read_text(encoding="utf-8")).get("written_by")
+    except (OSError, ValueError, AttributeError):
+        return WRITTEN_BY  # unreadable: not a report of ser train, keep it unless told
+
+
 EVAL_LABEL_HINT = "map them with --map SOURCE=CLASS (repeatable; SOURCE= drops it) or --map-file FILE"
 
 
 def evaluate(run_dir: str | os.PathLike, *, manifest: str | None = None, split: str = "test",
              roots: dict[str, str] | None = None, device: str | None = None,
-             label_mapping: dict[str, str | None] | None = None) -> dict[str, Any]:
+             label_mapping: dict[str, str | None] | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Score the selected checkpoint of every run under ``run_dir`` on ``split`` (``train``/``valid``/``test``, or
     ``all`` = every usable utterance), optionally of another ``manifest``; writes ``<run>/eval/<name>/`` reports
     and returns ``{"runs": [...], "aggregate": {metric: {mean, std, values}}, ...}``.
@@ -49,7 +75,10 @@ def evaluate(run_dir: str | os.PathLike, *, manifest: str | None = None, split: 
     the run's label map, synonyms). Utterances whose label maps onto no class are dropped; the model's
     probabilities are renormalised over the shared classes (a class absent from the corpus is never predicted)
     and the metrics and confusion matrix cover the shared classes only. What was mapped and dropped is logged and
-    kept as ``label_mapping`` in the result and in every report."""
+    kept as ``label_mapping`` in the result and in every report.
+
+    overwrite: replace the reports of an earlier ``ser evaluate`` of the same ``name``; without it such a report (any
+    run's, checked before anything is written) raises :class:`emotk.errors.OutputExistsError`."""
     from emotk.core.config import from_dict
     from emotk.core.io import sha256_file
     from emotk.core.runtime import device_name
@@ -81,6 +110,7 @@ def evaluate(run_dir: str | os.PathLike, *, manifest: str | None = None, split: 
         from emotk.core.io import sha256_json
 
         name += f"-map{sha256_json(label_mapping)[:8]}"
+    check_outputs(runs, root, name, overwrite)
     label_info: dict[str, Any] | None = None
     for sub in runs:
         meta = json.loads((sub / "run.json").read_text(encoding="utf-8"))
@@ -153,7 +183,10 @@ def evaluate(run_dir: str | os.PathLike, *, manifest: str | None = None, split: 
             outputs = restrict_to_shared(task, outputs, match.shared)
             info["label_mapping"] = label_info
             info["dropped"] = dict(sorted(prepared.dropped.items()))
-        report = write_eval(sub / "eval" / name, task, outputs, info)
+        folder = sub / "eval" / name
+        if folder.exists():  # checked above: ser train's own report, or overwrite
+            shutil.rmtree(folder)
+        report = write_eval(folder, task, outputs, {**info, "written_by": WRITTEN_BY})
         reports.append(report["metrics"])
         entries.append({"run": sub.name, "report": str((sub / "eval" / name / "report.json").relative_to(root))
                         if sub != root else str(Path("eval") / name / "report.json"), "metrics": report["metrics"]})
