@@ -23,7 +23,7 @@ def test_marked():
     pass
 
 def test_runs():
-    assert True
+    assert sum([1, 2]) == 3  # a probe test that passes
 '''
 
 

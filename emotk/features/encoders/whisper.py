@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 from emotk.core.audio import SAMPLE_RATE
 from emotk.errors import DataError
+from emotk.features.mel import slaney_mel_filterbank
 
 N_FFT = 400  # STFT size of every Whisper model (25 ms)
 MEL_HOP = 160  # samples per mel frame (10 ms); the encoder halves the rate: 320 samples per output frame
@@ -68,31 +69,10 @@ class WhisperEncoderConfig:
 # Front end
 
 
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
-    """Slaney mel scale (librosa's default, which Whisper's filters use): linear to 1 kHz, log above."""
-    f = np.asarray(f, dtype=np.float64)
-    mel = f / (200.0 / 3)
-    log_part = 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
-    return np.where(f >= 1000.0, log_part, mel)
-
-
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
-    m = np.asarray(m, dtype=np.float64)
-    return np.where(m >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0)), m * (200.0 / 3))
-
-
 def whisper_mel_filters(n_mels: int, n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """(n_mels, n_fft // 2 + 1) float32 Slaney-normalised triangular filters from 0 Hz to Nyquist
     (``librosa.filters.mel(sr, n_fft, n_mels)``, the matrix in openai-whisper's ``mel_filters.npz``)."""
-    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sample_rate / 2), n_mels + 2))
-    widths = np.diff(edges)
-    ramps = edges[:, None] - freqs[None, :]
-    lower = -ramps[:-2] / widths[:-1, None]
-    upper = ramps[2:] / widths[1:, None]
-    weights = np.maximum(0.0, np.minimum(lower, upper))
-    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
-    return weights.astype(np.float32)
+    return slaney_mel_filterbank(sample_rate, n_fft, n_mels)
 
 
 class WhisperLogMel(nn.Module):

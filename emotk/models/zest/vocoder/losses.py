@@ -6,44 +6,12 @@ so nothing here needs torchaudio or librosa.
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emotk.features.mel import slaney_mel_filterbank
 from emotk.models.zest.vocoder.config import LossConfig
-
-
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
-    """Slaney mel scale: linear below 1 kHz (3 mels per 200 Hz), logarithmic above."""
-    f = np.asarray(f, dtype=np.float64)
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = math.log(6.4) / 27.0
-    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, f / f_sp)
-
-
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
-    m = np.asarray(m, dtype=np.float64)
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = math.log(6.4) / 27.0
-    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
-
-
-def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
-    """Triangular Slaney-normalised mel filters, shape (n_mels, n_fft // 2 + 1), float32."""
-    freqs = np.linspace(0.0, sr / 2.0, n_fft // 2 + 1)
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
-    widths = np.diff(edges)
-    ramps = edges[:, None] - freqs[None, :]
-    lower = -ramps[:-2] / widths[:-1, None]
-    upper = ramps[2:] / widths[1:, None]
-    weights = np.maximum(0.0, np.minimum(lower, upper))
-    weights *= (2.0 / (edges[2:n_mels + 2] - edges[:n_mels]))[:, None]
-    return weights.astype(np.float32)
 
 
 class MelSpectrogram(nn.Module):
@@ -54,7 +22,7 @@ class MelSpectrogram(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.register_buffer("window", torch.hann_window(cfg.win), persistent=False)
-        self.register_buffer("basis", torch.from_numpy(mel_filterbank(sr, cfg.n_fft, cfg.n_mels, cfg.fmin,
+        self.register_buffer("basis", torch.from_numpy(slaney_mel_filterbank(sr, cfg.n_fft, cfg.n_mels, cfg.fmin,
                                                                       cfg.fmax)), persistent=False)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
