@@ -36,6 +36,10 @@ def _metric_rows(agg: dict) -> list[list[str]]:
     return rows
 
 
+def _values(values: dict) -> str:
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items())
+
+
 @app.command("train")
 def train(
     data: Optional[Path] = typer.Option(None, "--data", "-d",
@@ -54,8 +58,15 @@ def train(
     skip_bad: bool = typer.Option(False, "--skip-bad",
                                   help="Skip unreadable audio during feature extraction (listed)."),
     root: Optional[List[str]] = RootOpt,
+    search: Optional[List[str]] = typer.Option(
+        None, "--search", help="Search KEY over candidate values, KEY=[v1,v2,...] (repeatable; grid): one trial per "
+                               "combination per fold, chosen on the validation split only, e.g. "
+                               "--search train.optim.lr=[1e-3,3e-4] --search model.layers=[all,[-1]]."),
 ) -> None:
-    """Train the SUPERB SER downstream for each (fold, seed); print the test metrics (mean ± std)."""
+    """Train the SUPERB SER downstream for each (fold, seed); print the test metrics (mean ± std).
+
+    Recipes: -c ser/ravdess (the thesis's) or -c ser/ravdess-strong (emotk's: standardised mean+std statistics,
+    dropout, weight decay, early stopping and a validation-only search); see configs/ser/."""
     from emotk.cli.common import parse_roots
     from emotk.cli.common import resolve_config as resolve
     from emotk.core.context import options
@@ -80,6 +91,10 @@ def train(
         overrides.append(f"train.seed={options.seed}")
     spec = task_spec(TASK)
     resolved = resolve(spec.schema_class(), TASK, find_config(config) if config else None, overrides)
+    if search:
+        from emotk.models.ser.search import with_search
+
+        resolved = with_search(resolved, search)
     summary = spec.train_fn()(resolved, out, resume=resume, overwrite=overwrite, skip_bad=skip_bad,
                               roots=parse_roots(root), argv=["emotk", *sys.argv[1:]])
     from emotk.train import distributed as dist
@@ -90,8 +105,18 @@ def train(
     def human(s: dict) -> None:
         split = "test" if "test" in s else "valid"
         if split in s:
-            table(f"ser {s['upstream']} — {split} ({s['runs_total']} runs; folds {', '.join(s['folds'])})",
-                  ["metric", "mean ± std", "per run"], _metric_rows(s[split]))
+            what = "test" if split == "test" else "VALIDATION (the protocol has no test split)"
+            table(f"ser {s['upstream']} — {what} ({s['runs_total']} runs; folds {', '.join(s['folds'])}; "
+                  "population std over runs)", ["metric", "mean ± std", "per run"], _metric_rows(s[split]))
+        if "test_over_folds" in s:
+            table(f"test over {len(s['per_fold'])} folds — mean ± sample std of the fold means",
+                  ["metric", "mean ± std", "per fold"], _metric_rows(s["test_over_folds"]))
+        for fold, chosen in s.get("search", {}).get("folds", {}).items():
+            typer.echo(f"search {fold}: {chosen['trial']} ({_values(chosen['chosen'])}), chosen on "
+                       f"{s['search']['selected_on']}")
+        if s.get("late_best_runs"):
+            typer.echo(f"warning: {len(s['late_best_runs'])} run(s) selected an epoch in the last 10% of training "
+                       "(under-trained?): raise train.epochs and set train.early_stop_patience", err=True)
         typer.echo(f"summary: {Path(out) / 'summary.json'}")
         typer.echo(f"export:  {Path(out) / 'export'} (from {s.get('export', {}).get('from')})")
 
