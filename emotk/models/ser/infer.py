@@ -221,7 +221,7 @@ def predict(model_dir: "str | os.PathLike | SerPredictor", inputs: list[str], *,
         if found is not None:
             predictor.attach_cache(found)
     if predictor.cache is not None:
-        log.info(f"ser predict: reading cached features from {predictor.cache.path}")
+        log.debug(f"ser predict: reading cached features from {predictor.cache.path}")
     pending: list[tuple[dict[str, Any], Any, Any, Any]] = []  # (item, wav, cached features, source)
     counts = {"cached": 0, "encoded": 0}
 
@@ -267,7 +267,7 @@ def predict(model_dir: "str | os.PathLike | SerPredictor", inputs: list[str], *,
     finally:
         predictor.close()
     if predictor.cache is not None:
-        log.info(f"ser predict: {counts['cached']} input(s) from the feature cache, {counts['encoded']} encoded")
+        log.debug(f"ser predict: {counts['cached']} input(s) from the feature cache, {counts['encoded']} encoded")
 
 
 def find_run_cache(predictor: SerPredictor) -> Path | None:
