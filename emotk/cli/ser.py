@@ -136,6 +136,9 @@ def evaluate(
     root: Optional[List[str]] = RootOpt,
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Replace the reports of an earlier `ser evaluate` of the same split and data."),
+    cache: Optional[Path] = typer.Option(
+        None, "--cache", help="Feature cache root (default: the run's upstream.cache_dir, else RUN_DIR/features); "
+                              "cached utterances are reused, only the others are encoded and added."),
 ) -> None:
     """Score the selected checkpoints on a split: report, predictions, confusion matrix (JSON + PNG) per run.
 
@@ -147,7 +150,7 @@ def evaluate(
 
     result = run_evaluate(run_dir, manifest=str(data) if data else None, split=split, roots=parse_roots(root),
                           device=_device(), label_mapping=parse_label_mapping(map_, map_file) or None,
-                          overwrite=overwrite)
+                          overwrite=overwrite, cache=cache)
 
     def human(r: dict) -> None:
         table(f"ser evaluate — {r['split']} ({len(r['runs'])} runs)", ["metric", "mean ± std", "per run"],
@@ -167,6 +170,10 @@ def predict(
     batch_size: int = typer.Option(16, "--batch-size", "-b", help="Utterances per forward pass."),
     overwrite: bool = OverwriteOpt,
     root: Optional[List[str]] = RootOpt,
+    cache: Optional[Path] = typer.Option(
+        None, "--cache", help="Feature cache root to read and add to (default: read the cache of the model's "
+                              "`ser train` folder when there is one)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Encode every input; read and write no feature cache."),
 ) -> None:
     """Predict emotions: one JSON object per input (id, label, probabilities), JSONL on stdout."""
     from emotk.cli.common import parse_roots
@@ -174,10 +181,15 @@ def predict(
     from emotk.core.runtime import device_name
     from emotk.models.ser.infer import predict as run_predict
 
+    if cache is not None and no_cache:
+        from emotk.errors import UsageError
+
+        raise UsageError("give either --cache or --no-cache, not both")
     if out is not None:
         check_writable(out, overwrite)
     results = run_predict(model, list(inputs), skip_bad=skip_bad, batch_size=batch_size,
-                          device=device_name(_device()), roots=parse_roots(root))
+                          device=device_name(_device()), roots=parse_roots(root),
+                          cache=False if no_cache else cache)
     skipped = []
 
     def write(stream) -> None:

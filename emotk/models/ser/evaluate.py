@@ -65,7 +65,8 @@ EVAL_LABEL_HINT = "map them with --map SOURCE=CLASS (repeatable; SOURCE= drops i
 
 def evaluate(run_dir: str | os.PathLike, *, manifest: str | None = None, split: str = "test",
              roots: dict[str, str] | None = None, device: str | None = None,
-             label_mapping: dict[str, str | None] | None = None, overwrite: bool = False) -> dict[str, Any]:
+             label_mapping: dict[str, str | None] | None = None, overwrite: bool = False,
+             cache: str | os.PathLike | None = None) -> dict[str, Any]:
     """Score the selected checkpoint of every run under ``run_dir`` on ``split`` (``train``/``valid``/``test``, or
     ``all`` = every usable utterance), optionally of another ``manifest``; writes ``<run>/eval/<name>/`` reports
     and returns ``{"runs": [...], "aggregate": {metric: {mean, std, values}}, ...}``.
@@ -78,7 +79,11 @@ def evaluate(run_dir: str | os.PathLike, *, manifest: str | None = None, split: 
     kept as ``label_mapping`` in the result and in every report.
 
     overwrite: replace the reports of an earlier ``ser evaluate`` of the same ``name``; without it such a report (any
-    run's, checked before anything is written) raises :class:`emotk.errors.OutputExistsError`."""
+    run's, checked before anything is written) raises :class:`emotk.errors.OutputExistsError`.
+
+    Features come from the per-utterance cache (:func:`emotk.models.ser.features.ensure_features`) under ``cache``,
+    else the run's ``upstream.cache_dir``, else ``OUT/features``: utterances stored there (by training, an earlier
+    evaluation, ``ser predict --cache``) are reused, only the others are encoded (and stored)."""
     from emotk.core.config import from_dict
     from emotk.core.io import sha256_file
     from emotk.core.runtime import device_name
@@ -157,11 +162,11 @@ def evaluate(run_dir: str | os.PathLike, *, manifest: str | None = None, split: 
         key = str(cfg.feature_config()) + prepared.manifest.sha256
         if key not in cache_store:
             parent = _parent_dir(sub)
-            cache_root = Path(cfg.upstream.cache_dir) if cfg.upstream.cache_dir else parent / "features"
+            cache_root = Path(cache or cfg.upstream.cache_dir or parent / "features")
             from emotk.models.ser.features import ensure_features
 
-            cache, _ = ensure_features(prepared.manifest, cfg.feature_config(), cache_root, device=device)
-            cache_store[key] = FeatureStore(cache)
+            feats, _ = ensure_features(prepared.manifest, cfg.feature_config(), cache_root, device=device)
+            cache_store[key] = FeatureStore(feats)
         store = cache_store[key]
         splits = drop_skipped(splits, store)
         if not splits.get(split):

@@ -10,7 +10,7 @@ pads them to (B, L, T, D) with lengths, so padding is masked by the pooling. Val
 :func:`train` (``emotk ser train``) runs every (fold, seed). Layout of an output folder ``OUT``::
 
     OUT/run.json, config.yaml, log.txt        the whole experiment (resolved config, inputs' hashes, plan)
-    OUT/features/set-<ids12>/ser-input-<h12>/ frozen-upstream features, extracted once, shared by every run
+    OUT/features/ser-input-<h12>/             frozen-upstream features per utterance, shared by every run
     OUT/runs/<fold>-seed<S>/                  one training run per (fold, seed): run.json, metrics.jsonl,
                                               ckpt/ (step-N + best), export/, eval/test/ (report.json,
                                               predictions.jsonl, confusion_matrix.json + .png), result.json
