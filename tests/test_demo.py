@@ -29,6 +29,9 @@ def test_demo_runs_every_stage(cli, tmp_path, monkeypatch, capsys):
     assert prosody["sad"]["level_dbfs"] < prosody["angry"]["level_dbfs"] - 6
     # 4 balanced styles: chance is 25 %; the lld head must do clearly better on held-out speakers
     assert st["ser"]["test"]["balanced_accuracy"]["mean"] > 0.45
+    strong = st["ser"]["strong"]  # emotk's recipe beside the thesis's, on the same features and folds
+    assert strong["config"] == "ser/demo-strong" and strong["test"]["balanced_accuracy"]["mean"] > 0.45
+    assert len(strong["search"]) == 3 and all("train.optim.lr" in v for v in strong["search"].values())
     care = st["care"]
     assert care["pretrain"]["semantic_loss"]["last"] < care["pretrain"]["semantic_loss"]["first"]
     assert care["pretrain"]["acoustic_loss"]["last"] < care["pretrain"]["acoustic_loss"]["first"]
@@ -54,6 +57,7 @@ def test_demo_runs_every_stage(cli, tmp_path, monkeypatch, capsys):
     _human(summary)
     shown = capsys.readouterr().out
     assert "S2S-ZEST" in shown and "style direction –" in shown and "EST report" in shown
+    assert "thesis recipe (ser/demo)" in shown and "strong recipe (ser/demo-strong)" in shown
     assert "not comparable with the thesis" in shown  # Emo-Sim from the bundle's own encoder is flagged
     again = cli("demo", "-o", out)
     assert again.code == 1 and "--overwrite" in again.err

@@ -61,10 +61,16 @@ def _human(s: dict) -> None:
               [[k, v["mean_f0_hz"], v["f0_range_semitones"], v["words_per_s"], v["level_dbfs"]] for k, v in p.items()])
     if "ser" in st:
         ser = st["ser"]
-        table(f"speech emotion recognition on the demo corpus (SUPERB head on {ser['upstream']}, "
-              f"{ser['folds']} speaker folds, test mean ± std)",
-              ["metric", "value (%)"],
-              [[k, f"{v['mean'] * 100:.1f} ± {v['std'] * 100:.1f}"] for k, v in ser["test"].items()])
+        strong = ser.get("strong")
+
+        def pct(block: dict, k: str) -> str:
+            v = block["test"][k]
+            return f"{v['mean'] * 100:.1f} ± {v['std'] * 100:.1f}"
+
+        table(f"speech emotion recognition on the demo corpus ({ser['upstream']}, {ser['folds']} speaker folds, "
+              "test mean ± std)", ["metric", f"thesis recipe ({ser['config']}) %",
+                                   *([f"strong recipe ({strong['config']}) %"] if strong else [])],
+              [[k, pct(ser, k), *([pct(strong, k)] if strong else [])] for k in ser["test"]])
     if "care" in st:
         care = st["care"]
         pre = care["pretrain"]

@@ -35,6 +35,7 @@ class DemoConfig:
     seed: int = 0
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     ser_config: str = "ser/demo"  # recipe for the SER stage (configs/ser/demo.yaml)
+    ser_strong_config: str = "ser/demo-strong"  # emotk's strong recipe beside it ("" = skip)
     care_steps: int = 300  # tiny-CARE pre-training steps in the care stage
     zest_config: str = "transfer/zest-demo"  # S2S-ZEST recipe of the zest stage (configs/transfer/zest-demo.yaml)
     zest_test_sentences: int = 2  # parallel sentences held out of S2S-ZEST training (converted in the zest stage)
@@ -100,8 +101,15 @@ def run_demo(resolved: Resolved, out_dir: Path, overwrite: bool = False,
         from emotk.demo.ser import ser_stage
 
         t0 = time.perf_counter()
-        stages["ser"] = {**ser_stage(manifest_path, protocol_path, out_dir / "ser", cfg.seed, config=cfg.ser_config),
+        ser_cache = out_dir / "ser-features"  # both recipes read the same lld features
+        stages["ser"] = {**ser_stage(manifest_path, protocol_path, out_dir / "ser", cfg.seed, config=cfg.ser_config,
+                                     cache_dir=ser_cache),
                          "seconds": round(time.perf_counter() - t0, 2)}
+        if cfg.ser_strong_config:
+            t0 = time.perf_counter()
+            stages["ser"]["strong"] = {**ser_stage(manifest_path, protocol_path, out_dir / "ser-strong", cfg.seed,
+                                                   config=cfg.ser_strong_config, cache_dir=ser_cache),
+                                       "seconds": round(time.perf_counter() - t0, 2)}
 
     if "care" in cfg.stages:
         from emotk.demo.care import care_demo_stage
