@@ -361,7 +361,7 @@ def label_command(
         device = "cpu"
     lab = make_labeller(labeller, model=model, base_url=base_url, api_key_env=api_key_env, labels=labels, rate=rate,
                         prompt=prompt, device=device, **extra)
-    with Progress(None, f"label ({labeller})") as progress:
+    with Progress(None, f"label ({labeller})", unit="records") as progress:
         summary = label_manifest(manifest, out, lab, field=field, resume=resume, shard=shard_t, overwrite=overwrite,
                                  batch_size=batch_size, cache=not no_cache, cache_path=cache,
                                  on_progress=progress.advance)
