@@ -132,7 +132,9 @@ def evaluate(run_dir: str | os.PathLike, *, manifest: str | None = None, split: 
             if manifest is None or "is for dataset" not in str(e):
                 raise
             # another corpus: the run's protocol does not apply; use the records' own split (or --split all)
-            dropped_protocol = {"protocol": cfg.data.protocol, "fold": cfg.data.fold or None,
+            from emotk.data.protocols import find_protocol
+
+            dropped_protocol = {"protocol": find_protocol(cfg.data.protocol).name, "fold": cfg.data.fold or None,
                                 "reason": "the manifest holds another dataset"}
             cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, protocol="", fold=""))
             prepared = prepare(cfg, cfg.data.manifest, roots=roots, label_map=override, hint=EVAL_LABEL_HINT)
