@@ -350,6 +350,8 @@ def test_named_speaker_errors_teach():
     m = _toy(4, 2)
     with pytest.raises(DataError, match=r"--valid-speakers: no speaker 'toy-s7' .*did you mean 'toy-s\d'"):
         P.make_folds(m, valid_values=["toy-s7"])
+    with pytest.raises(DataError, match=r"no speaker 'toy-s02' .*did you mean 'toy-s2'\?"):
+        P.make_folds(m, test_values=["toy-s02"])  # numbers match without their leading zeros
     with pytest.raises(DataError, match="no speaker is left for training"):
         P.make_folds(m, valid_values=["toy-s0", "toy-s1"], test_values=["toy-s2", "toy-s3"])
     with pytest.raises(DataError, match="do not fit; use --valid 2"):

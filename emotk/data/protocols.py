@@ -490,6 +490,15 @@ def split_units(values: Iterable[Any], n_folds: int = 5, seed: int = 0, n_valid:
     return folds
 
 
+def _did_you_mean_value(value: str, known: list[str]) -> str:
+    """A did-you-mean that first matches numbers without their leading zeros (``ravdess-2`` -> ``ravdess-02``)."""
+    def norm(text: str) -> str:
+        return re.sub(r"\d+", lambda m: str(int(m.group())), text.lower())
+
+    same = [k for k in known if norm(k) == norm(value)]
+    return f" (did you mean '{same[0]}'?)" if len(same) == 1 else did_you_mean(value, known)
+
+
 def named_fold(values: Iterable[Any], valid: Iterable[str] = (), test: Iterable[str] = (),
                n_valid: int | None = None, n_test: int | None = None, seed: int = 0, unit: str = "speaker",
                name: str = "fold0") -> Fold:
@@ -510,7 +519,7 @@ def named_fold(values: Iterable[Any], valid: Iterable[str] = (), test: Iterable[
         for v in names:
             if v not in known:
                 shown = ", ".join(known[:12]) + (f", … ({len(known)} in all)" if len(known) > 12 else "")
-                raise DataError(f"{option}: no {unit} '{v}' in the manifest{did_you_mean(v, known)}; "
+                raise DataError(f"{option}: no {unit} '{v}' in the manifest{_did_you_mean_value(v, known)}; "
                                 f"{unit} values: {shown}")
         if len(set(names)) < len(names):
             dup = next(v for v in names if names.count(v) > 1)
