@@ -323,3 +323,91 @@ def test_ravdess_real_manifest_matches_committed_protocol():
         s = committed.assign(m, fold)
         assert len(s["test"]) == 60 * len(BASELINE_TEST[k]) and len(s["valid"]) == 180
         assert len(s["train"]) + len(s["valid"]) + len(s["test"]) == 1440
+
+
+# ---- no test split, named validation units, --valid 0, word-disjoint hold-out ---------------------------------------
+def test_named_validation_speakers_and_no_test(tmp_path):
+    m = _toy(6, 3)
+    proto = P.make_folds(m, valid_values=["toy-s4", "toy-s1"])
+    assert proto.fold_names == ["fold0"] and proto.name == "toy-speaker-split" and proto.valid_rule is None
+    f = proto.folds[0]
+    assert (f.train, f.valid, f.test) == (["toy-s0", "toy-s2", "toy-s3", "toy-s5"], ["toy-s1", "toy-s4"], [])
+    path = proto.save(tmp_path / "p.json")
+    back = P.Protocol.load(path)  # the stored sha256 is right: loads without edits
+    assert back == proto and json.loads(path.read_text())["sha256"] == proto.sha256
+    s = back.assign(m)
+    assert (len(s["train"]), len(s["valid"]), s["test"]) == (12, 6, [])
+    # named test + seeded validation from the rest; the same arguments give the same protocol
+    two = P.make_folds(m, test_values=["toy-s0"], n_valid=2, seed=3)
+    t = two.folds[0]
+    assert t.test == ["toy-s0"] and len(t.valid) == 2 and "toy-s0" not in t.valid and len(t.train) == 3
+    assert two.name == "toy-speaker-split-seed3" and P.make_folds(m, test_values=["toy-s0"], n_valid=2, seed=3) == two
+    both = P.make_folds(m, valid_values=["toy-s1"], test_values=["toy-s2"]).folds[0]
+    assert (both.valid, both.test, len(both.train)) == (["toy-s1"], ["toy-s2"], 4)
+
+
+def test_named_speaker_errors_teach():
+    m = _toy(4, 2)
+    with pytest.raises(DataError, match=r"--valid-speakers: no speaker 'toy-s7' .*did you mean 'toy-s\d'"):
+        P.make_folds(m, valid_values=["toy-s7"])
+    with pytest.raises(DataError, match=r"no speaker 'toy-s02' .*did you mean 'toy-s2'\?"):
+        P.make_folds(m, test_values=["toy-s02"])  # numbers match without their leading zeros
+    with pytest.raises(DataError, match="no speaker is left for training"):
+        P.make_folds(m, valid_values=["toy-s0", "toy-s1"], test_values=["toy-s2", "toy-s3"])
+    with pytest.raises(DataError, match="do not fit; use --valid 2"):
+        P.make_folds(m, test_values=["toy-s0"], n_valid=3)
+    with pytest.raises(UsageError, match="both validation and test"):
+        P.make_folds(m, valid_values=["toy-s0"], test_values=["toy-s0"])
+    with pytest.raises(UsageError, match="drop --folds"):
+        P.make_folds(m, n_folds=3, valid_values=["toy-s0"])
+    with pytest.raises(UsageError, match="--valid-speakers names 1 speaker"):
+        P.make_folds(m, valid_values=["toy-s0"], n_valid=2)
+
+
+def test_two_speakers_valid_zero_and_the_hints():
+    m = _toy(2, 3)
+    with pytest.raises(DataError, match="cannot make 5 folds from 2 distinct speaker value.*use --folds 2 --valid 0"):
+        P.make_folds(m)
+    with pytest.raises(DataError, match=r"only 2 speaker values: use --valid 0"):
+        P.make_folds(m, n_folds=2)
+    proto = P.make_folds(m, n_folds=2, n_valid=0)
+    assert [(f.train, f.valid, f.test) for f in proto.folds] == [(["toy-s1"], [], ["toy-s0"]),
+                                                                 (["toy-s0"], [], ["toy-s1"])]
+    with pytest.raises(UsageError, match="leaves nothing to evaluate on"):
+        P.make_folds(_toy(6, 2), n_test=0, n_valid=0)
+
+
+def test_folds_without_a_test_split_rotate_validation():
+    m = _toy(6, 2)
+    proto = P.make_folds(m, n_folds=3, n_test=0)
+    valids = [set(f.valid) for f in proto.folds]
+    assert all(len(v) == 2 for v in valids) and set().union(*valids) == {f"toy-s{i}" for i in range(6)}
+    assert all(f.test == [] and len(f.train) == 4 and not set(f.train) & set(f.valid) for f in proto.folds)
+    assert "without a test split" in proto.description
+    fixed = P.make_folds(m, n_folds=2, n_test=0, n_valid=1)
+    assert [len(f.valid) for f in fixed.folds] == [1, 1] and fixed.folds[0].valid != fixed.folds[1].valid
+    with pytest.raises(DataError, match="use --valid 5"):
+        P.split_units([f"v{i}" for i in range(6)], n_folds=2, n_test=0, n_valid=6)
+
+
+def test_word_disjoint_holdout_protocol(tmp_path):
+    recs = [{"id": f"toy-s{s}-u{u}", "speaker": f"toy-s{s}", "text": f"sentence {u % 5}"}
+            for s in range(3) for u in range(10)]
+    m = _manifest(recs)
+    proto = P.make_folds(m, n_test=0, holdout=0.2)  # no test, no validation speakers: one fold, all train
+    assert proto.valid_rule == {"kind": "holdout", "fraction": 0.2, "group_by": "text", "seed": 0}
+    assert proto.folds[0].train == ["toy-s0", "toy-s1", "toy-s2"] and proto.folds[0].valid == []
+    back = P.Protocol.load(proto.save(tmp_path / "h.json"))
+    s = back.assign(m)
+    text = {r["id"]: r["text"] for r in m}
+    held = {text[i] for i in s["valid"]}
+    assert len(held) == 1 and not held & {text[i] for i in s["train"]} and s["test"] == []
+    assert len(s["valid"]) == 6 and len(s["train"]) == 24  # every speaker's utterances of the held-out sentence
+    # with speaker folds the hold-out comes from each fold's training speakers; validation speakers default to 0
+    folds = P.make_folds(m, n_folds=3, holdout=0.2, holdout_by="text")
+    assert all(f.valid == [] and len(f.test) == 1 for f in folds.folds) and "never occur in training" in \
+        folds.description
+    with pytest.raises(DataError, match=r"--holdout-by txt: no record has the field 'txt' \(did you mean 'text'"):
+        P.make_folds(m, holdout=0.2, holdout_by="txt")
+    with pytest.raises(UsageError, match="--valid-holdout 1.5"):
+        P.make_folds(m, holdout=1.5)

@@ -336,6 +336,52 @@ def test_top_level_log_gets_the_runs_lines(lld_run):
     assert top.count("ser: run f0-seed0:") == 1 and sub.count("ser: run f0-seed0:") == 1
 
 
+def test_split_all_says_the_protocol_is_not_used(lld_run, demo):
+    out = lld_run["out"]
+    code, stdout, stderr = run_cli("--json", "ser", "evaluate", out, "--split", "all", "--overwrite")
+    assert code == 0, stderr
+    assert stderr.count("the run's protocol 'demo-ser-test' is not used (--split all scores every usable "
+                        "utterance); scoring all of") == 1, stderr
+    report = json.loads((out / "runs" / "f0-seed0" / "eval" / "all" / "report.json").read_text())
+    assert report["protocol_dropped"] == {"protocol": "demo-ser-test", "fold": "f0",
+                                          "reason": "--split all scores every usable utterance"}
+    assert report["num_samples"] == 64
+    code, _, stderr = run_cli("ser", "evaluate", out, "--split", "valid", "--overwrite")
+    assert code == 0 and "is not used" not in stderr
+    # another dataset: the protocol (for dataset 'demo') cannot apply; said once, and kept in the report
+    records = [json.loads(x) for x in demo["manifest"].read_text().splitlines()]
+    other = out.parent / "other-dataset.jsonl"
+    other.write_text("".join(json.dumps({**r, "dataset": "other", "id": "other-" + r["id"],
+                                         "path": str(demo["manifest"].parent / r["path"])}) + "\n"
+                             for r in records))
+    code, stdout, stderr = run_cli("--json", "ser", "evaluate", out, "--data", other, "--split", "all")
+    assert code == 0, stderr
+    assert stderr.count("the run's protocol 'demo-ser-test' is not used (the manifest holds another dataset); "
+                        f"scoring all of {other}") == 1, stderr
+    report = json.loads((out / json_out(stdout)["runs"][0]["report"]).read_text())
+    assert report["protocol_dropped"]["reason"] == "the manifest holds another dataset"
+
+
+def test_train_on_a_protocol_without_test_written_by_data_split(demo, tmp_path):
+    """`data split --valid-speakers S` (no test) -> `ser train` reports validation metrics, labelled as such."""
+    speakers = sorted({json.loads(x)["speaker"] for x in demo["manifest"].read_text().splitlines()})
+    proto = tmp_path / "no-test.json"
+    code, stdout, stderr = run_cli("--json", "data", "split", demo["manifest"], "--valid-speakers", speakers[1],
+                                   "-o", proto)
+    assert code == 0, stderr
+    assert json_out(stdout)["folds"] == {"fold0": {"train": 48, "valid": 16, "test": 0}}
+    args = ["ser", "train", "-c", "ser/tiny", "--data", demo["manifest"], "--protocol", proto,
+            "--set", "upstream.name=lld", "--set", "train.epochs=2",
+            "--set", f"upstream.cache_dir={demo['features']}", "-o", tmp_path / "run"]
+    code, stdout, stderr = run_cli(*args)
+    assert code == 0, stderr
+    assert "— valid (" in stdout and "— test" not in stdout, stdout  # the table says these are validation metrics
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert "test" not in summary and set(summary["valid"]) >= {"balanced_accuracy", "weighted_f1"}
+    assert summary["protocol"] == "demo-speaker-split" and summary["runs"][0]["test"] is None
+    assert not (tmp_path / "run" / "runs" / "split-seed0" / "eval" / "test").exists()
+
+
 def test_resume_after_interruption_gives_the_same_result(lld_run, demo, monkeypatch):
     from emotk.models.ser.task import SerTask
 

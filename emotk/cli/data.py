@@ -143,27 +143,61 @@ def split(
     out: Path = typer.Option(..., "--out", "-o", help="Protocol JSON to write (or a folder with --write-manifests)."),
     protocol: Optional[str] = typer.Option(
         None, "--protocol", "-p", help="Apply a committed protocol (name or file) instead of building folds."),
-    folds: int = typer.Option(5, "--folds", "-k", help="Number of folds."),
+    folds: Optional[int] = typer.Option(None, "--folds", "-k", help="Number of folds (default 5; named "
+                                        "--valid-speakers/--test-speakers make one fold)."),
     by: str = typer.Option("speaker", "--by", help="Manifest field that must not cross splits."),
     seed: int = typer.Option(0, "--seed", help="Shuffle seed (the fold rule sorts values first)."),
-    n_valid: Optional[int] = typer.Option(None, "--valid", help="Units in each validation set."),
-    n_test: Optional[int] = typer.Option(None, "--test", help="Units in each test set (default: n/folds)."),
+    n_valid: Optional[int] = typer.Option(None, "--valid", help="Units in each validation set (0: no validation; "
+                                          "default: one less than a test group, or 0 with --valid-holdout)."),
+    n_test: Optional[int] = typer.Option(None, "--test", help="Units in each test set (default: n/folds; 0: no "
+                                         "test split)."),
+    valid_speakers: Optional[str] = typer.Option(
+        None, "--valid-speakers", "--valid-units", help="Comma-separated --by values for validation (one fold; "
+        "the rest train unless --test/--test-speakers)."),
+    test_speakers: Optional[str] = typer.Option(
+        None, "--test-speakers", "--test-units", help="Comma-separated --by values for test (one fold)."),
+    valid_holdout: Optional[float] = typer.Option(
+        None, "--valid-holdout", help="Also move this fraction (0-1) of each fold's training records to validation, "
+        "whole --holdout-by groups at a time (the protocol's valid_rule 'holdout')."),
+    holdout_by: str = typer.Option("text", "--holdout-by", help="Field whose values never cross the --valid-holdout "
+                                   "line (text: validation sentences unseen in training)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Protocol name (default: <dataset>-<by>-<k>fold-seed<s>, "
+                                       "or <dataset>-<by>-split for one fold)."),
     write_manifests: bool = typer.Option(False, "--write-manifests", help="Write OUT/<fold>/{train,valid,test}.jsonl."),
     root: Optional[List[str]] = RootOpt,
     overwrite: bool = OverwriteOpt,
 ) -> None:
-    """Deterministic speaker-independent folds for any manifest (sorted values + seed), or apply a committed
-    protocol."""
+    """Deterministic speaker-independent folds for any manifest (sorted values + seed), one fold with named
+    validation/test speakers, or apply a committed protocol.
+
+    Examples: `--folds 2 --valid 0` (two speakers: 1 train / 1 test each way); `--valid-speakers A,B` (train on
+    everyone else, no test); `--test 0 --valid-holdout 0.1` (no test; 10% of the sentences for validation).
+    """
     from emotk.cli.common import parse_roots
     from emotk.core.io import check_writable
     from emotk.data import protocols as P
     from emotk.data.manifest import Manifest
+    from emotk.errors import UsageError
+
+    def names(text: Optional[str]) -> list[str]:
+        return [v.strip() for v in (text or "").split(",") if v.strip()]
 
     m = Manifest.load(manifest, roots=parse_roots(root))
     if protocol:
+        given = [o for o, v in (("--folds", folds), ("--valid", n_valid), ("--test", n_test),
+                                ("--valid-speakers", valid_speakers), ("--test-speakers", test_speakers),
+                                ("--valid-holdout", valid_holdout), ("--name", name)) if v is not None]
+        if given:
+            raise UsageError(f"--protocol applies a protocol as it is; {given[0]} only applies when building one")
         proto = P.find_protocol(protocol)
     else:
-        proto = P.make_folds(m, n_folds=folds, unit=by, seed=seed, n_valid=n_valid, n_test=n_test)
+        if valid_speakers is not None and not names(valid_speakers):
+            raise UsageError("--valid-speakers: give comma-separated values (or --valid 0 for no validation)")
+        if test_speakers is not None and not names(test_speakers):
+            raise UsageError("--test-speakers: give comma-separated values (or --test 0 for no test split)")
+        proto = P.make_folds(m, n_folds=folds, unit=by, seed=seed, n_valid=n_valid, n_test=n_test, name=name,
+                             valid_values=names(valid_speakers), test_values=names(test_speakers),
+                             holdout=valid_holdout, holdout_by=holdout_by)
     if write_manifests:
         if out.exists() and any(out.iterdir()) and not overwrite:
             from emotk.errors import OutputExistsError
@@ -175,6 +209,10 @@ def split(
         proto.save(out)
         summary = {"protocol": str(out), "name": proto.name, "sha256": proto.sha256, "unit": proto.unit,
                    "folds": {f: {k: len(v) for k, v in proto.assign(m, f).items()} for f in proto.fold_names}}
+        if len(proto.folds) == 1:
+            summary["units"] = {k: v for k, v in proto.folds[0].to_dict().items() if k != "name"}
+        if proto.valid_rule is not None:
+            summary["valid_rule"] = proto.valid_rule
     emit(summary)
 
 
@@ -361,7 +399,7 @@ def label_command(
         device = "cpu"
     lab = make_labeller(labeller, model=model, base_url=base_url, api_key_env=api_key_env, labels=labels, rate=rate,
                         prompt=prompt, device=device, **extra)
-    with Progress(None, f"label ({labeller})") as progress:
+    with Progress(None, f"label ({labeller})", unit="records") as progress:
         summary = label_manifest(manifest, out, lab, field=field, resume=resume, shard=shard_t, overwrite=overwrite,
                                  batch_size=batch_size, cache=not no_cache, cache_path=cache,
                                  on_progress=progress.advance)

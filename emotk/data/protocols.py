@@ -40,6 +40,10 @@ The fold builder :func:`make_folds` (the RAVDESS baseline protocol of BASELINES.
    group is smaller than ``n_valid``; default ``n_valid`` = one less than the smallest test group (at least 1), so
    24 actors in 5 folds give 3 validation actors as in BASELINES.md;
 4. train = every other value. All lists are written sorted; fold names are ``fold0 .. fold{n-1}``.
+
+``n_test=0`` makes folds without a test split (the validation groups rotate like test groups); :func:`named_fold`
+builds one fold from named validation / test values (the rest train); ``make_folds(holdout=...)`` adds a
+``holdout`` ``valid_rule`` (validation records disjoint from training ones in, e.g., their ``text``).
 """
 
 from __future__ import annotations
@@ -420,10 +424,14 @@ def write_split_manifests(manifest: Manifest, protocol: Protocol, out_dir: str |
 
 # ---- building protocols ---------------------------------------------------------------------------------
 def split_units(values: Iterable[Any], n_folds: int = 5, seed: int = 0, n_valid: int | None = None,
-                n_test: int | None = None) -> list[Fold]:
+                n_test: int | None = None, unit: str = "unit") -> list[Fold]:
     """The fold rule of the module docstring over ``values`` (any order, duplicates ignored, compared as strings).
 
-    Returns ``n_folds`` folds named ``fold0..``, each with sorted train / valid / test value lists.
+    Returns ``n_folds`` folds named ``fold0..``, each with sorted train / valid / test value lists. ``n_test=0``
+    gives folds without a test split whose validation groups take the place of the test groups (validation
+    cross-checking: ``numpy.array_split`` groups, or ``n_valid`` consecutive values from position ``k * n_valid``).
+    ``unit`` only names the values in error messages, which say which option (``--folds``, ``--valid``,
+    ``--test``) makes the request fit.
     """
     import numpy as np
 
@@ -431,24 +439,46 @@ def split_units(values: Iterable[Any], n_folds: int = 5, seed: int = 0, n_valid:
     n = len(ordered)
     if isinstance(n_folds, bool) or not isinstance(n_folds, int) or n_folds < 2:
         raise UsageError(f"need at least 2 folds, got {n_folds!r}")
-    if n_test is not None and n_test < 1:
-        raise UsageError(f"test groups need at least 1 unit, got {n_test}")
+    if n_test is not None and n_test < 0:
+        raise UsageError(f"the test size cannot be negative, got {n_test}")
     if n_valid is not None and n_valid < 0:
         raise UsageError(f"validation size cannot be negative, got {n_valid}")
-    if n_test is None and n < n_folds:
-        raise DataError(f"cannot make {n_folds} folds from {n} distinct unit value(s)")
+    if n_test == 0 and n_valid == 0:
+        raise UsageError("--test 0 with --valid 0 leaves nothing to evaluate on; keep one of them, name units with "
+                         "--valid-speakers, or hold out records with --valid-holdout")
+    rotating = n_valid if n_test == 0 else n_test  # the groups that rotate over the folds (test, or valid)
+    if rotating is None and n < n_folds:
+        fix = f"--folds {n}" if n >= 2 else "a manifest with more values"
+        if n >= 2 and n_test != 0 and (1 + (1 if n_valid is None else n_valid)) > n - 1:
+            fix += f" --valid {max(0, n - 2)}"
+        raise DataError(f"cannot make {n_folds} folds from {n} distinct {unit} value(s); use {fix}")
     shuffled = [ordered[i] for i in np.random.default_rng(seed).permutation(n)] if n else []
-    if n_test is None:
+    if rotating is None:
         sizes = [len(g) for g in np.array_split(np.arange(n), n_folds)]
         starts = [sum(sizes[:k]) for k in range(n_folds)]
     else:
-        sizes = [n_test] * n_folds
-        starts = [k * n_test for k in range(n_folds)]
+        sizes = [rotating] * n_folds
+        starts = [k * rotating for k in range(n_folds)]
+    if n_test == 0:
+        if max(sizes) > n - 1:
+            raise DataError(f"{n} distinct {unit} value(s) cannot hold {max(sizes)} validation + at least 1 train "
+                            f"per fold; use --valid {max(1, n - 1)}" if n >= 2 else
+                            f"{n} distinct {unit} value(s) cannot make folds")
+        folds = []
+        for k in range(n_folds):
+            valid = {shuffled[(starts[k] + j) % n] for j in range(sizes[k])}
+            folds.append(Fold(name=f"fold{k}", train=sorted(set(ordered) - valid), valid=sorted(valid), test=[]))
+        return folds
     if n_valid is None:
         n_valid = max(1, min(sizes) - 1)
     if max(sizes) + n_valid > n - 1:
-        raise DataError(f"{n} distinct unit value(s) cannot hold {max(sizes)} test + {n_valid} validation "
-                        "+ at least 1 train per fold")
+        fits = n - 1 - max(sizes)
+        if fits >= 0:
+            fix = f"only {n} {unit} values: use --valid {fits}"
+        else:
+            fix = f"use --test {max(1, n - 1 - n_valid)}" if n - 1 - n_valid >= 1 else f"use --test 1 --valid {n - 2}"
+        raise DataError(f"{n} distinct {unit} value(s) cannot hold {max(sizes)} test + {n_valid} validation "
+                        f"+ at least 1 train per fold ({fix})")
     folds = []
     for k in range(n_folds):
         test_pos = [(starts[k] + j) % n for j in range(sizes[k])]
@@ -460,14 +490,91 @@ def split_units(values: Iterable[Any], n_folds: int = 5, seed: int = 0, n_valid:
     return folds
 
 
-def make_folds(manifest: Manifest, n_folds: int = 5, unit: str = "speaker", seed: int = 0,
+def _did_you_mean_value(value: str, known: list[str]) -> str:
+    """A did-you-mean that first matches numbers without their leading zeros (``ravdess-2`` -> ``ravdess-02``)."""
+    def norm(text: str) -> str:
+        return re.sub(r"\d+", lambda m: str(int(m.group())), text.lower())
+
+    same = [k for k in known if norm(k) == norm(value)]
+    return f" (did you mean '{same[0]}'?)" if len(same) == 1 else did_you_mean(value, known)
+
+
+def named_fold(values: Iterable[Any], valid: Iterable[str] = (), test: Iterable[str] = (),
+               n_valid: int | None = None, n_test: int | None = None, seed: int = 0, unit: str = "speaker",
+               name: str = "fold0") -> Fold:
+    """One fold with named validation / test values (``--valid-speakers`` / ``--test-speakers``).
+
+    values: the unit values present (any order; compared as strings). A split that is not named gets ``n_valid``
+    / ``n_test`` values (default 0: no such split) picked from the unnamed values in the order of
+    ``numpy.random.default_rng(seed).permutation`` over them sorted (test first, then validation); train = the rest.
+    Raises DataError for a name that is not a value (with a did-you-mean) or when nothing is left to train on,
+    UsageError for contradictory requests.
+    """
+    import numpy as np
+
+    known = sorted({str(v) for v in values})
+    valid, test = [str(v) for v in valid], [str(v) for v in test]
+    for option, count_option, names, count in (("--valid-speakers", "--valid", valid, n_valid),
+                                               ("--test-speakers", "--test", test, n_test)):
+        for v in names:
+            if v not in known:
+                shown = ", ".join(known[:12]) + (f", … ({len(known)} in all)" if len(known) > 12 else "")
+                raise DataError(f"{option}: no {unit} '{v}' in the manifest{_did_you_mean_value(v, known)}; "
+                                f"{unit} values: {shown}")
+        if len(set(names)) < len(names):
+            dup = next(v for v in names if names.count(v) > 1)
+            raise UsageError(f"{option}: '{dup}' is named twice")
+        if names and count is not None and count != len(names):
+            raise UsageError(f"{option} names {len(names)} {unit}(s) but {count_option} asks for {count}; "
+                             "give one of them")
+    both = sorted(set(valid) & set(test))
+    if both:
+        raise UsageError(f"{unit} '{both[0]}' is named for both validation and test")
+    rest = [v for v in known if v not in set(valid) | set(test)]
+    shuffled = [rest[i] for i in np.random.default_rng(seed).permutation(len(rest))] if rest else []
+    want_test = 0 if test else (n_test or 0)
+    want_valid = 0 if valid else (n_valid or 0)
+    if want_test < 0 or want_valid < 0:
+        raise UsageError("--valid and --test cannot be negative")
+    if not rest:
+        raise DataError(f"no {unit} is left for training: every one of the {len(known)} is named for validation or "
+                        "test")
+    room = len(shuffled) - 1  # unnamed values that may go to test / validation (one must stay to train)
+    if want_test + want_valid > room:
+        if want_valid and room - want_test >= 0:
+            fix = f"use --valid {room - want_test}"
+        else:
+            fix = f"use --test {room}" + (" --valid 0" if want_valid else "")
+        raise DataError(f"only {len(known)} {unit} values ({len(shuffled)} not named): {want_test} test + "
+                        f"{want_valid} validation + at least 1 train do not fit; {fix}")
+    test = test or shuffled[:want_test]
+    valid = valid or shuffled[want_test: want_test + want_valid]
+    train = [v for v in known if v not in set(valid) | set(test)]
+    return Fold(name=name, train=train, valid=sorted(valid), test=sorted(test))
+
+
+def make_folds(manifest: Manifest, n_folds: int | None = None, unit: str = "speaker", seed: int = 0,
                n_valid: int | None = None, n_test: int | None = None, name: str | None = None,
-               dataset: str | None = None) -> Protocol:
+               dataset: str | None = None, valid_values: Iterable[str] | None = None,
+               test_values: Iterable[str] | None = None, holdout: float | None = None,
+               holdout_by: str = "text") -> Protocol:
     """Unit-independent folds (speaker-independent by default) over the ``unit`` values present in ``manifest``.
 
+    Modes (one protocol file format for all):
+
+    * folds (default): :func:`split_units` with ``n_folds`` (None = 5), ``n_valid``, ``n_test``; ``n_test=0``
+      makes folds without a test split (rotating validation groups);
+    * one named fold: ``valid_values`` and/or ``test_values`` name the validation / test units
+      (:func:`named_fold`; ``n_valid`` / ``n_test`` pick the unnamed split's units by ``seed``, default none), the
+      rest train — e.g. "train on all of corpus A, these two speakers for validation, no test";
+    * ``holdout`` (a fraction in (0, 1)): a ``valid_rule`` ``holdout`` that moves that fraction of each fold's
+      training records to validation, whole ``holdout_by`` groups at a time (default ``text``: validation
+      sentences are disjoint from training sentences); ``n_valid`` then defaults to 0, and with ``n_test=0`` and no
+      validation units the protocol is one fold with every unit in train.
+
     Records without ``unit`` are ignored (and logged). ``dataset`` defaults to the manifest's single dataset
-    ("" when it mixes several); ``name`` to ``<dataset>-<unit>-<n>fold-seed<seed>``. Deterministic: the same
-    set of values, ``n_folds``, ``seed``, ``n_valid`` and ``n_test`` always give the same protocol (and sha256).
+    ("" when it mixes several); ``name`` to ``<dataset>-<unit>-<n>fold-seed<seed>`` (``-split`` for one fold).
+    Deterministic: the same values and arguments always give the same protocol (and sha256).
     """
     values = [r[unit] for r in manifest if r.get(unit) is not None]
     missing = len(manifest) - len(values)
@@ -479,17 +586,66 @@ def make_folds(manifest: Manifest, n_folds: int = 5, unit: str = "speaker", seed
     if dataset is None:
         found = {str(r.get("dataset")) for r in manifest if r.get("dataset")}
         dataset = found.pop() if len(found) == 1 else ""
-    folds = split_units(values, n_folds=n_folds, seed=seed, n_valid=n_valid, n_test=n_test)
+    rule = None
+    if holdout is not None:
+        rule = _holdout_rule(manifest, holdout, holdout_by, seed)
+        if n_valid is None and not valid_values:
+            n_valid = 0
     n_units = len({str(v) for v in values})
-    n_valid_used = len(folds[0].valid)
-    size = f"{n_test} test" if n_test is not None else "numpy.array_split test groups"
-    description = (
-        f"{n_folds} {unit}-independent folds over {n_units} '{unit}' values: sorted, shuffled with "
-        f"numpy.random.default_rng({seed}).permutation, {size}; validation = the {n_valid_used} value(s) after each "
-        "test group in the shuffled order (the next fold's first); train = the rest."
-    )
-    return Protocol(name=name or f"{dataset or 'custom'}-{unit}-{n_folds}fold-seed{seed}", unit=unit, folds=folds,
-                    dataset=dataset, description=description, source="emotk.data.protocols.make_folds")
+    valid_values, test_values = list(valid_values or []), list(test_values or [])
+    single = bool(valid_values or test_values) or (n_test == 0 and n_valid == 0 and rule is not None)
+    if single:
+        if n_folds not in (None, 1):
+            raise UsageError(f"--folds {n_folds}: named --valid-speakers/--test-speakers (or --test 0 --valid 0 "
+                             "with --valid-holdout) make one fold; drop --folds")
+        fold = named_fold(values, valid_values, test_values, n_valid=n_valid, n_test=n_test, seed=seed, unit=unit)
+        folds = [fold]
+        picked = (not test_values and n_test) or (not valid_values and n_valid)
+        description = (f"one fold over {n_units} '{unit}' values: {len(fold.train)} train, {len(fold.valid)} "
+                       f"valid{' (named)' if valid_values else ''}, {len(fold.test)} test"
+                       f"{' (named)' if test_values else ''}"
+                       + (f"; unnamed splits picked with numpy.random.default_rng({seed}).permutation of the "
+                          "other values, test first" if picked else "") + ".")
+        default_name = f"{dataset or 'custom'}-{unit}-split" + (f"-seed{seed}" if picked else "")
+    else:
+        folds = split_units(values, n_folds=5 if n_folds is None else n_folds, seed=seed, n_valid=n_valid,
+                            n_test=n_test, unit=unit)
+        n_folds = len(folds)
+        n_valid_used = len(folds[0].valid)
+        if n_test == 0:
+            size = f"validation groups of {n_valid}" if n_valid is not None else "numpy.array_split validation groups"
+            description = (
+                f"{n_folds} {unit}-independent folds without a test split over {n_units} '{unit}' values: sorted, "
+                f"shuffled with numpy.random.default_rng({seed}).permutation, {size}; train = the rest.")
+        else:
+            size = f"{n_test} test" if n_test is not None else "numpy.array_split test groups"
+            description = (
+                f"{n_folds} {unit}-independent folds over {n_units} '{unit}' values: sorted, shuffled with "
+                f"numpy.random.default_rng({seed}).permutation, {size}; validation = the {n_valid_used} value(s) "
+                "after each test group in the shuffled order (the next fold's first); train = the rest.")
+        default_name = f"{dataset or 'custom'}-{unit}-{n_folds}fold-seed{seed}"
+    if rule is not None:
+        description += (f" Validation also gets {rule['fraction']:g} of each fold's training records, whole "
+                        f"'{rule['group_by']}' groups (ranked by sha256 of seed {seed} and the value), so its "
+                        f"'{rule['group_by']}' values never occur in training.")
+    return Protocol(name=name or default_name, unit=unit, folds=folds, dataset=dataset, description=description,
+                    source="emotk.data.protocols.make_folds", valid_rule=rule)
+
+
+def _holdout_rule(manifest: Manifest, fraction: float, group_by: str, seed: int) -> dict[str, Any]:
+    """The ``valid_rule`` of ``--valid-holdout FRACTION --holdout-by FIELD`` after checking both against the
+    manifest (a field no record has is a DataError with a did-you-mean over the fields present)."""
+    if isinstance(fraction, bool) or not 0 < fraction < 1:
+        raise UsageError(f"--valid-holdout {fraction}: give the fraction of training records in (0, 1), e.g. 0.1")
+    have = sum(1 for r in manifest if r.get(group_by) not in (None, ""))
+    if not have:
+        fields = sorted({k for r in manifest for k in r})
+        raise DataError(f"--holdout-by {group_by}: no record has the field '{group_by}'"
+                        f"{did_you_mean(group_by, fields)}; fields: {', '.join(fields)}")
+    if have < len(manifest):
+        log.warning(f"warning: {len(manifest) - have} record(s) have no '{group_by}': each is its own hold-out "
+                    "group")
+    return {"kind": "holdout", "fraction": float(fraction), "group_by": group_by, "seed": int(seed)}
 
 
 def balanced_subset(manifest: Manifest, per_class: int, label_field: str = "emotion", seed: int = 0,

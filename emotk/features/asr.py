@@ -464,7 +464,7 @@ def transcribe_manifest(
     t0 = time.perf_counter()
     audio_seconds = 0.0
     new_count = 0
-    with journal, Progress(len(todo), "transcribing", enabled=progress) as bar:
+    with journal, Progress(len(todo), "transcribing", enabled=progress, unit="utterances") as bar:
         for s in range(0, len(todo), max(1, batch_size)):
             batch_ids = todo[s : s + max(1, batch_size)]
             wavs, ok_ids, lines = [], [], []

@@ -341,7 +341,11 @@ def run_extraction(
         return fn(items, ids) if with_ids else fn(items)  # type: ignore[misc, call-arg]
 
     total = sum(len(blocks[j]) for j in todo)
-    with Progress(total, f"features {kind}", enabled=progress) as bar:
+    if total:
+        log.info(f"features {kind}: extracting {total} utterance(s) into {cache.path}"
+                 + (f" ({summary['utterances_cached_before']} already cached)"
+                    if summary["utterances_cached_before"] else ""))
+    with Progress(total, f"features {kind}", enabled=progress, unit="utterances") as bar:
         for j in todo:
             results: dict[str, dict[str, np.ndarray]] = {}
             shard_skipped: dict[str, str] = {}

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from emotk.core.io import atomic_write_json
-from emotk.core.log import get_logger
+from emotk.core.log import get_logger, track
 from emotk.errors import DataError, OutputExistsError, UsageError
 
 log = get_logger("ser")
@@ -117,14 +117,15 @@ def evaluate(run_dir: str | os.PathLike, *, manifest: str | None = None, split: 
         name += f"-map{sha256_json(label_mapping)[:8]}"
     check_outputs(runs, root, name, overwrite)
     label_info: dict[str, Any] | None = None
-    for sub in runs:
+    said_dropped = False
+    for sub in track(runs, "ser evaluate", unit="runs"):
         meta = json.loads((sub / "run.json").read_text(encoding="utf-8"))
         data = {k: v for k, v in meta["config"].items() if k not in ("task", "runtime")}
         cfg = from_dict(SerConfig, data)
         if manifest is not None:
             cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, manifest=str(manifest)))
         run_classes = meta.get("classes") or _parent_meta(sub).get("classes")
-        match, override = None, None
+        match, override, dropped_protocol = None, None, None
         if cfg.task_type == "classification" and run_classes and (manifest is not None or label_mapping):
             match, override = _match_corpus(cfg, run_classes, label_mapping, roots)
             if not match.identity:
@@ -136,6 +137,10 @@ def evaluate(run_dir: str | os.PathLike, *, manifest: str | None = None, split: 
             if manifest is None or "is for dataset" not in str(e):
                 raise
             # another corpus: the run's protocol does not apply; use the records' own split (or --split all)
+            from emotk.data.protocols import find_protocol
+
+            dropped_protocol = {"protocol": find_protocol(cfg.data.protocol).name, "fold": cfg.data.fold or None,
+                                "reason": "the manifest holds another dataset"}
             cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, protocol="", fold=""))
             prepared = prepare(cfg, cfg.data.manifest, roots=roots, label_map=override, hint=EVAL_LABEL_HINT)
         if match is not None and not match.identity:
@@ -151,6 +156,14 @@ def evaluate(run_dir: str | os.PathLike, *, manifest: str | None = None, split: 
                 raise DataError(f"labels {unknown} of {cfg.data.manifest} are not classes of the model "
                                 f"({', '.join(run_classes)}); {EVAL_LABEL_HINT}")
             prepared.classes = list(run_classes)
+        if split == "all" and prepared.protocol is not None and dropped_protocol is None:
+            dropped_protocol = {"protocol": prepared.protocol.name, "fold": cfg.data.fold or None,
+                                "reason": "--split all scores every usable utterance"}
+        if dropped_protocol is not None and not said_dropped:
+            said_dropped = True
+            log.info(f"ser evaluate: the run's protocol '{dropped_protocol['protocol']}' is not used "
+                     f"({dropped_protocol['reason']}); " + ("scoring all of " if split == "all" else
+                     "splitting by the records' own split field of ") + str(cfg.data.manifest))
         speakers = speakers_of(cfg, prepared)  # per-speaker: statistics from the evaluated speakers' utterances
         if split == "all":
             index = {c: i for i, c in enumerate(prepared.classes or [])}
@@ -184,6 +197,8 @@ def evaluate(run_dir: str | os.PathLike, *, manifest: str | None = None, split: 
         info = {"run": sub.name, "split": split, "fold": cfg.data.fold or None, "seed": cfg.train.seed,
                 "checkpoint": str(weights.parent.relative_to(sub)), **prepared.inputs(),
                 "config_hash": meta.get("config_hash"), **speaker_norm_info(cfg)}
+        if dropped_protocol is not None:
+            info["protocol_dropped"] = dropped_protocol
         if match is not None and not match.identity:
             outputs = restrict_to_shared(task, outputs, match.shared)
             info["label_mapping"] = label_info

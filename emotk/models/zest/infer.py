@@ -370,6 +370,7 @@ def transfer_batch(bundle: Any, pairs_file: str | os.PathLike, out_dir: str | os
     """
     from emotk.core.io import check_writable
     from emotk.core.journal import Journal
+    from emotk.core.log import track
     from emotk.core.shard import select, shard_name
     from emotk.data.audio import save_audio
 
@@ -387,7 +388,7 @@ def transfer_batch(bundle: Any, pairs_file: str | os.PathLike, out_dir: str | os
     counts = {"ok": 0, "skipped_done": 0, "error": 0}
     errors = []
     with Journal.open(log_path, JOURNAL_KIND, {"shard": f"{i}/{n}"}, resume=resume, overwrite=overwrite) as journal:
-        for p in pairs:
+        for p in track(pairs, "transfer", unit="pairs"):
             name = f"{p['id']}.{fmt}"
             if p["id"] in done:
                 counts["skipped_done"] += 1
