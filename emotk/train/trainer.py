@@ -248,7 +248,8 @@ class Trainer:
         if cfg.max_steps is not None and not cfg.debug:
             plan = plan[: max(cfg.max_steps - (pos.step - pos.step_in_epoch), 0)]
         self.task.on_epoch_start(pos.epoch, self.model)
-        with Progress(len(plan) - pos.step_in_epoch, f"epoch {pos.epoch}", self._progress_enabled()) as bar:
+        with Progress(len(plan) - pos.step_in_epoch, f"epoch {pos.epoch}", self._progress_enabled(),
+                      unit="steps") as bar:
             for micro_batches in self._micro_batches(train_set, plan, pos.step_in_epoch):
                 self._train_step(plan[pos.step_in_epoch], micro_batches)
                 pos.step += 1
