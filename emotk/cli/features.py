@@ -79,14 +79,14 @@ def extract(
 def info(path: Path = typer.Argument(..., help="A cache folder, or a root holding <kind>-<hash12> folders.")) -> None:
     """Show what a feature cache holds: kind, config hash, shards complete, utterances stored/skipped."""
     from emotk.errors import DataError
-    from emotk.features.cache import FeatureCache, find_caches
+    from emotk.features.cache import find_caches, open_cache
 
     found = find_caches(path)
     if not found:
         raise DataError(f"{path}: no feature cache here (expected meta.json, or folders <kind>-<hash12>/meta.json)")
     rows = []
     for p in found:
-        cache = FeatureCache(p)
+        cache = open_cache(p)
         rows.append({**cache.status(), "config": cache.meta.get("config")})
     emit(rows, lambda r: table("feature caches", ["path", "kind", "hash", "shards", "stored", "skipped", "complete"],
                                [[x["path"], x["kind"], x["config_hash"][:12],

@@ -36,6 +36,10 @@ def _metric_rows(agg: dict) -> list[list[str]]:
     return rows
 
 
+def _values(values: dict) -> str:
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items())
+
+
 @app.command("train")
 def train(
     data: Optional[Path] = typer.Option(None, "--data", "-d",
@@ -54,8 +58,15 @@ def train(
     skip_bad: bool = typer.Option(False, "--skip-bad",
                                   help="Skip unreadable audio during feature extraction (listed)."),
     root: Optional[List[str]] = RootOpt,
+    search: Optional[List[str]] = typer.Option(
+        None, "--search", help="Search KEY over candidate values, KEY=[v1,v2,...] (repeatable; grid): one trial per "
+                               "combination per fold, chosen on the validation split only, e.g. "
+                               "--search train.optim.lr=[1e-3,3e-4] --search model.layers=[all,[-1]]."),
 ) -> None:
-    """Train the SUPERB SER downstream for each (fold, seed); print the test metrics (mean ± std)."""
+    """Train the SUPERB SER downstream for each (fold, seed); print the test metrics (mean ± std).
+
+    Recipes: -c ser/ravdess (the thesis's) or -c ser/ravdess-strong (emotk's: standardised mean+std statistics,
+    dropout, weight decay, early stopping and a validation-only search); see configs/ser/."""
     from emotk.cli.common import parse_roots
     from emotk.cli.common import resolve_config as resolve
     from emotk.core.context import options
@@ -80,6 +91,10 @@ def train(
         overrides.append(f"train.seed={options.seed}")
     spec = task_spec(TASK)
     resolved = resolve(spec.schema_class(), TASK, find_config(config) if config else None, overrides)
+    if search:
+        from emotk.models.ser.search import with_search
+
+        resolved = with_search(resolved, search)
     summary = spec.train_fn()(resolved, out, resume=resume, overwrite=overwrite, skip_bad=skip_bad,
                               roots=parse_roots(root), argv=["emotk", *sys.argv[1:]])
     from emotk.train import distributed as dist
@@ -90,8 +105,18 @@ def train(
     def human(s: dict) -> None:
         split = "test" if "test" in s else "valid"
         if split in s:
-            table(f"ser {s['upstream']} — {split} ({s['runs_total']} runs; folds {', '.join(s['folds'])})",
-                  ["metric", "mean ± std", "per run"], _metric_rows(s[split]))
+            what = "test" if split == "test" else "VALIDATION (the protocol has no test split)"
+            table(f"ser {s['upstream']} — {what} ({s['runs_total']} runs; folds {', '.join(s['folds'])}; "
+                  "population std over runs)", ["metric", "mean ± std", "per run"], _metric_rows(s[split]))
+        if "test_over_folds" in s:
+            table(f"test over {len(s['per_fold'])} folds — mean ± sample std of the fold means",
+                  ["metric", "mean ± std", "per fold"], _metric_rows(s["test_over_folds"]))
+        for fold, chosen in s.get("search", {}).get("folds", {}).items():
+            typer.echo(f"search {fold}: {chosen['trial']} ({_values(chosen['chosen'])}), chosen on "
+                       f"{s['search']['selected_on']}")
+        if s.get("late_best_runs"):
+            typer.echo(f"warning: {len(s['late_best_runs'])} run(s) selected an epoch in the last 10% of training "
+                       "(under-trained?): raise train.epochs and set train.early_stop_patience", err=True)
         typer.echo(f"summary: {Path(out) / 'summary.json'}")
         typer.echo(f"export:  {Path(out) / 'export'} (from {s.get('export', {}).get('from')})")
 
@@ -114,6 +139,9 @@ def evaluate(
     root: Optional[List[str]] = RootOpt,
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Replace the reports of an earlier `ser evaluate` of the same split and data."),
+    cache: Optional[Path] = typer.Option(
+        None, "--cache", help="Feature cache root (default: the run's upstream.cache_dir, else RUN_DIR/features); "
+                              "cached utterances are reused, only the others are encoded and added."),
 ) -> None:
     """Score the selected checkpoints on a split: report, predictions, confusion matrix (JSON + PNG) per run.
 
@@ -125,7 +153,7 @@ def evaluate(
 
     result = run_evaluate(run_dir, manifest=str(data) if data else None, split=split, roots=parse_roots(root),
                           device=_device(), label_mapping=parse_label_mapping(map_, map_file) or None,
-                          overwrite=overwrite)
+                          overwrite=overwrite, cache=cache)
 
     def human(r: dict) -> None:
         table(f"ser evaluate — {r['split']} ({len(r['runs'])} runs)", ["metric", "mean ± std", "per run"],
@@ -159,6 +187,10 @@ def predict(
     map_file: Optional[Path] = MapFileOpt,
     overwrite: bool = OverwriteOpt,
     root: Optional[List[str]] = RootOpt,
+    cache: Optional[Path] = typer.Option(
+        None, "--cache", help="Feature cache root to read and add to (default: read the cache of the model's "
+                              "`ser train` folder when there is one)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Encode every input; read and write no feature cache."),
 ) -> None:
     """Predict emotions: one JSON object per input, JSONL on stdout (or -o).
 
@@ -173,10 +205,13 @@ def predict(
 
     if not score and (report is not None or unlabeled is not None):
         raise UsageError(f"{'--report' if report is not None else '--unlabeled'} only applies with --score")
+    if cache is not None and no_cache:
+        raise UsageError("give either --cache or --no-cache, not both")
     label_mapping = parse_label_mapping(map_, map_file) or None
+    feature_cache = False if no_cache else cache
     if score:
         _predict_scored(inputs, model, out, report, unlabeled or "error", skip_bad, batch_size, overwrite,
-                        parse_roots(root), label_field, label_mapping)
+                        parse_roots(root), label_field, label_mapping, feature_cache)
         return
     from emotk.core.io import atomic_path, check_writable
     from emotk.models.ser.infer import predict as run_predict
@@ -184,8 +219,8 @@ def predict(
     if out is not None:
         check_writable(out, overwrite)
     results = run_predict(model, list(inputs), skip_bad=skip_bad, batch_size=batch_size,
-                          device=device_name(_device()), roots=parse_roots(root), label_field=label_field,
-                          label_mapping=label_mapping)
+                          device=device_name(_device()), roots=parse_roots(root), cache=feature_cache,
+                          label_field=label_field, label_mapping=label_mapping)
     skipped = []
 
     def write(stream) -> None:
@@ -213,7 +248,7 @@ def _report_skipped(skipped: list[dict]) -> None:
 
 def _predict_scored(inputs: List[str], model: Path, out: Optional[Path], report: Optional[Path], unlabeled: str,
                     skip_bad: bool, batch_size: int, overwrite: bool, roots: dict, label_field: Optional[str],
-                    label_mapping: Optional[dict]) -> None:
+                    label_mapping: Optional[dict], cache: "Optional[Path] | bool") -> None:
     from emotk.core.runtime import device_name
     from emotk.errors import UsageError
     from emotk.models.ser.evaluate import predict_and_score
@@ -223,7 +258,7 @@ def _predict_scored(inputs: List[str], model: Path, out: Optional[Path], report:
                          "beside OUT or to --report DIR)")
     result = predict_and_score(model, list(inputs), out, report=report, overwrite=overwrite, unlabeled=unlabeled,
                                skip_bad=skip_bad, batch_size=batch_size, device=device_name(_device()), roots=roots,
-                               label_field=label_field, label_mapping=label_mapping)
+                               label_field=label_field, label_mapping=label_mapping, cache=cache)
     _report_skipped(result["skipped"])
 
     def human(r: dict) -> None:

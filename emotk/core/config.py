@@ -19,7 +19,7 @@ import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Sequence, TypeVar
 
 from emotk.core.io import sha256_json
 from emotk.core.suggest import did_you_mean
@@ -191,14 +191,14 @@ def _apply_override(data: dict[str, Any], cls: type, path: list[str], value: Any
         if part not in names:
             full = _all_keys(cls)
             shown = (prefix + "." if prefix else "") + part
-            raise ConfigError(f"--set {text}: unknown config key '{shown}'" + _suggest(".".join(path), full))
+            raise ConfigError(f"{text}: unknown config key '{shown}'" + _suggest(".".join(path), full))
         tp = _is_optional(hints[part])[1]
         if i == len(path) - 1:
             node[part] = value
             coerce(value, hints[part], ".".join(path))  # fail early with the --set key in the message
             return
         if not is_dataclass(tp):
-            raise ConfigError(f"--set {text}: '{'.'.join(path[: i + 1])}' is a value, not a section")
+            raise ConfigError(f"{text}: '{'.'.join(path[: i + 1])}' is a value, not a section")
         node = node.setdefault(part, {})
         if node is None:
             node = data[part] = {}
@@ -285,15 +285,30 @@ def resolve(
         if path[0] == "runtime":
             if len(path) == 1:
                 raise ConfigError(f"--set {text}: name a runtime option, e.g. runtime.device=cpu")
-            _apply_override(runtime_data, RuntimeConfig, path[1:], value, text)
+            _apply_override(runtime_data, RuntimeConfig, path[1:], value, f"--set {text}")
         else:
-            _apply_override(data, schema, path, value, text)
+            _apply_override(data, schema, path, value, f"--set {text}")
         sources.append(f"--set {text}")
     config = from_dict(schema, data)
     runtime = from_dict(RuntimeConfig, runtime_data, prefix="runtime.")
     if hasattr(config, "validate"):
         config.validate()
     return Resolved(task=task, config=config, runtime=runtime, sources=sources)
+
+
+def apply_overrides(config: T, items: Sequence[tuple[str, Any]], what: str = "--set") -> T:
+    """A copy of dataclass ``config`` with dotted ``(key, value)`` pairs set, checked against its schema like
+    ``--set`` and validated (``what`` names the option in error messages, e.g. ``--search``)."""
+    data = to_dict(config)
+    for key, value in items:
+        path = key.split(".")
+        if not key or any(not part for part in path):
+            raise ConfigError(f"{what} {key!r}: empty key")
+        _apply_override(data, type(config), path, value, f"{what} {key}")
+    out = from_dict(type(config), data)
+    if hasattr(out, "validate"):
+        out.validate()
+    return out
 
 
 def dump_yaml(resolved: Resolved) -> str:

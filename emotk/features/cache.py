@@ -1,6 +1,15 @@
-"""A sharded, resumable feature cache keyed by the extractor config hash and the utterance id.
+"""Feature caches keyed by the extractor config hash: a sharded one per manifest, and a per-utterance one.
 
-Layout::
+Two formats live here:
+
+* :class:`FeatureCache` (format ``emotk.feature_cache``): the storage shards of one manifest's utterance set,
+  partitioned for ``emotk features extract --shard i/N`` (described below). Its folder belongs to one id set.
+* :class:`UtteranceCache` (format ``emotk.utterance_cache``): features stored per utterance, keyed by id, audio
+  file (stat, else sha256 of its bytes) and segment, so a subset, a superset or another manifest of the same
+  audio reuses whatever is stored and encodes only what is missing (SER's cache; layout, keys, crash and
+  concurrency rules in its docstring). :func:`open_cache` opens either.
+
+Layout of a :class:`FeatureCache`::
 
     DIR/<kind>-<hash12>/
         meta.json                   kind, extractor config, config hash, manifest sha256, ids sha256,
@@ -321,6 +330,358 @@ class FeatureCache:
         return f"FeatureCache({str(self.path)!r}, kind={self.meta['kind']!r})"
 
 
+# ---------------------------------------------------------------------------------------------
+# the per-utterance cache
+# ---------------------------------------------------------------------------------------------
+UTTERANCE_FORMAT = "emotk.utterance_cache"
+UTTERANCE_VERSION = 1
+DEFAULT_CHUNK_SIZE = 64
+ORPHAN_SECONDS = 3600.0  # a chunk's data file without an index, or a temp file, older than this is debris
+
+
+def _segment_value(x: Any) -> float | None:
+    return None if x is None else round(float(x), 6)
+
+
+class AudioSource:
+    """An utterance's audio: the file (made absolute, symlinks resolved) and segment (seconds; None = whole file).
+
+    :meth:`stat` (size, mtime_ns) and :meth:`sha256` (the file's bytes) are computed once, when first needed.
+    """
+
+    def __init__(self, path: str | os.PathLike, start: Any = None, end: Any = None) -> None:
+        self.path = os.path.realpath(os.fspath(path))
+        self.start = _segment_value(start)
+        self.end = _segment_value(end)
+        self._stat: tuple[int, int] | None | bool = False
+        self._sha: str | None = None
+
+    def stat(self) -> tuple[int, int] | None:
+        """(size in bytes, mtime in ns), or None when the file cannot be read."""
+        if self._stat is False:
+            try:
+                st = os.stat(self.path)
+                self._stat = (int(st.st_size), int(st.st_mtime_ns))
+            except OSError:
+                self._stat = None
+        return self._stat  # type: ignore[return-value]
+
+    def sha256(self) -> str | None:
+        """The sha256 of the file's bytes (None when it cannot be read)."""
+        if self._sha is None and self.stat() is not None:
+            from emotk.core.io import sha256_file
+
+            try:
+                self._sha = sha256_file(self.path)
+            except OSError:
+                return None
+        return self._sha
+
+    def __repr__(self) -> str:
+        return f"AudioSource({self.path!r}, start={self.start}, end={self.end})"
+
+
+class UtteranceCache:
+    """Features stored per utterance: any manifest reuses whatever is stored, whatever set it came from.
+
+    Layout::
+
+        ROOT/<kind>-<hash12>/
+            meta.json                   format "emotk.utterance_cache", kind, extractor config, config hash,
+                                        chunk size, emotk version (written once, atomically)
+            chunk-<time>-<host>-<pid>-<rand>.safetensors   the arrays of up to ``chunk_size`` utterances
+            chunk-<time>-<host>-<pid>-<rand>.json          its index, written atomically *after* the data file:
+                                        its presence is the mark of a complete chunk
+
+    ``hash12`` is taken over ``{"task": kind, "config": config}`` (as :class:`FeatureCache`): a folder holds
+    the features of one extractor with one config. Each index lists its utterances as entries ``{"id", "path",
+    "size", "mtime_ns", "sha256", "start", "end", "arrays": {name: {"key", "shape", "dtype"}}}``: the id, the
+    audio file's absolute path, size and modification time when it was read, the sha256 of its bytes, and the
+    segment (seconds, None = whole file).
+
+    Lookup of an utterance ``(id, file, segment)`` (:meth:`lookup`):
+        1. an entry with the same id and segment whose path, size and mtime equal the file's now: reused without
+           reading the file (the common case: a rerun, a subset, a superset, another fold);
+        2. otherwise the file's sha256 is computed and an entry with that sha256 and segment (any id, any path)
+           is reused -- a touched, copied or moved corpus, or the same audio under another id;
+        3. otherwise the utterance is missing and is encoded again. An edited file (new bytes) therefore never
+           reuses stale features; only an edit that keeps the size *and* the nanosecond mtime (``touch -r``)
+           and the id would go unnoticed.
+
+    Crash and concurrency safety: chunks are written by one process each under unique names (no two writers
+    ever share a file), data file first, index last, both atomically (temp file + rename). A killed writer
+    loses at most the chunk it was filling; its leftovers (a data file without index, temp files) are ignored
+    by readers and removed by any writer once older than an hour. Two processes that extract the same missing
+    utterance at the same time both store it; readers take the first complete chunk in name order. Nothing is
+    ever rewritten in place, so readers never see a half-written file.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        meta_path = self.path / "meta.json"
+        if not meta_path.is_file():
+            raise DataError(f"{self.path}: not a feature cache (no meta.json)")
+        try:
+            self.meta: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{meta_path}: invalid JSON ({e.msg})") from None
+        if self.meta.get("format") != UTTERANCE_FORMAT:
+            raise DataError(f"{meta_path}: not an emotk per-utterance feature cache")
+        self._chunks: dict[str, list[dict[str, Any]]] = {}
+        self._by_id: dict[str, list[dict[str, Any]]] = {}
+        self._by_sha: dict[tuple[str, float | None, float | None], dict[str, Any]] = {}
+        self.refresh()
+
+    # ---- construction -----------------------------------------------------------------------
+    @classmethod
+    def create(cls, root: str | os.PathLike, kind: str, config: Any,
+               chunk_size: int = DEFAULT_CHUNK_SIZE) -> "UtteranceCache":
+        """Open the cache of ``kind``/``config`` under ``root``, making it (meta.json) when absent."""
+        from emotk import __version__
+        from emotk.core.config import to_dict
+
+        if chunk_size < 1:
+            raise UsageError(f"chunk_size must be >= 1, got {chunk_size}")
+        name, full_hash = cache_dir_name(kind, config)
+        path = Path(root) / name
+        meta_path = path / "meta.json"
+        if not meta_path.is_file():
+            meta = {
+                "format": UTTERANCE_FORMAT, "format_version": UTTERANCE_VERSION, "kind": kind,
+                "config": to_dict(config), "config_hash": full_hash, "chunk_size": int(chunk_size),
+                "keys": "id + segment + (path, size, mtime_ns), else sha256 of the audio file + segment",
+                "emotk_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+            atomic_write_json(meta_path, meta)  # two creators write the same facts; the rename is atomic
+        cache = cls(path)
+        if cache.meta.get("config_hash") != full_hash:
+            raise DataError(f"{path}: holds features of another config (hash {cache.meta.get('config_hash')})")
+        return cache
+
+    @classmethod
+    def open(cls, root: str | os.PathLike, kind: str, config: Any) -> "UtteranceCache":
+        """The cache of ``kind`` with ``config`` under ``root`` (DataError when it does not exist)."""
+        return cls(Path(root) / cache_dir_name(kind, config)[0])
+
+    # ---- index ------------------------------------------------------------------------------
+    def _data_path(self, chunk: str) -> Path:
+        return self.path / f"{chunk}.safetensors"
+
+    def refresh(self) -> None:
+        """Read the indexes of chunks completed since the last look (by this or another process)."""
+        names = sorted(p.stem for p in self.path.glob("chunk-*.json"))
+        for name in names:
+            if name in self._chunks:
+                continue
+            try:
+                index = json.loads((self.path / f"{name}.json").read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as e:
+                raise DataError(f"{self.path / name}.json: unreadable chunk index ({e})") from None
+            self._add_chunk(name, index.get("entries", []))
+
+    def _add_chunk(self, name: str, entries: list[dict[str, Any]]) -> None:
+        self._chunks[name] = entries
+        for e in entries:
+            e["chunk"] = name
+            self._by_id.setdefault(e["id"], []).append(e)
+            self._by_sha.setdefault((e["sha256"], e.get("start"), e.get("end")), e)
+
+    def lookup(self, uid: str, source: AudioSource) -> dict[str, Any] | None:
+        """The stored entry for utterance ``uid`` read from ``source``, or None (see the class docstring)."""
+        st = source.stat()
+        if st is None:
+            return None
+        seg = (source.start, source.end)
+        same = [e for e in self._by_id.get(uid, ()) if (e.get("start"), e.get("end")) == seg]
+        for e in same:
+            if e["path"] == source.path and e["size"] == st[0] and e["mtime_ns"] == st[1]:
+                return e
+        if not self._by_sha:
+            return None
+        sha = source.sha256()
+        if sha is None:
+            return None
+        for e in same:
+            if e["sha256"] == sha:
+                return e
+        return self._by_sha.get((sha, *seg))
+
+    # ---- reading ----------------------------------------------------------------------------
+    def read(self, entry: Mapping[str, Any], name: str | None = None) -> Arrays | np.ndarray:
+        """The arrays of a stored ``entry`` as {name: array}; with ``name``, that one array."""
+        return _read_entry(self.path, entry, name)
+
+    def view(self, found: Mapping[str, Mapping[str, Any]]) -> "CacheView":
+        """Read access to the utterances ``{id: entry}`` (what :meth:`lookup` found for a manifest)."""
+        return CacheView(self.path, self.meta, found)
+
+    def num_entries(self) -> int:
+        return sum(len(v) for v in self._chunks.values())
+
+    def status(self) -> dict[str, Any]:
+        """Counts for ``features info`` (keys as :meth:`FeatureCache.status`; chunks count as shards)."""
+        n = len(self._chunks)
+        return {
+            "path": str(self.path), "kind": self.meta["kind"], "config_hash": self.meta["config_hash"],
+            "manifest_sha256": None, "shards_complete": n, "shards_total": n, "complete": True,
+            "ids_stored": len(self._by_id), "ids_skipped": 0, "ids_expected": len(self._by_id),
+            "entries": self.num_entries(),
+        }
+
+    # ---- writing ----------------------------------------------------------------------------
+    def writer(self, chunk_size: int | None = None) -> "ChunkWriter":
+        """A :class:`ChunkWriter` adding utterances to this cache (one per process)."""
+        self.remove_debris()
+        return ChunkWriter(self, int(chunk_size or self.meta.get("chunk_size") or DEFAULT_CHUNK_SIZE))
+
+    def remove_debris(self, older_than: float = ORPHAN_SECONDS) -> list[Path]:
+        """Delete what killed writers left: chunk data files without an index and temp files, older than
+        ``older_than`` seconds (a live writer renames its files within seconds). Returns what was removed."""
+        now = time.time()
+        gone = []
+        for p in list(self.path.glob("chunk-*.safetensors")) + list(self.path.glob(".chunk-*")):
+            if p.name.startswith("chunk-") and (self.path / f"{p.stem}.json").exists():
+                continue
+            try:
+                if now - p.stat().st_mtime > older_than:
+                    p.unlink()
+                    gone.append(p)
+            except FileNotFoundError:
+                continue
+        return gone
+
+    def __repr__(self) -> str:
+        return f"UtteranceCache({str(self.path)!r}, kind={self.meta['kind']!r})"
+
+
+class ChunkWriter:
+    """Buffers encoded utterances and stores them as a complete chunk every ``chunk_size`` of them.
+
+    Use as a context manager: on leaving (also on an exception, e.g. Ctrl-C) what is buffered is stored.
+    """
+
+    def __init__(self, cache: UtteranceCache, chunk_size: int) -> None:
+        self.cache = cache
+        self.chunk_size = chunk_size
+        self.pending: list[tuple[str, AudioSource, Mapping[str, np.ndarray]]] = []
+        self.written = 0
+
+    def add(self, uid: str, source: AudioSource, arrays: Mapping[str, np.ndarray]) -> None:
+        """Buffer one utterance (readable once its chunk is written: every ``chunk_size``, and on leaving)."""
+        if source.sha256() is None:
+            raise DataError(f"{source.path}: cannot read the audio file to key its features")
+        self.pending.append((uid, source, arrays))
+        if len(self.pending) >= self.chunk_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Store the buffered utterances as one chunk (data file, then index; both atomic)."""
+        if not self.pending:
+            return
+        import secrets
+        import socket
+
+        from safetensors.numpy import save_file
+
+        name = (f"chunk-{time.strftime('%Y%m%dT%H%M%S')}-{socket.gethostname().split('.')[0][:16]}-"
+                f"{os.getpid()}-{secrets.token_hex(4)}")
+        tensors: dict[str, np.ndarray] = {}
+        entries: list[dict[str, Any]] = []
+        for pos, (uid, src, arrays) in enumerate(self.pending):
+            size, mtime_ns = src.stat() or (None, None)
+            entry: dict[str, Any] = {"id": uid, "path": src.path, "size": size, "mtime_ns": mtime_ns,
+                                     "sha256": src.sha256(), "start": src.start, "end": src.end, "arrays": {}}
+            for arr_name, arr in arrays.items():
+                a = np.ascontiguousarray(np.asarray(arr))
+                if a.dtype == np.float64:
+                    a = a.astype(np.float32)
+                key = f"{pos}.{arr_name}"
+                tensors[key] = a
+                entry["arrays"][arr_name] = {"key": key, "shape": list(a.shape), "dtype": str(a.dtype)}
+            entries.append(entry)
+        config_hash = self.cache.meta["config_hash"]
+        with atomic_path(self.cache._data_path(name), suffix=".safetensors") as tmp:
+            save_file(tensors, str(tmp), metadata={"config_hash": config_hash, "chunk": name})
+        atomic_write_json(self.cache.path / f"{name}.json",
+                          {"chunk": name, "config_hash": config_hash, "entries": entries,
+                           "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        self.cache._add_chunk(name, [dict(e) for e in entries])
+        self.written += len(self.pending)
+        self.pending = []
+
+    def __enter__(self) -> "ChunkWriter":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.flush()
+            return
+        try:  # keep what was encoded before the error (Ctrl-C included); the original error is raised
+            self.flush()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _read_entry(folder: Path, entry: Mapping[str, Any], name: str | None) -> Arrays | np.ndarray:
+    from safetensors import safe_open
+
+    arrays = entry["arrays"]
+    names = [name] if name is not None else list(arrays)
+    for n in names:
+        if n not in arrays:
+            raise DataError(f"{folder}: id '{entry['id']}' has no array '{n}' (has: {', '.join(arrays)})")
+    with safe_open(str(folder / f"{entry['chunk']}.safetensors"), framework="numpy") as f:
+        out = {n: f.get_tensor(arrays[n]["key"]) for n in names}
+    return out[name] if name is not None else out
+
+
+class CacheView:
+    """The stored features of one set of utterances (:meth:`UtteranceCache.view`), read like a
+    :class:`FeatureCache`: ``ids()``, ``get(id, name)``, ``items()``, ``id in view``, ``len(view)``, ``path``
+    (the cache folder) and ``meta`` (its meta.json). Holds no open file, so it pickles (data-loader workers)."""
+
+    def __init__(self, path: str | os.PathLike, meta: Mapping[str, Any], found: Mapping[str, Mapping[str, Any]]):
+        self.path = Path(path)
+        self.meta = dict(meta)
+        self._found = {uid: dict(e) for uid, e in found.items()}
+
+    def ids(self) -> list[str]:
+        return sorted(self._found)
+
+    def __contains__(self, uid: object) -> bool:
+        return uid in self._found
+
+    def __len__(self) -> int:
+        return len(self._found)
+
+    def entry(self, uid: str) -> dict[str, Any]:
+        if uid not in self._found:
+            raise DataError(f"{self.path}: no features for id '{uid}'")
+        return self._found[uid]
+
+    def get(self, uid: str, name: str | None = None) -> Arrays | np.ndarray:
+        """Arrays of utterance ``uid`` as {name: array}; with ``name``, that one array (DataError if unknown)."""
+        return _read_entry(self.path, self.entry(uid), name)
+
+    def items(self) -> Iterator[tuple[str, Arrays]]:
+        """(id, {name: array}) for every utterance of the view, in sorted id order."""
+        for uid in self.ids():
+            yield uid, self.get(uid)  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        return f"CacheView({str(self.path)!r}, {len(self)} utterances)"
+
+
+def open_cache(path: str | os.PathLike) -> "FeatureCache | UtteranceCache":
+    """A cache folder of either format (by its meta.json)."""
+    meta_path = Path(path) / "meta.json"
+    try:
+        fmt = json.loads(meta_path.read_text(encoding="utf-8")).get("format")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        fmt = None
+    return UtteranceCache(path) if fmt == UTTERANCE_FORMAT else FeatureCache(path)
+
+
 def find_caches(root: str | os.PathLike) -> list[Path]:
     """Cache folders at ``root`` itself or directly inside it (sorted)."""
     root = Path(root)
@@ -332,5 +693,6 @@ def find_caches(root: str | os.PathLike) -> list[Path]:
 
 
 __all__ = [
-    "FeatureCache", "cache_dir_name", "find_caches", "ids_sha256", "shard_blocks",
+    "AudioSource", "CacheView", "ChunkWriter", "FeatureCache", "UtteranceCache", "cache_dir_name", "find_caches",
+    "ids_sha256", "open_cache", "shard_blocks",
 ]

@@ -1,4 +1,4 @@
-"""Pooling over time with padding masks: masked mean and attentive statistics pooling.
+"""Pooling over time with padding masks: masked mean, mean + std statistics and attentive statistics pooling.
 
 Padding never enters a statistic: every function takes ``lengths`` (B,) or a bool ``mask`` (B, T, True =
 valid) and changing padded values never changes the output. An item with no valid frame pools to zeros.
@@ -56,6 +56,26 @@ class MeanPooling(nn.Module):
         return masked_mean(x, as_mask(x, lengths, mask))
 
 
+class MeanStdPooling(nn.Module):
+    """Masked mean and standard deviation over time (statistics pooling without attention): (B, T, D) +
+    lengths/mask -> (B, 2 D) = [mean ; std], std = sqrt(max(E[x^2] - mean^2, 1e-6)); ``out_dim = 2 * dim``.
+    An item with no valid frame pools to zeros."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = int(dim)
+        self.out_dim = 2 * self.dim
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        mask = as_mask(x, lengths, mask)
+        weights = mask.to(x.dtype)
+        weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1.0)
+        mean, std = weighted_mean_std(x, weights)
+        empty = ~mask.any(dim=1, keepdim=True)
+        return torch.cat([mean, std], dim=-1).masked_fill(empty, 0)
+
+
 class AttentiveStatisticsPooling(nn.Module):
     """Attentive statistics pooling: attention-weighted mean and standard deviation over time.
 
@@ -93,12 +113,14 @@ class AttentiveStatisticsPooling(nn.Module):
 
 POOLINGS: dict[str, type[nn.Module]] = {
     "mean": MeanPooling,
+    "mean_std": MeanStdPooling,
     "attentive_stats": AttentiveStatisticsPooling,
 }
 
 
 def build_pooling(name: str, dim: int, **options: Any) -> nn.Module:
-    """A pooling module by name (``mean`` | ``attentive_stats``) over D = ``dim`` features; it has ``out_dim``."""
+    """A pooling module by name (``mean`` | ``mean_std`` | ``attentive_stats``) over D = ``dim`` features; it
+    has ``out_dim``."""
     if name not in POOLINGS:
         raise ConfigError(f"unknown pooling '{name}'{did_you_mean(name, POOLINGS)}; "
                           f"choose one of {', '.join(sorted(POOLINGS))}")

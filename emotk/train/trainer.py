@@ -48,6 +48,7 @@ log = get_logger("train")
 METRICS_FILE = "metrics.jsonl"
 DEBUG_EPOCHS = 2
 DEBUG_BATCHES = 2
+LATE_BEST = 0.9  # a best epoch past this fraction of the epochs run is "late" (fit warns: under-training)
 
 
 def move_to_device(obj: Any, device: torch.device) -> Any:
@@ -157,7 +158,8 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> dict[str, Any]:
         """Train; return ``{"best": {metric: value, ..., "epoch", "step", "checkpoint"} | None, "last": {...},
-        "stopped": "completed" | "early_stop", "steps": int, "epochs": int}``.
+        "stopped": "completed" | "early_stop", "steps": int, "epochs": int, "late_best": bool}``; ``late_best``
+        (also logged as a warning) says the selected epoch fell in the last 10 % of a schedule that ran to its end.
 
         ``resume``: continue from the newest checkpoint in ``run/ckpt`` (start fresh when there is none; a
         finished run returns its summary). Without it, existing checkpoints are an error. On SIGTERM/SIGUSR1
@@ -217,6 +219,10 @@ class Trainer:
             if best is not None:
                 log.info("done (%s) after %d steps: best %s=%.4g at epoch %d (%s)", stopped, self._pos.step,
                          cfg.select_metric, best[cfg.select_metric], best["epoch"], best["checkpoint"])
+            if summary["late_best"]:
+                log.warning("the best validation epoch (%d of %d) is in the last 10%% of training: the schedule may "
+                            "under-train; raise train.epochs and set train.early_stop_patience",
+                            best["epoch"], self._pos.epoch)
             else:
                 log.info("done (%s) after %d steps", stopped, self._pos.step)
         return summary
@@ -589,7 +595,10 @@ class Trainer:
                     "checkpoint": str(self.ckpt_root / ckpt.BEST)}
         last = {**self._last_metrics, "epoch": self._pos.epoch, "step": self._pos.step,
                 "checkpoint": str(self._last_ckpt) if self._last_ckpt else None}
-        return {"best": best, "last": last, "stopped": stopped, "steps": self._pos.step, "epochs": self._pos.epoch}
+        late = (best is not None and stopped == "completed" and not self.cfg.debug
+                and best["epoch"] > LATE_BEST * self._pos.epoch)
+        return {"best": best, "last": last, "stopped": stopped, "steps": self._pos.step, "epochs": self._pos.epoch,
+                "late_best": late}
 
     # -- helpers ----------------------------------------------------------------------------------------------
 

@@ -57,14 +57,21 @@ class SerUpstream:
 
 @dataclass
 class SerModel:
-    """The SUPERB downstream (emotk.models.ser.model)."""
+    """The SUPERB downstream (emotk.models.ser.model). The thesis values are the defaults; ``mean_std`` pooling,
+    ``head: linear``, ``input_dropout`` and ``layers`` belong to emotk's strong recipe (configs/ser/*-strong.yaml)."""
 
+    head: Literal["mlp", "linear"] = "mlp"  # mlp: 2-layer FFN (thesis); linear: one linear layer (a linear probe)
     head_hidden: int = 256  # 2-layer FFN hidden width (thesis)
-    dropout: float = 0.0
-    pooling: Literal["mean", "attentive_stats"] = "mean"  # thesis: masked mean pooling
+    dropout: float = 0.0  # after the FFN's hidden layer
+    input_dropout: float = 0.0  # on the pooled utterance vector (the only dropout of a linear head)
+    # thesis: masked mean; mean_std: each layer's masked mean + std over time, then the weighted layer sum
+    pooling: Literal["mean", "mean_std", "attentive_stats"] = "mean"
+    layers: Any = "all"  # which of the cached upstream layers the head combines: "all" or indices, e.g. [-1]
     layer_norm: bool = False  # normalise each layer before the weighted sum (s3prl option)
     compat: Literal["thesis", "reference"] = "thesis"  # reference: head without ReLU (CARE reference code)
-    feature_norm: bool = False  # standardise features per layer and dim with training-set statistics (lld)
+    # standardise features per layer and dim with training-set statistics. Helps within a corpus; when test
+    # speakers or corpora differ the training statistics fit them less well -- compare data.speaker_norm
+    feature_norm: bool = False
 
 
 @dataclass
@@ -86,6 +93,9 @@ class SerConfig:
     model: SerModel = field(default_factory=SerModel)
     train: TrainConfig = field(default_factory=TrainConfig)
     loss: SerLoss = field(default_factory=SerLoss)
+    # grid search scored on the validation split only: {dotted key: [candidates]} (emotk.models.ser.search);
+    # `ser train --search KEY=[v1,v2]` adds or replaces a key; {} = train the config as it is
+    search: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         """Consistency checks with messages that say what to change."""
@@ -117,8 +127,15 @@ class SerConfig:
                 raise ConfigError("data.classes: only for task_type classification")
         if self.seeds < 1:
             raise ConfigError(f"seeds: need at least 1 run, got {self.seeds}")
-        if self.model.head_hidden < 0 or not 0 <= self.model.dropout < 1:
-            raise ConfigError("model.head_hidden must be >= 0 and model.dropout in [0, 1)")
+        m = self.model
+        if m.head_hidden < 0 or not 0 <= m.dropout < 1 or not 0 <= m.input_dropout < 1:
+            raise ConfigError("model.head_hidden must be >= 0 and model.dropout / model.input_dropout in [0, 1)")
+        if m.head not in ("mlp", "linear"):
+            raise ConfigError(f"model.head: expected mlp or linear, got {m.head!r}")
+        if m.layers != "all" and (not isinstance(m.layers, list) or not m.layers or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in m.layers)):
+            raise ConfigError(f"model.layers: expected \"all\" or a non-empty list of layer indices, e.g. [-1], "
+                              f"got {m.layers!r}")
         if self.task_type == "regression":
             if not d.targets:
                 raise ConfigError("data.targets: regression needs at least one target field, "
@@ -135,6 +152,10 @@ class SerConfig:
         if self.train.select_metric not in allowed:
             raise ConfigError(f"train.select_metric: '{self.train.select_metric}' is not a {self.task_type} metric; "
                               f"choose one of {', '.join(allowed)}")
+        if self.search:
+            from emotk.models.ser.search import check_search
+
+            self.search = check_search(self.search, self)  # values coerced to their keys' types
 
     def feature_config(self) -> Any:
         """The :class:`emotk.models.ser.features.SerFeatures` that keys the feature cache."""

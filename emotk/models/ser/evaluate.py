@@ -68,7 +68,8 @@ EVAL_LABEL_HINT = "map them with --map SOURCE=CLASS (repeatable; SOURCE= drops i
 
 def evaluate(run_dir: str | os.PathLike, *, manifest: str | None = None, split: str = "test",
              roots: dict[str, str] | None = None, device: str | None = None,
-             label_mapping: dict[str, str | None] | None = None, overwrite: bool = False) -> dict[str, Any]:
+             label_mapping: dict[str, str | None] | None = None, overwrite: bool = False,
+             cache: str | os.PathLike | None = None) -> dict[str, Any]:
     """Score the selected checkpoint of every run under ``run_dir`` on ``split`` (``train``/``valid``/``test``, or
     ``all`` = every usable utterance), optionally of another ``manifest``; writes ``<run>/eval/<name>/`` reports
     and returns ``{"runs": [...], "aggregate": {metric: {mean, std, values}}, ...}``.
@@ -81,7 +82,11 @@ def evaluate(run_dir: str | os.PathLike, *, manifest: str | None = None, split: 
     kept as ``label_mapping`` in the result and in every report.
 
     overwrite: replace the reports of an earlier ``ser evaluate`` of the same ``name``; without it such a report (any
-    run's, checked before anything is written) raises :class:`emotk.errors.OutputExistsError`."""
+    run's, checked before anything is written) raises :class:`emotk.errors.OutputExistsError`.
+
+    Features come from the per-utterance cache (:func:`emotk.models.ser.features.ensure_features`) under ``cache``,
+    else the run's ``upstream.cache_dir``, else ``OUT/features``: utterances stored there (by training, an earlier
+    evaluation, ``ser predict --cache``) are reused, only the others are encoded (and stored)."""
     from emotk.core.config import from_dict
     from emotk.core.io import sha256_file
     from emotk.core.runtime import device_name
@@ -160,11 +165,11 @@ def evaluate(run_dir: str | os.PathLike, *, manifest: str | None = None, split: 
         key = str(cfg.feature_config()) + prepared.manifest.sha256
         if key not in cache_store:
             parent = _parent_dir(sub)
-            cache_root = Path(cfg.upstream.cache_dir) if cfg.upstream.cache_dir else parent / "features"
+            cache_root = Path(cache or cfg.upstream.cache_dir or parent / "features")
             from emotk.models.ser.features import ensure_features
 
-            cache, _ = ensure_features(prepared.manifest, cfg.feature_config(), cache_root, device=device)
-            cache_store[key] = FeatureStore(cache)
+            feats, _ = ensure_features(prepared.manifest, cfg.feature_config(), cache_root, device=device)
+            cache_store[key] = FeatureStore(feats)
         store = cache_store[key]
         splits = drop_skipped(splits, store)
         if not splits.get(split):
@@ -314,7 +319,8 @@ def predict_and_score(model: str | os.PathLike, inputs: list[str], out: str | os
                       report: str | os.PathLike | None = None, overwrite: bool = False, unlabeled: str = "error",
                       skip_bad: bool = False, batch_size: int = 16, device: str = "cpu",
                       roots: dict[str, str] | None = None, stdin: Any = None, label_field: str | None = None,
-                      label_mapping: dict[str, str | None] | None = None) -> dict[str, Any]:
+                      label_mapping: dict[str, str | None] | None = None,
+                      cache: str | os.PathLike | bool | None = None) -> dict[str, Any]:
     """``ser predict --score``: predict every input into ``out`` (JSONL, the schema of
     :mod:`emotk.models.ser.infer`) and score the predictions against the inputs' labels as ``ser evaluate`` does,
     into :func:`report_folder` (report.json, predictions.jsonl, confusion matrix JSON + PNG).
@@ -325,13 +331,14 @@ def predict_and_score(model: str | os.PathLike, inputs: list[str], out: str | os
     input without a label (an audio path, a record without the label field / a target) is a DataError naming it
     (``file:line``) before any audio is read, or with ``unlabeled="skip"`` is predicted but not scored (counted as
     ``unscored``). ``out`` and the report folder are checked before any work: OutputExistsError without
-    ``overwrite``. Returns ``{"predictions", "report", "predicted", "scored", "unscored", "skipped", "metrics",
-    "label_mapping"?}``."""
+    ``overwrite``. ``cache``: the feature cache as for :func:`emotk.models.ser.infer.predict` (a root to read and
+    add to; None: the model's ``ser train`` cache, read only; False: none). Returns ``{"predictions", "report",
+    "predicted", "scored", "unscored", "skipped", "metrics", "label_mapping"?}``."""
     import torch
 
     from emotk.core.io import atomic_path, check_writable, sha256_file
     from emotk.data.labels import match_labels
-    from emotk.models.ser.infer import SerPredictor, TruthReader, iter_inputs, iter_outputs
+    from emotk.models.ser.infer import TruthReader, iter_inputs, iter_outputs, load_predictor
     from emotk.models.ser.task import write_eval
 
     if unlabeled not in UNLABELED:
@@ -344,7 +351,7 @@ def predict_and_score(model: str | os.PathLike, inputs: list[str], out: str | os
     if folder.exists() and not overwrite:
         raise OutputExistsError(f"{folder} already exists (a report of `ser predict --score`?); "
                                 "pass --overwrite to replace it")
-    predictor = SerPredictor(model, device=device)
+    predictor = load_predictor(model, device=device, cache=cache)
     truth = TruthReader(predictor, label_field, label_mapping)
     items = list(iter_inputs(inputs, roots=roots, stdin=stdin))  # paths and labels only: cheap, checked up front
     counts: dict[str, int] = {}

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from emotk.core.io import atomic_path, atomic_write_json
-from emotk.errors import DataError
+from emotk.errors import ConfigError, DataError
 
 EXPORT_FORMAT = "emotk.ser.export"
 EXPORT_VERSION = 1
@@ -93,10 +93,10 @@ def load_export(folder: str | os.PathLike, device: str = "cpu") -> tuple[Any, di
     if int(meta.get("format_version", 0)) > EXPORT_VERSION:
         raise DataError(f"{folder}: export format version {meta['format_version']} is newer than this "
                         f"emotk understands ({EXPORT_VERSION}); upgrade emotk")
-    m = meta["model"]
-    model = SuperbDownstream(SuperbDims(**meta["dims"]), head_hidden=m["head_hidden"], dropout=m["dropout"],
-                             pooling=m["pooling"], layer_norm=m["layer_norm"], compat=m["compat"],
-                             feature_norm=m.get("feature_norm", False))
+    try:
+        model = SuperbDownstream.from_config(SuperbDims(**meta["dims"]), meta["model"])
+    except (KeyError, TypeError, ConfigError) as e:
+        raise DataError(f"{folder / CONFIG}: the model it describes cannot be built ({e})") from None
     state = load_file(str(folder / WEIGHTS))
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)

@@ -6,9 +6,14 @@ emotk's non-learned 50 Hz acoustic descriptors (:func:`emotk.features.acoustic.a
 as an upstream with one layer. Before encoding, every waveform is cropped to its first ``max_seconds`` and
 zero-padded to ``min_seconds`` (thesis: 30 s / 1 s), so the features depend only on :class:`SerFeatures`.
 
-The extractor is registered as feature kind ``ser-input`` (:mod:`emotk.features.extract`), so the cache folder
-is ``<root>/ser-input-<hash12>`` with ``hash12`` taken over :class:`SerFeatures`; each utterance stores
+The extractor is registered as feature kind ``ser-input`` (:mod:`emotk.features.extract`). :func:`ensure_features`
+keeps the features per utterance in ``<root>/ser-input-<hash12>/`` (an :class:`emotk.features.cache.UtteranceCache`,
+``hash12`` taken over :class:`SerFeatures`): any manifest -- a subset of classes, a filtered target, another fold, a
+superset -- reuses every utterance already stored (matched by id and file stat, else by the audio's sha256) and
+encodes only the missing ones; ``ser evaluate`` and ``ser predict`` read the same cache. Each utterance stores
 ``hidden`` (L, T, D) (float16 by default: half the disk, and the head sees the same rounding at predict time).
+Caches of emotk before this format (``<root>/set-<ids12>/ser-input-<hash12>/``, one folder per utterance set) are
+not read: their utterances are simply extracted again (delete the ``set-*`` folders to reclaim the space).
 :func:`build_feature_fn` is used by both extraction and ``ser predict``, so training and inference features
 are computed by the same code.
 """
@@ -17,7 +22,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Literal, Optional, Sequence
 
 import numpy as np
@@ -119,19 +123,98 @@ def register() -> None:
 
 
 def ensure_features(manifest: Any, cfg: SerFeatures, cache_root: str | os.PathLike, device: str = "cpu",
-                    skip_bad: bool = False, progress: bool | None = None,
-                    batch_size: int = 8) -> tuple[Any, dict[str, Any]]:
-    """Extract (or reuse) the features of every record of ``manifest`` and return ``(FeatureCache, summary)``.
+                    skip_bad: bool = False, progress: bool | None = None, batch_size: int = 8,
+                    extractor: Callable[[Sequence[np.ndarray]], list[dict[str, np.ndarray]]] | None = None,
+                    chunk_size: int | None = None) -> tuple[Any, dict[str, Any]]:
+    """The features of every record of ``manifest``: reuse what ``cache_root/ser-input-<hash12>/`` holds, encode
+    and store only the missing utterances; returns ``(CacheView, summary)``.
 
-    The cache lives in ``cache_root/set-<ids12>/ser-input-<hash12>/`` where ``ids12`` hashes the sorted ids, so
-    manifests with other utterance sets never collide and every fold/seed of one manifest shares one cache.
-    Complete shards are reused (resume); ``skip_bad`` records unreadable audio as skipped instead of failing.
+    The cache is per utterance (:class:`emotk.features.cache.UtteranceCache`): a subset, a superset or another
+    manifest of the same audio reuses every stored utterance; an edited audio file is encoded again. Stored every
+    ``chunk_size`` (64) utterances, so an interrupted extraction resumes where it stopped. ``skip_bad``: unreadable
+    audio (or audio the upstream rejects) is skipped and listed in ``summary["skipped"]``, and retried by the next
+    call. ``extractor``: a ready ``fn(wavs)`` used instead of building the upstream (tests). The summary has
+    ``count`` (encoded now), ``reused`` (found in the cache), ``skipped``, timings and throughput.
     """
-    from emotk.features.cache import FeatureCache, ids_sha256
-    from emotk.features.extract import run_extraction
+    import time
+
+    from emotk.core.log import Progress, get_logger
+    from emotk.data.audio import load_audio
+    from emotk.errors import AudioError, DataError
+    from emotk.features.cache import AudioSource, UtteranceCache
+    from emotk.features.extract import _call_extractor, _hashed, make_config
 
     register()
-    root = Path(cache_root) / f"set-{ids_sha256(manifest.ids)[:12]}"
-    summary = run_extraction(KIND, manifest, root, cfg, resume=True, skip_bad=skip_bad, progress=progress,
-                             batch_size=batch_size, device=device)
-    return FeatureCache(summary["cache"]), summary
+    log = get_logger("features")
+    cfg = make_config(KIND, cfg)
+    if not len(manifest):
+        raise DataError(f"{manifest.path}: the manifest has no utterances")
+    cache = UtteranceCache.create(cache_root, KIND, _hashed(KIND, cfg), **({"chunk_size": chunk_size}
+                                                                           if chunk_size else {}))
+    t0 = time.perf_counter()
+    found: dict[str, dict[str, Any]] = {}
+    missing: list[tuple[str, AudioSource]] = []
+    for rec in manifest:
+        src = AudioSource(manifest.resolve_path(rec), rec.get("start"), rec.get("end"))
+        entry = cache.lookup(rec["id"], src)
+        if entry is None:
+            missing.append((rec["id"], src))
+        else:
+            found[rec["id"]] = entry
+    reused = len(found)
+    if missing:
+        log.info(f"features {KIND}: {reused} of {len(manifest)} utterance(s) cached in {cache.path}; "
+                 f"encoding {len(missing)}")
+    count, audio_seconds, skipped = 0, 0.0, {}
+    fn = extractor
+    with Progress(len(missing), f"features {KIND}", enabled=progress) as bar, \
+            cache.writer(chunk_size) as writer:
+        step = max(1, batch_size)
+        for s in range(0, len(missing), step):
+            batch = missing[s: s + step]
+            ids, srcs, wavs = [], [], []
+            for uid, src in batch:
+                try:
+                    wav = load_audio(src.path, sr=SAMPLE_RATE, start=src.start, end=src.end)
+                except AudioError as e:
+                    if not skip_bad:
+                        raise
+                    log.warning(f"skipping {uid}: {e}")
+                    skipped[uid] = str(e)
+                    continue
+                ids.append(uid)
+                srcs.append(src)
+                wavs.append(wav)
+            if wavs and fn is None:
+                fn = build_feature_fn(cfg, device)
+            outs = _call_extractor(lambda items, _ids: fn(items), wavs, ids, [x.path for x in srcs], skip_bad,
+                                   skipped) if wavs else []
+            if len(outs) != len(wavs):
+                raise DataError(f"extractor '{KIND}' returned {len(outs)} results for {len(wavs)} inputs")
+            for uid, src, wav, out in zip(ids, srcs, wavs, outs):
+                if out is None:
+                    continue
+                writer.add(uid, src, out)
+                count += 1
+                audio_seconds += len(wav) / SAMPLE_RATE
+            bar.advance(len(batch))
+    if count:
+        cache.refresh()
+        for uid, src in missing:
+            if uid not in skipped:
+                entry = cache.lookup(uid, src)
+                if entry is None:
+                    raise DataError(f"{cache.path}: features of '{uid}' were written but cannot be found")
+                found[uid] = entry
+    seconds = time.perf_counter() - t0
+    summary = {
+        "kind": KIND, "cache": str(cache.path), "config_hash": cache.meta["config_hash"],
+        "manifest_sha256": manifest.sha256, "utterances": len(manifest), "reused": reused, "count": count,
+        "skipped": sorted(skipped), "audio_seconds": round(audio_seconds, 3), "seconds": round(seconds, 3),
+        "throughput": {
+            "audio_seconds_per_second": round(audio_seconds / seconds, 3) if seconds > 0 and audio_seconds else None,
+            "utterances_per_second": round(count / seconds, 3) if seconds > 0 and count else None,
+        },
+        "complete": len(found) == len(manifest),
+    }
+    return cache.view(found), summary

@@ -13,6 +13,14 @@ the downstream; each input gives one JSON object, in the schema of ``ser evaluat
 
 A record's label is mapped onto the model's classes as ``ser evaluate --data`` does
 (:func:`emotk.data.labels.match_labels`: a user mapping, the class name, the training run's label map, synonyms).
+
+Feature cache: :func:`iter_outputs` (so :func:`predict` and ``ser predict --score``) looks each input up in a
+per-utterance feature cache (:class:`emotk.features.cache.UtteranceCache`, by id + file stat, else the audio's
+sha256) and decodes and encodes only what is not there. ``cache=DIR`` (``--cache DIR``) reads and adds to
+``DIR/ser-input-<hash12>/``; by default the cache of the ``ser train`` folder the export belongs to (its
+``upstream.cache_dir``, else ``OUT/features``) is read, never written; ``cache=False`` (``--no-cache``) encodes
+everything (:func:`load_predictor`). Cached features are the stored bytes of the same front-end, so predictions
+are the same as from fresh extraction.
 """
 
 from __future__ import annotations
@@ -29,7 +37,9 @@ from emotk.core.log import get_logger
 from emotk.errors import AudioError, DataError, UsageError
 from emotk.models.ser.export import WEIGHTS, load_export
 
-__all__ = ["WEIGHTS", "SerPredictor", "TruthReader", "iter_inputs", "iter_outputs", "predict"]  # WEIGHTS: weights file
+# WEIGHTS: the export's weights file name
+__all__ = ["WEIGHTS", "SerPredictor", "TruthReader", "find_run_cache", "iter_inputs", "iter_outputs", "load_predictor",
+           "predict"]
 
 log = get_logger("ser")
 
@@ -38,9 +48,12 @@ class SerPredictor:
     """A loaded export bundle: ``predictor(wavs)`` -> one result dict per waveform.
 
     folder: an export folder, or a run folder holding ``export/``. device: torch device for upstream and head.
+    cache: a feature-cache root to read (:meth:`cached`); ``write_cache``: also store what :meth:`encode` computes
+    there (:meth:`store`). With a cache the upstream is loaded only when an input is not in it.
     """
 
-    def __init__(self, folder: str | os.PathLike, device: str = "cpu") -> None:
+    def __init__(self, folder: str | os.PathLike, device: str = "cpu", cache: str | os.PathLike | None = None,
+                 write_cache: bool = False) -> None:
         import torch
 
         from emotk.core.config import from_dict
@@ -58,17 +71,68 @@ class SerPredictor:
         self.classes = meta.get("classes")
         self.target_names = meta.get("target_names")
         self.features_cfg = from_dict(SerFeatures, meta["features"], prefix="features.")
-        self._features = build_feature_fn(self.features_cfg, str(self.device))
+        self.cache: Any = None  # an UtteranceCache (see attach_cache)
+        self._writer: Any = None
         self._run: dict[str, Any] | None = None
+        if cache is not None:
+            self.attach_cache(cache, write=write_cache)
+        self._fn = None if self.cache is not None else build_feature_fn(self.features_cfg, str(self.device))
 
-    def outputs(self, wavs: list[Any]) -> Any:
-        """N 16 kHz mono float waveforms -> (N, K) float32 CPU tensor: class logits (classification) or the
-        regressed values (regression), K = classes or targets."""
+    # ---- features -------------------------------------------------------------------------------------------
+    def attach_cache(self, root: str | os.PathLike, write: bool = False) -> bool:
+        """Use the ``ser-input`` cache of this export's feature config under ``root``; ``write``: make it when
+        absent and store newly encoded utterances there. False when it does not exist (and ``write`` is off)."""
+        from emotk.features.cache import UtteranceCache
+        from emotk.features.extract import _hashed
+        from emotk.models.ser.features import KIND, register
+
+        register()
+        key = _hashed(KIND, self.features_cfg)
+        try:
+            self.cache = (UtteranceCache.create(root, KIND, key) if write else UtteranceCache.open(root, KIND, key))
+        except DataError:
+            if write:
+                raise
+            return False
+        self._writer = self.cache.writer() if write else None
+        return True
+
+    def encode(self, wavs: list[Any]) -> list[dict[str, Any]]:
+        """N 16 kHz mono waveforms -> N ``{"hidden": (L, T, D)}`` through the training front-end."""
+        if self._fn is None:
+            from emotk.models.ser.features import build_feature_fn
+
+            self._fn = build_feature_fn(self.features_cfg, str(self.device))
+        return self._fn(wavs)
+
+    def cached(self, uid: str, source: Any) -> dict[str, Any] | None:
+        """The cached features of utterance ``uid`` read from ``source`` (an AudioSource), or None."""
+        if self.cache is None:
+            return None
+        entry = self.cache.lookup(uid, source)
+        return None if entry is None else {"hidden": self.cache.read(entry, "hidden")}
+
+    def store(self, uid: str, source: Any, features: dict[str, Any]) -> None:
+        """Add encoded features to the cache (when attached with ``write``; stored every 64 utterances and by
+        :meth:`close`)."""
+        if self._writer is not None:
+            self._writer.add(uid, source, features)
+
+    def close(self) -> None:
+        """Store what :meth:`store` still buffers."""
+        if self._writer is not None:
+            self._writer.flush()
+
+    # ---- outputs --------------------------------------------------------------------------------------------
+    def outputs(self, wavs: list[Any] | None = None, *, features: list[dict[str, Any]] | None = None) -> Any:
+        """N 16 kHz mono float waveforms (or their ``features`` from :meth:`encode` / :meth:`cached`) -> (N, K)
+        float32 CPU tensor: class logits (classification) or the regressed values (regression), K = classes or
+        targets."""
         import torch
 
         from emotk.models.ser.task import collate_features
 
-        feats = self._features(wavs)
+        feats = features if features is not None else self.encode(wavs or [])
         items = [{"id": str(i), "hidden": torch.from_numpy(f["hidden"]), "target": [0.0] if self.regression else 0}
                  for i, f in enumerate(feats)]
         batch = collate_features(items, self.regression)
@@ -86,9 +150,10 @@ class SerPredictor:
         return {"prediction": self.classes[int(probs.argmax())],
                 "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, probs)}}
 
-    def __call__(self, wavs: list[Any]) -> list[dict[str, Any]]:
-        """N 16 kHz mono float waveforms -> N dicts of :meth:`format`."""
-        return [self.format(row) for row in self.outputs(wavs)]
+    def __call__(self, wavs: list[Any] | None = None, *, features: list[dict[str, Any]] | None = None
+                 ) -> list[dict[str, Any]]:
+        """N 16 kHz mono float waveforms (or their ``features``) -> N dicts of :meth:`format`."""
+        return [self.format(row) for row in self.outputs(wavs, features=features)]
 
     @property
     def training_run(self) -> dict[str, Any]:
@@ -269,53 +334,131 @@ def iter_outputs(predictor: SerPredictor, items: Iterable[dict[str, Any]], *, sk
     """Run ``predictor`` over input items (:func:`iter_inputs`), in order: ``(item, row, None)`` per good input
     (row: its (K,) output of :meth:`SerPredictor.outputs`), ``(item, None, reason)`` per skipped bad input.
 
+    With a cache attached to ``predictor`` (:meth:`SerPredictor.attach_cache`, :func:`load_predictor`) each input
+    is looked up there first (by id and audio source); cached inputs are neither decoded nor encoded, the others
+    are encoded and, when the cache is writable, stored (flushed by :meth:`SerPredictor.close` at the end, also
+    when the run stops early).
+
     A bad input (unreadable/too-short audio, bad manifest line) raises AudioError naming it, or with ``skip_bad``
     is yielded with its reason and the rest goes on."""
     from emotk.data.audio import load_audio
+    from emotk.features.cache import AudioSource
 
-    pending: list[tuple[dict[str, Any], Any]] = []
+    pending: list[tuple[dict[str, Any], Any, Any, Any]] = []  # (item, wav, cached features, source)
+    counts = {"cached": 0, "encoded": 0}
 
     def flush() -> Iterator[tuple[dict[str, Any], Any, str | None]]:
         if not pending:
             return
-        rows = predictor.outputs([w for _, w in pending])
-        for (item, _), row in zip(pending, rows):
+        todo = [k for k, p in enumerate(pending) if p[2] is None]
+        feats = [p[2] for p in pending]
+        if todo:
+            for k, f in zip(todo, predictor.encode([pending[k][1] for k in todo])):
+                feats[k] = f
+                if pending[k][3] is not None:
+                    predictor.store(pending[k][0]["id"], pending[k][3], f)
+        counts["encoded"] += len(todo)
+        counts["cached"] += len(pending) - len(todo)
+        rows = predictor.outputs(features=feats)
+        for (item, *_), row in zip(pending, rows):
             yield item, row, None
         pending.clear()
 
-    for item in items:
-        error = item.get("error")
-        if error is None:
-            try:
-                wav = load_audio(item["path"], sr=SAMPLE_RATE, start=item.get("start"), end=item.get("end"))
-            except AudioError as e:
-                error = str(e)
-        if error is not None:
-            message = error if str(item.get("path", "")) in error else f"{item['where']}: {error}"
-            if not skip_bad:
-                raise AudioError(f"{message} (pass --skip-bad to skip bad inputs)")
-            yield item, None, message
-            continue
-        pending.append((item, wav))
-        if len(pending) >= batch_size:
-            yield from flush()
-    yield from flush()
+    try:
+        for item in items:
+            error = item.get("error")
+            wav = feats = source = None
+            if error is None and predictor.cache is not None:
+                source = AudioSource(item["path"], item.get("start"), item.get("end"))
+                feats = predictor.cached(item["id"], source)
+            if error is None and feats is None:
+                try:
+                    wav = load_audio(item["path"], sr=SAMPLE_RATE, start=item.get("start"), end=item.get("end"))
+                except AudioError as e:
+                    error = str(e)
+            if error is not None:
+                message = error if str(item.get("path", "")) in error else f"{item['where']}: {error}"
+                if not skip_bad:
+                    raise AudioError(f"{message} (pass --skip-bad to skip bad inputs)")
+                yield item, None, message
+                continue
+            pending.append((item, wav, feats, source))
+            if len(pending) >= batch_size:
+                yield from flush()
+        yield from flush()
+    finally:
+        predictor.close()
+    if predictor.cache is not None:
+        log.debug(f"ser predict: {counts['cached']} input(s) from the feature cache, {counts['encoded']} encoded")
+
+
+def find_run_cache(predictor: SerPredictor) -> Path | None:
+    """The feature-cache root of the ``ser train`` folder that ``predictor``'s export belongs to and that holds
+    features of its config: the run's ``upstream.cache_dir``, else ``<experiment>/features`` (None if none)."""
+    from emotk.features.cache import cache_dir_name
+    from emotk.features.extract import _hashed
+    from emotk.models.ser.features import KIND
+
+    name = cache_dir_name(KIND, _hashed(KIND, predictor.features_cfg))[0]
+    folder = Path(predictor.folder).resolve()
+    owners = [folder.parent]  # OUT/export -> OUT; OUT/runs/<run>/export -> the run, then OUT
+    if folder.parent.parent.name == "runs":
+        owners.append(folder.parent.parent.parent)
+    roots: list[Path] = []
+    for d in owners:
+        try:
+            meta = json.loads((d / "run.json").read_text(encoding="utf-8"))
+            configured = ((meta.get("config") or {}).get("upstream") or {}).get("cache_dir")
+        except (OSError, ValueError, AttributeError):
+            configured = None
+        if configured:
+            roots.append(Path(configured))
+        roots.append(d / "features")
+    for root in roots:
+        if (root / name / "meta.json").is_file():
+            return root
+    return None
+
+
+def load_predictor(model_dir: "str | os.PathLike | SerPredictor", device: str = "cpu",
+                   cache: "str | os.PathLike | bool | None" = None) -> SerPredictor:
+    """A :class:`SerPredictor` with its feature cache: ``cache`` a root to read and add to; None: read (never write)
+    the cache of the export's ``ser train`` folder when there is one (:func:`find_run_cache`); False: none.
+    model_dir: an export folder (or run folder), or an already loaded predictor (a cache is attached to it only
+    when it has none)."""
+    if isinstance(model_dir, SerPredictor):
+        predictor = model_dir
+        if cache not in (None, False, True) and predictor.cache is None:
+            predictor.attach_cache(cache, write=True)
+    else:
+        write = cache not in (None, False, True)
+        predictor = SerPredictor(model_dir, device=device, cache=cache if write else None, write_cache=write)
+    if cache is None and predictor.cache is None:
+        found = find_run_cache(predictor)
+        if found is not None:
+            predictor.attach_cache(found)
+    if predictor.cache is not None:
+        log.debug(f"ser predict: reading cached features from {predictor.cache.path}")
+    return predictor
 
 
 def predict(model_dir: "str | os.PathLike | SerPredictor", inputs: list[str], *, skip_bad: bool = False,
             batch_size: int = 16, device: str = "cpu", roots: dict[str, str] | None = None, stdin: Any = None,
-            label_field: str | None = None, label_mapping: dict[str, str | None] | None = None
-            ) -> Iterator[dict[str, Any]]:
+            cache: "str | os.PathLike | bool | None" = None, label_field: str | None = None,
+            label_mapping: dict[str, str | None] | None = None) -> Iterator[dict[str, Any]]:
     """Yield one result per good input, in input order, in the schema of the module docstring: ``{"id",
     "label"?, "source_label"?, "prediction", "probabilities"}`` (or ``{"id", "target"?, "prediction"}``).
 
-    model_dir: an export folder (or run folder), or an already loaded :class:`SerPredictor`. label_field,
-    label_mapping: how a manifest record's label becomes ``label`` (:class:`TruthReader`).
+    model_dir: an export folder (or run folder), or an already loaded :class:`SerPredictor`.
+    cache: a feature-cache root to read and add to; None: read the cache of the export's ``ser train`` folder
+    when there is one (:func:`find_run_cache`); False: none (:func:`load_predictor`). Cached inputs are not
+    decoded or encoded. label_field, label_mapping: how a manifest record's label becomes ``label``
+    (:class:`TruthReader`).
 
     A bad input (unreadable/too-short audio, bad manifest line) raises AudioError/DataError naming it, or with
     ``skip_bad`` yields ``{"id", "skipped": reason}`` (callers list these apart from the results) and goes on.
     """
-    predictor = model_dir if isinstance(model_dir, SerPredictor) else SerPredictor(model_dir, device=device)
+    predictor = load_predictor(model_dir, device=device, cache=cache)
     truth = TruthReader(predictor, label_field, label_mapping)
     items = iter_inputs(inputs, roots=roots, stdin=stdin)
     for item, row, skipped in iter_outputs(predictor, items, skip_bad=skip_bad, batch_size=batch_size):

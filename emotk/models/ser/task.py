@@ -10,7 +10,7 @@ pads them to (B, L, T, D) with lengths, so padding is masked by the pooling. Val
 :func:`train` (``emotk ser train``) runs every (fold, seed). Layout of an output folder ``OUT``::
 
     OUT/run.json, config.yaml, log.txt        the whole experiment (resolved config, inputs' hashes, plan)
-    OUT/features/set-<ids12>/ser-input-<h12>/ frozen-upstream features, extracted once, shared by every run
+    OUT/features/ser-input-<h12>/             frozen-upstream features per utterance, shared by every run
     OUT/runs/<fold>-seed<S>/                  one training run per (fold, seed): run.json, metrics.jsonl,
                                               ckpt/ (step-N + best), export/, eval/test/ (report.json,
                                               predictions.jsonl, confusion_matrix.json + .png), result.json
@@ -42,6 +42,7 @@ from emotk.errors import DataError, UsageError
 from emotk.models.ser.data import SerItem
 from emotk.models.ser.model import SuperbDims, SuperbDownstream
 from emotk.models.ser.normalize import normalize, normalize_summary, speaker_stats_from_summaries
+from emotk.models.ser.search import choose, describe, grid, trial_config
 from emotk.nn.masks import pad_sequences
 from emotk.train.task import StepState, TrainTask
 
@@ -49,6 +50,7 @@ log = get_logger("ser")
 
 RESULT = "result.json"
 SUMMARY = "summary.json"
+SEARCH = "search.json"
 
 # Feature bytes a dataset keeps in memory after first use (per process); beyond it, items are re-read
 # from the memory-mapped cache shards. EMOTK_SER_FEATURE_MEMORY_GB overrides.
@@ -112,16 +114,21 @@ class FeatureStore:
 class SerDataset(torch.utils.data.Dataset):
     """Items ``{"id", "hidden": (L, T, D) tensor, "target"}`` of one split, in the given order.
 
-    pooled: give each utterance as its time mean, (L, 1, D). With masked mean pooling and no per-frame
-    non-linearity before it (no ``layer_norm``), the downstream's output is then the same as on all T frames --
-    the layer sum, the optional standardisation and the mean are all linear over time -- at T times less work.
+    pooled: give each utterance as its time statistics instead of its T frames -- exact for the downstream's
+    ``mean`` and ``mean_std`` pooling when no per-frame non-linearity comes first (no ``layer_norm``), at T times
+    less work. ``"mean"``: the time mean, (L, 1, D) (the layer sum, the optional standardisation and the mean are
+    all linear over time). ``"mean_std"``: two frames per layer, mean - std and mean + std, (L, 2, D): their mean
+    and (population) std are the utterance's, and a per-dim affine standardisation maps them exactly as it maps
+    the frames.
     """
 
-    def __init__(self, items: Sequence[SerItem], store: FeatureStore, pooled: bool = False,
+    def __init__(self, items: Sequence[SerItem], store: FeatureStore, pooled: bool | str = False,
                  norm: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> None:
         self.items = list(items)
         self.store = store
-        self.pooled = pooled
+        self.pooled = "mean" if pooled is True else (pooled or None)
+        if self.pooled not in (None, "mean", "mean_std"):
+            raise UsageError(f"SerDataset: pooled must be False, 'mean' or 'mean_std', got {pooled!r}")
         self.norm = norm  # id -> its speaker's (mean, std) (L, D) (data.speaker_norm=per-speaker); None = off
         missing = [it.id for it in self.items if it.id not in store]
         if missing:
@@ -134,16 +141,17 @@ class SerDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         it = self.items[index]
         if self.pooled:
-            mean = self.store.summary(it.id)[0]
-            if self.norm is not None:  # the time mean of standardised frames = the standardised time mean
-                mu, sd = self.norm[it.id]
-                mean = (mean - mu) / sd
-            hidden = torch.from_numpy(mean[:, None, :])
-        elif self.norm is not None:
-            hidden = torch.from_numpy(normalize(self.store.get(it.id), self.norm[it.id]))
+            mean, mean_sq, _ = self.store.summary(it.id)
+            if self.pooled == "mean":
+                frames = mean[:, None, :]
+            else:
+                std = np.sqrt(np.maximum(mean_sq - mean * mean, 0.0))
+                frames = np.stack([mean - std, mean + std], axis=1)
         else:
-            hidden = torch.from_numpy(np.asarray(self.store.get(it.id)))
-        return {"id": it.id, "hidden": hidden, "target": it.target}
+            frames = self.store.get(it.id)
+        if self.norm is not None:
+            frames = normalize(frames, self.norm[it.id])
+        return {"id": it.id, "hidden": torch.from_numpy(np.asarray(frames)), "target": it.target}
 
 
 def collate_features(items: list[dict[str, Any]], regression: bool) -> dict[str, Any]:
@@ -190,8 +198,9 @@ class SerTask(TrainTask):
         if self.needs_class_counts(cfg.loss.name) and "class_counts" not in options:
             options["class_counts"] = self.class_counts()
         self.loss = build_loss(cfg.loss.name, **options)
-        # exact shortcut for the thesis head (masked mean pooling): train on per-utterance time means
-        self.pooled = cfg.model.pooling == "mean" and not cfg.model.layer_norm
+        # exact shortcut for masked mean / mean_std pooling: train on per-utterance time statistics
+        m = cfg.model
+        self.pooled = m.pooling if m.pooling in ("mean", "mean_std") and not m.layer_norm else False
         self._norms: dict[str, Any] = {}
         self._train = SerDataset(splits["train"], store, self.pooled, self.split_norm("train"))
         self._valid = self.dataset("valid")
@@ -218,10 +227,8 @@ class SerTask(TrainTask):
     def make_model(self, stats: bool = True) -> SuperbDownstream:
         """A new downstream; with ``feature_norm`` its statistics come from the training split when ``stats``
         (else they stay at 0 / 1 until trained weights are loaded)."""
-        m = self.cfg.model
-        model = SuperbDownstream(self.dims, head_hidden=m.head_hidden, dropout=m.dropout, pooling=m.pooling,
-                                 layer_norm=m.layer_norm, compat=m.compat, feature_norm=m.feature_norm)
-        if m.feature_norm and stats:
+        model = SuperbDownstream.from_config(self.dims, self.cfg.model)
+        if self.cfg.model.feature_norm and stats:
             model.set_feature_stats(*self.feature_stats())
         return model
 
@@ -443,12 +450,14 @@ def _train(resolved: Any, out: str | os.PathLike, *, resume: bool, overwrite: bo
     folds = fold_plan(prepared, cfg.data.fold)
     seeds = [cfg.train.seed + k for k in range(cfg.seeds)]
     plan = [(f, s) for f in folds for s in seeds]
+    combos = grid(cfg.search) if cfg.search else []
     inputs = prepared.inputs()
     if dist.is_main():
         parent = RunDir.create(out, resolved, overwrite=overwrite, resume=resume, inputs=inputs, device=device,
                                argv=argv)
         parent.update(plan=[{"fold": f, "seed": s, "run": f"runs/{run_name(f, s)}"} for f, s in plan],
-                      classes=prepared.classes, target_names=prepared.target_names, dropped=prepared.dropped)
+                      classes=prepared.classes, target_names=prepared.target_names, dropped=prepared.dropped,
+                      **({"search": {"space": cfg.search, "trials_per_fold": len(combos)}} if combos else {}))
     dist.barrier()
     cache_root = Path(cfg.upstream.cache_dir) if cfg.upstream.cache_dir else out / "features"
     cache, extraction = _features(cfg, prepared, cache_root, device, skip_bad)
@@ -458,16 +467,29 @@ def _train(resolved: Any, out: str | os.PathLike, *, resume: bool, overwrite: bo
                                           "skipped": extraction.get("skipped", [])})
 
     results = []
-    for fold, seed in plan:
-        name = run_name(fold, seed)
-        sub = out / "runs" / name
-        if resume and (sub / RESULT).is_file():
-            results.append(json.loads((sub / RESULT).read_text(encoding="utf-8")))
-            log.info(f"ser: {name} already finished; skipped")
-            continue
-        results.append(_train_one(resolved, _sub_config(cfg, fold, seed), prepared, store, sub, fold, seed,
-                                  runtime, resume, inputs, argv, speakers))
+    searched: dict[str, Any] = {}
+    common = (prepared, store, runtime, resume, inputs, argv, speakers)
+    for fold in folds:
+        run_cfg = cfg
+        if combos:
+            searched[fold or "split"] = _search_fold(resolved, cfg, combos, fold, seeds[0], out, common)
+            run_cfg = trial_config(cfg, searched[fold or "split"]["chosen"])
+            if dist.is_main():
+                atomic_write_json(out / SEARCH, search_record(cfg, searched))
+                RunDir.open(out).update(search={"space": cfg.search, "trials_per_fold": len(combos),
+                                                "chosen": {k: v["chosen"] for k, v in searched.items()}})
+        for seed in seeds:
+            name = run_name(fold, seed)
+            sub = out / "runs" / name
+            if resume and (sub / RESULT).is_file():
+                results.append(json.loads((sub / RESULT).read_text(encoding="utf-8")))
+                log.info(f"ser: {name} already finished; skipped")
+                continue
+            results.append(_train_one(resolved, _sub_config(run_cfg, fold, seed), prepared, store, sub, fold, seed,
+                                      runtime, resume, inputs, argv, speakers))
     summary = summarise(cfg, prepared, results, resolved.hash)
+    if searched:
+        summary["search"] = search_record(cfg, searched, trials=False)
     if dist.is_main():
         best = summary.get("export", {}).get("from")
         if best:
@@ -482,7 +504,9 @@ def _train(resolved: Any, out: str | os.PathLike, *, resume: bool, overwrite: bo
 
 def _train_one(resolved: Any, cfg: Any, prepared: Any, store: Any, sub: Path, fold: str | None, seed: int,
                runtime: Any, resume: bool, inputs: dict[str, str], argv: list[str] | None,
-               speakers: dict[str, str] | None = None) -> dict[str, Any]:
+               speakers: dict[str, str] | None = None, trial: bool = False) -> dict[str, Any]:
+    """Train and report one (fold, seed) run in ``sub``. ``trial``: a search trial -- scored on the validation
+    split only (no test report is made), no export."""
     from emotk.core.config import Resolved
     from emotk.core.runs import RunDir
     from emotk.models.ser.export import write_export
@@ -513,10 +537,10 @@ def _train_one(resolved: Any, cfg: Any, prepared: Any, store: Any, sub: Path, fo
         str(Path(fit["last"]["checkpoint"]).relative_to(sub)) if fit["last"].get("checkpoint") else None)
     result: dict[str, Any] = {"run": name, "fold": fold, "seed": seed, "stopped": fit.get("stopped"),
                               "steps": fit.get("steps"), "best": _jsonable(best), "checkpoint": chosen,
-                              "valid": None, "test": None}
+                              "late_best": bool(fit.get("late_best")), "valid": None, "test": None}
     info = {"run": name, "fold": fold, "seed": seed, "checkpoint": chosen, **inputs, "config_hash": sub_resolved.hash,
             **speaker_norm_info(cfg)}
-    for split in ("valid", "test"):
+    for split in ("valid",) if trial else ("valid", "test"):
         dataset = task.dataset(split)
         if dataset is None:
             continue
@@ -524,14 +548,47 @@ def _train_one(resolved: Any, cfg: Any, prepared: Any, store: Any, sub: Path, fo
         if dist.is_main():
             report = write_eval(sub / "eval" / split, task, evaluated["outputs"], {**info, "split": split})
             result[split] = report["metrics"]
-    if dist.is_main():
+    if dist.is_main() and not trial:
         write_export(sub / "export", trainer.model, cfg, prepared.classes, prepared.target_names,
                      extra={"source_run": name, "fold": fold, "seed": seed, "config_hash": sub_resolved.hash,
                             "checkpoint": chosen, "valid": result["valid"], "test": result["test"], **inputs,
                             **speaker_norm_info(cfg)})
+    if dist.is_main():
         atomic_write_json(sub / RESULT, result)
     dist.barrier()
     return result
+
+
+def _search_fold(resolved: Any, cfg: Any, combos: list[dict[str, Any]], fold: str | None, seed: int, out: Path,
+                 common: tuple) -> dict[str, Any]:
+    """Train one trial per combination of ``cfg.search`` on ``fold`` with ``seed``; choose on validation only.
+
+    Returns ``{"chosen": values, "trial": name, "trials": [{"trial", "values", "valid", "late_best"}]}``. Every
+    process reads the trials' results from disk (rank 0 wrote them), so all choose the same."""
+    prepared, store, runtime, resume, inputs, argv, speakers = common
+    folder = out / "search" / (fold or "split")
+    trials = []
+    for k, values in enumerate(combos):
+        name, sub = f"trial-{k:02d}", folder / f"trial-{k:02d}"
+        if not (resume and (sub / RESULT).is_file()):
+            log.info(f"ser: search {fold or 'split'} {name}/{len(combos)}: {describe(values)}")
+            _train_one(resolved, _sub_config(trial_config(cfg, values), fold, seed), prepared, store, sub, fold, seed,
+                       runtime, resume, inputs, argv, speakers, trial=True)
+        done = json.loads((sub / RESULT).read_text(encoding="utf-8"))
+        trials.append({"trial": name, "values": values, "valid": done.get("valid"),
+                       "late_best": done.get("late_best", False)})
+    index = choose(trials, cfg.train.select_metric, cfg.train.select_mode)
+    picked = trials[index]
+    log.info(f"ser: search {fold or 'split'}: chose {picked['trial']} ({describe(picked['values'])}), validation "
+             f"{cfg.train.select_metric}={picked['valid'][cfg.train.select_metric]:.4f}")
+    return {"chosen": picked["values"], "trial": picked["trial"], "trials": trials}
+
+
+def search_record(cfg: Any, searched: dict[str, Any], trials: bool = True) -> dict[str, Any]:
+    """What a search did: the space, the selection rule and, per fold, the chosen values (and every trial)."""
+    return {"space": cfg.search, "selected_on": f"validation {cfg.train.select_metric} ({cfg.train.select_mode})",
+            "seed": cfg.train.seed, "folds": {fold: ({**v} if trials else {"chosen": v["chosen"], "trial": v["trial"]})
+                                                for fold, v in searched.items()}}
 
 
 def speakers_of(cfg: Any, prepared: Any) -> dict[str, str] | None:
@@ -562,7 +619,12 @@ def _jsonable(obj: Any) -> Any:
 
 
 def summarise(cfg: Any, prepared: Any, results: list[dict[str, Any]], config_hash: str) -> dict[str, Any]:
-    """Mean ± std (population) of the test and validation metrics over ``results``, per run and per fold."""
+    """Mean ± std of the test and validation metrics over ``results``, per run and per fold.
+
+    ``test`` / ``valid``: mean and population std over every fold x seed run (``std_kind`` says so);
+    ``test_over_folds`` (two folds or more): the mean and the sample std (ddof 1) of the per-fold means -- the
+    numbers published tables give as "mean ± std over folds". ``split_reported`` names the split the CLI table
+    shows (``valid`` when the protocol has no test split)."""
     from emotk.metrics import aggregate
 
     select, mode = cfg.train.select_metric, cfg.train.select_mode
@@ -583,6 +645,16 @@ def summarise(cfg: Any, prepared: Any, results: list[dict[str, Any]], config_has
         if reports:
             per_fold[fold] = aggregate(reports, keys=sorted(reports[0]))
     summary["per_fold"] = per_fold
+    if len(per_fold) >= 2:
+        fold_means = [{k: v["mean"] for k, v in agg.items()} for agg in per_fold.values()]
+        summary["test_over_folds"] = aggregate(fold_means, keys=sorted(fold_means[0]), ddof=1)
+    summary["std_kind"] = {"test": "population std over all fold x seed runs",
+                           "valid": "population std over all fold x seed runs",
+                           "test_over_folds": "sample std (ddof 1) over the per-fold means"}
+    summary["split_reported"] = "test" if "test" in summary else ("valid" if "valid" in summary else None)
+    late = [r["run"] for r in results if r.get("late_best")]
+    if late:
+        summary["late_best_runs"] = late
     summary["runs"] = [{k: r.get(k) for k in ("run", "fold", "seed", "stopped", "checkpoint", "valid", "test")}
                        for r in results]
     ranked = [r for r in results if r.get("valid") and select in r["valid"]]
