@@ -191,7 +191,7 @@ def bench_predict(args: argparse.Namespace, work: Path, paths: list[str], audio_
         cpu0, t0 = time.process_time(), time.perf_counter()
         got = list(predict(predictor, paths, batch_size=16))
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        assert len(got) == len(paths) and all("label" in g for g in got)
+        assert len(got) == len(paths) and all("prediction" in g for g in got)
         results[name] = {"load_s": round(load_s, 3), "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
                          "utterances_per_s": round(len(paths) / wall, 2),
                          "utterances_per_cpu_s": round(len(paths) / cpu, 2),

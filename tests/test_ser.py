@@ -282,7 +282,7 @@ def test_predict_matches_evaluation_and_handles_bad_inputs(lld_run, demo, tmp_pa
     lines = [json.loads(x) for x in stdout.splitlines()]
     assert [x["id"] for x in lines] == wavs  # one JSON object per input, in order
     for got, want in zip(lines, preds[:3]):  # export -> reload gives the evaluation's probabilities
-        assert got["label"] == want["prediction"]
+        assert got["prediction"] == want["prediction"] and "label" not in got  # an audio path has no truth
         for c, p in want["probabilities"].items():
             assert got["probabilities"][c] == pytest.approx(p, abs=1e-4)
     bad = tmp_path / "bad.wav"
@@ -297,6 +297,166 @@ def test_predict_matches_evaluation_and_handles_bad_inputs(lld_run, demo, tmp_pa
     assert code == 0 and json.loads(stdout)["id"] == wavs[2]
     code, stdout, _ = run_cli("ser", "predict", "-m", export, str(demo["manifest"]))
     assert code == 0 and len(stdout.splitlines()) == len(records)
+    assert all(json.loads(x)["label"] == records[json.loads(x)["id"]]["emotion"] for x in stdout.splitlines())
+
+
+def _manifest(demo: dict, path: Path, edit=None) -> tuple[Path, list[dict]]:
+    """The demo manifest with absolute paths, each record passed through ``edit(index, record)`` (None drops)."""
+    records = []
+    for i, line in enumerate(demo["manifest"].read_text().splitlines()):
+        rec = json.loads(line)
+        rec["path"] = str(demo["manifest"].parent / rec["path"])
+        rec = edit(i, rec) if edit is not None else rec
+        if rec is not None:
+            records.append(rec)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path, records
+
+
+def test_predict_schema_has_the_truth_only_when_known(lld_run, demo, tmp_path):
+    export = lld_run["out"] / "export"
+
+    def edit(i, rec):
+        if i == 0:
+            del rec["emotion"]  # no truth
+        elif i == 1:
+            rec["emotion"] = "anger"  # a synonym of the class 'angry'
+        elif i == 2:
+            rec["emotion"] = "bored"  # no class of the model
+        return rec
+
+    manifest, records = _manifest(demo, tmp_path / "m.jsonl", edit)
+    code, stdout, stderr = run_cli("ser", "predict", "-m", export, manifest)
+    assert code == 0, stderr
+    lines = [json.loads(x) for x in stdout.splitlines()]
+    assert [x["id"] for x in lines] == [r["id"] for r in records]
+    assert list(lines[0]) == ["id", "prediction", "probabilities"]
+    assert lines[1]["label"] == "angry" and lines[1]["source_label"] == "anger"
+    assert "label" not in lines[2] and lines[2]["source_label"] == "bored"
+    for got, rec in zip(lines[3:], records[3:]):
+        assert list(got) == ["id", "label", "prediction", "probabilities"] and got["label"] == rec["emotion"]
+        assert got["prediction"] == max(got["probabilities"], key=got["probabilities"].get)
+    # the user's mapping gives 'bored' a class; stdin JSON records carry their label too
+    code, stdout, stderr = run_cli("ser", "predict", "-m", export, manifest, "--map", "bored=sad")
+    assert code == 0, stderr
+    assert json.loads(stdout.splitlines()[2])["label"] == "sad"
+    code, stdout, _ = run_cli("ser", "predict", "-m", export, "-", stdin=json.dumps(records[5]) + "\n")
+    assert code == 0 and json.loads(stdout)["label"] == records[5]["emotion"]
+    code, _, stderr = run_cli("ser", "predict", "-m", export, manifest, "--map", "bored=sadd")
+    assert code == 2 and "did you mean 'sad'" in stderr
+
+
+def _evaluate_all(out: Path, manifest: Path, *extra: str) -> dict:
+    code, stdout, stderr = run_cli("--json", "ser", "evaluate", out, "--data", manifest, "--split", "all", *extra)
+    assert code == 0, stderr
+    return json_out(stdout)
+
+
+def _assert_same_scores(got: dict, want: dict) -> None:
+    for metric in ("weighted_f1", "balanced_accuracy", "macro_f1", "accuracy"):
+        assert got[metric] == pytest.approx(want[metric], abs=1e-12), metric
+    # the features are recomputed from the audio (float16 storage rounding on both paths): the loss agrees closely
+    assert got["loss"] == pytest.approx(want["loss"], abs=1e-3)
+
+
+def test_predict_score_equals_evaluate(lld_run, demo, tmp_path):
+    from emotk.core.io import sha256_file
+
+    out, export = lld_run["out"], lld_run["out"] / "export"
+    evaluated = _evaluate_all(out, demo["manifest"])
+    code, stdout, stderr = run_cli("--json", "ser", "predict", "-m", export, demo["manifest"], "--score",
+                                   "-o", tmp_path / "p.jsonl")
+    assert code == 0, stderr
+    result = json_out(stdout)
+    _assert_same_scores(result["metrics"], evaluated["runs"][0]["metrics"])
+    assert result["scored"] == result["predicted"] == 64 and result["unscored"] == 0
+    folder = tmp_path / "p-report"
+    assert result["report"] == str(folder / "report.json")
+    report = json.loads((folder / "report.json").read_text())
+    assert report["metrics"] == result["metrics"] and report["written_by"] == "ser predict --score"
+    assert report["loss"]["from"] == "training run" and report["num_samples"] == 64
+    want_cm = json.loads((out / evaluated["runs"][0]["report"]).parent.joinpath("confusion_matrix.json").read_text())
+    assert json.loads((folder / "confusion_matrix.json").read_text()) == want_cm
+    assert (folder / "confusion_matrix.png").stat().st_size > 0
+    scored = [json.loads(x) for x in (folder / "predictions.jsonl").read_text().splitlines()]
+    full = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [x["id"] for x in scored] == [x["id"] for x in full] and all("label" in x for x in full)
+    # another label set (anger/joy by synonym, 'sad' renamed 'bored': dropped, probabilities renormalised) and
+    # the same with --map: the numbers of `ser evaluate --data` again
+    rename = {"angry": "anger", "happy": "joy", "sad": "bored"}
+    other, _ = _manifest(demo, tmp_path / "other.jsonl", lambda i, r: {**r, "emotion": rename.get(r["emotion"],
+                                                                                                 r["emotion"])})
+    for extra in ([], ["--map", "bored=sad"]):
+        evaluated = _evaluate_all(out, other, *extra)
+        code, stdout, stderr = run_cli("--json", "ser", "predict", "-m", export, other, "--score", *extra,
+                                       "-o", tmp_path / f"o{len(extra)}.jsonl")
+        assert code == 0, stderr
+        result = json_out(stdout)
+        _assert_same_scores(result["metrics"], evaluated["runs"][0]["metrics"])
+        assert result["label_mapping"]["shared_classes"] == evaluated["label_mapping"]["shared_classes"]
+        assert result["label_mapping"]["dropped_utterances"] == (0 if extra else 16)
+        assert result["scored"] == (64 if extra else 48) and result["predicted"] == 64
+    assert "dropped 16 utterance(s) with labels 'bored' (16)" in run_cli(
+        "ser", "predict", "-m", export, other, "--score", "-o", tmp_path / "o9.jsonl")[2]
+    # an export copied away from its training run: scored with the default loss of the task type, and says so
+    import shutil
+
+    shutil.copytree(export, tmp_path / "copied")
+    code, stdout, stderr = run_cli("--json", "ser", "predict", "-m", tmp_path / "copied", demo["manifest"], "--score",
+                                   "-o", tmp_path / "c.jsonl")
+    assert code == 0, stderr
+    report = json.loads((tmp_path / "c-report" / "report.json").read_text())
+    assert report["loss"] == {"name": "ce", "from": "default (the export's training run was not found beside it)"}
+    assert report["manifest_sha256"] == {str(demo["manifest"]): sha256_file(demo["manifest"])}
+    _assert_same_scores(json_out(stdout)["metrics"], _evaluate_all(out, demo["manifest"], "--overwrite")["runs"][0]
+                        ["metrics"])
+
+
+def test_predict_score_names_the_first_unlabeled_record(lld_run, demo, tmp_path):
+    export = lld_run["out"] / "export"
+    manifest, records = _manifest(demo, tmp_path / "m.jsonl",
+                                  lambda i, r: {k: v for k, v in r.items() if k != "emotion" or i not in (4, 9)})
+    preds = tmp_path / "p.jsonl"
+    code, stdout, stderr = run_cli("ser", "predict", "-m", export, manifest, "--score", "-o", preds)
+    assert code == 1 and len(stderr.strip().splitlines()) == 1, stderr
+    assert f"{manifest}:5: input '{records[4]['id']}' has no 'emotion' label" in stderr and "--unlabeled skip" in stderr
+    assert not preds.exists() and not (tmp_path / "p-report").exists()  # nothing written
+    code, stdout, stderr = run_cli("ser", "predict", "-m", export, Path(records[0]["path"]), "--score", "-o", preds)
+    assert code == 1 and "has no 'emotion' label" in stderr  # a plain audio path has no truth either
+    code, stdout, stderr = run_cli("--json", "ser", "predict", "-m", export, manifest, "--score", "-o", preds,
+                                   "--unlabeled", "skip", "--report", tmp_path / "rep")
+    assert code == 0, stderr
+    result = json_out(stdout)
+    assert result["unscored"] == 2 and result["scored"] == 62 and result["predicted"] == 64
+    assert "2 input(s) without a 'emotion' label are predicted, not scored" in stderr
+    lines = [json.loads(x) for x in preds.read_text().splitlines()]
+    assert ["label" in x for x in lines].count(False) == 2 and "label" not in lines[4]
+    assert json.loads((tmp_path / "rep" / "report.json").read_text())["num_samples"] == 62
+    code, _, stderr = run_cli("ser", "predict", "-m", export, manifest, "--unlabeled", "skip")
+    assert code == 2 and "--unlabeled only applies with --score" in stderr
+    code, _, stderr = run_cli("ser", "predict", "-m", export, manifest, "--score")
+    assert code == 2 and "--score needs -o" in stderr
+
+
+def test_predict_score_never_overwrites_without_overwrite(lld_run, demo, tmp_path):
+    export = lld_run["out"] / "export"
+    preds, folder = tmp_path / "p.jsonl", tmp_path / "p-report"
+    args = ("ser", "predict", "-m", export, demo["manifest"], "--score", "-o", preds)
+    code, stdout, stderr = run_cli(*args)
+    assert code == 0, stderr
+    assert "weighted_f1" in stdout and str(folder / "report.json") in stdout  # the human result on stdout
+    first = (folder / "report.json").read_bytes()
+    preds.write_text("mine\n")  # the predictions file exists: refused
+    code, _, stderr = run_cli(*args)
+    assert code == 1 and str(preds) in stderr and "--overwrite" in stderr and preds.read_text() == "mine\n"
+    preds.unlink()  # only the report exists: refused too, before anything is written
+    code, _, stderr = run_cli(*args)
+    assert code == 1 and str(folder) in stderr and "--overwrite" in stderr
+    assert not preds.exists() and (folder / "report.json").read_bytes() == first
+    (folder / "stale.txt").write_text("from before")
+    code, _, stderr = run_cli(*args, "--overwrite")
+    assert code == 0, stderr
+    assert preds.is_file() and not (folder / "stale.txt").exists() and (folder / "report.json").is_file()
 
 
 def test_evaluate_writes_reports(lld_run):
@@ -421,7 +581,8 @@ def test_tiny_wavlm_upstream_and_usage_errors(demo):
     losses = _train_losses(out / "runs" / "f0-seed0")
     assert losses[-1] < losses[0]
     code, stdout, _ = run_cli("ser", "predict", "-m", out / "export", str(demo["manifest"]))
-    assert code == 0 and all(set(json.loads(x)) == {"id", "label", "probabilities"} for x in stdout.splitlines())
+    assert code == 0 and all(set(json.loads(x)) == {"id", "label", "prediction", "probabilities"}
+                             for x in stdout.splitlines())
     code, _, stderr = run_cli("ser", "train", "--data", demo["manifest"], "--fold", "0", "--all-folds", "-o", out)
     assert code == 2 and "--all-folds" in stderr
     code, _, stderr = run_cli("ser", "train", "--data", demo["manifest"], "--protocol", "no-such-protocol",
@@ -457,3 +618,17 @@ def test_regression_vad(demo, tmp_path):
     code, stdout, _ = run_cli("ser", "predict", "-m", out, str(manifest))
     first = json.loads(stdout.splitlines()[0])
     assert set(first["prediction"]) == {"valence", "arousal", "dominance"}
+    assert list(first) == ["id", "target", "prediction"] and first["target"]["arousal"] == pytest.approx(
+        json.loads(manifest.read_text().splitlines()[0])["arousal"])  # the truth beside the prediction
+    # --score: the numbers of `ser evaluate --data` on the same manifest
+    code, stdout, stderr = run_cli("--json", "ser", "evaluate", out, "--data", manifest, "--split", "all")
+    assert code == 0, stderr
+    want = json_out(stdout)["runs"][0]["metrics"]
+    code, stdout, stderr = run_cli("--json", "ser", "predict", "-m", out, str(manifest), "--score",
+                                   "-o", tmp_path / "p.jsonl")
+    assert code == 0, stderr
+    got = json_out(stdout)["metrics"]
+    assert set(got) == set(want) and got["ccc"] == pytest.approx(want["ccc"], abs=1e-3)
+    assert got["ccc_valence"] == pytest.approx(want["ccc_valence"], abs=1e-3)
+    scored = [json.loads(x) for x in (tmp_path / "p-report" / "predictions.jsonl").read_text().splitlines()]
+    assert set(scored[0]) == {"id", "target", "prediction"}

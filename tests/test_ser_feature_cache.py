@@ -295,3 +295,35 @@ def test_evaluate_other_data_encodes_only_what_is_missing(lld_run, counted):
                               "--overwrite", "--cache", root / "elsewhere")
     assert code == 0, err
     assert sum(counted) == 8 and json.loads(out2)["aggregate"] == result["aggregate"]
+
+
+def test_predict_score_uses_the_same_cache_as_predict(lld_run, counted):
+    out, manifest, root = lld_run["out"], lld_run["manifest"], lld_run["root"]
+
+    def score(name: str, *args: str) -> tuple[dict, list[dict]]:
+        dest = root / "scored" / f"{name}.jsonl"
+        code, stdout, err = run_cli("--json", "ser", "predict", "-m", str(out), "--score", "-o", str(dest), *args)
+        assert code == 0, err
+        return json.loads(stdout), [json.loads(x) for x in dest.read_text().splitlines()]
+
+    counted.clear()
+    cached, cached_rows = score("run-cache", str(manifest))
+    assert counted == [] and cached["scored"] == 12  # every utterance came from the training cache
+    assert cached_rows == _predict("-m", str(out), str(manifest)) and counted == []
+    fresh, fresh_rows = score("fresh", str(manifest), "--no-cache")
+    assert sum(counted) == 12 and fresh["metrics"] == cached["metrics"] and fresh_rows == cached_rows
+    # --cache DIR: the labelled new utterance is encoded once, stored, and read back (by plain predict too)
+    wav = write_wav(root / "new-scored" / "s.wav", seconds=0.6, freq=271)
+    one = root / "one.jsonl"
+    one.write_text(json.dumps({"id": "s-0", "path": str(wav), "dataset": "x", "duration": 0.6, "emotion": "angry"})
+                   + "\n")
+    counted.clear()
+    first, first_rows = score("dir1", str(one), "--cache", str(root / "sc"))
+    assert sum(counted) == 1 and first["scored"] == 1 and first_rows[0]["label"] == "angry"
+    counted.clear()
+    second, second_rows = score("dir2", str(one), "--cache", str(root / "sc"))
+    assert counted == [] and second_rows == first_rows
+    assert _predict("-m", str(out), str(one), "--cache", str(root / "sc")) == first_rows and counted == []
+    code, _, err = run_cli("ser", "predict", "-m", str(out), str(one), "--score", "-o", str(root / "x.jsonl"),
+                           "--no-cache", "--cache", "x")
+    assert code != 0 and "--no-cache" in err and not (root / "x.jsonl").exists()

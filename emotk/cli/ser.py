@@ -123,16 +123,19 @@ def train(
     emit(summary, human)
 
 
+MapOpt = typer.Option(
+    None, "--map", help="Map a label of the data onto a model class, SOURCE=CLASS (repeatable; SOURCE= drops it). "
+                        "Names and synonyms (fearful=fear, happy=joy, ...) are matched without it.")
+MapFileOpt = typer.Option(None, "--map-file", help="Label mapping file: JSON {source: class} or CSV 'source,class'.")
+
+
 @app.command("evaluate")
 def evaluate(
     run_dir: Path = typer.Argument(..., help="Output folder of `ser train` (or one of its runs/*)."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Score another manifest instead of the run's."),
     split: str = typer.Option("test", "--split", help="train, valid, test, or all (every usable utterance)."),
-    map_: Optional[List[str]] = typer.Option(
-        None, "--map", help="Map a label of the data onto a model class, SOURCE=CLASS (repeatable; SOURCE= drops it). "
-                            "Names and synonyms (fearful=fear, happy=joy, ...) are matched without it."),
-    map_file: Optional[Path] = typer.Option(None, "--map-file",
-                                            help="Label mapping file: JSON {source: class} or CSV 'source,class'."),
+    map_: Optional[List[str]] = MapOpt,
+    map_file: Optional[Path] = MapFileOpt,
     root: Optional[List[str]] = RootOpt,
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Replace the reports of an earlier `ser evaluate` of the same split and data."),
@@ -168,6 +171,20 @@ def predict(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the JSONL here instead of stdout."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Report bad inputs on stderr and go on."),
     batch_size: int = typer.Option(16, "--batch-size", "-b", help="Utterances per forward pass."),
+    score: bool = typer.Option(False, "--score",
+                               help="Also score the predictions against the inputs' labels as `ser evaluate` does "
+                                    "(report.json, predictions.jsonl, confusion matrix); needs -o OUT."),
+    report: Optional[Path] = typer.Option(None, "--report",
+                                          help="With --score: the report folder (default: beside OUT, named "
+                                               "OUT's stem + '-report')."),
+    unlabeled: Optional[str] = typer.Option(
+        None, "--unlabeled", help="With --score, an input without a label: error (default; names the first) or "
+                                  "skip (predicted, not scored)."),
+    label_field: Optional[str] = typer.Option(
+        None, "--label-field", help="Manifest field of the true class (default: the training run's "
+                                    "data.label_field, else emotion)."),
+    map_: Optional[List[str]] = MapOpt,
+    map_file: Optional[Path] = MapFileOpt,
     overwrite: bool = OverwriteOpt,
     root: Optional[List[str]] = RootOpt,
     cache: Optional[Path] = typer.Option(
@@ -175,21 +192,35 @@ def predict(
                               "`ser train` folder when there is one)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Encode every input; read and write no feature cache."),
 ) -> None:
-    """Predict emotions: one JSON object per input (id, label, probabilities), JSONL on stdout."""
+    """Predict emotions: one JSON object per input, JSONL on stdout (or -o).
+
+    Fields: id, label (the truth, when the input record has one that maps onto a model class), source_label (the
+    record's label as written, when it differs), prediction, probabilities {class: p}; regression: id, target
+    (when known), prediction {target: value}. With --score (and -o), stdout gets the metrics instead (--json: one
+    JSON object)."""
     from emotk.cli.common import parse_roots
-    from emotk.core.io import atomic_path, check_writable
     from emotk.core.runtime import device_name
+    from emotk.data.labels import parse_label_mapping
+    from emotk.errors import UsageError
+
+    if not score and (report is not None or unlabeled is not None):
+        raise UsageError(f"{'--report' if report is not None else '--unlabeled'} only applies with --score")
+    if cache is not None and no_cache:
+        raise UsageError("give either --cache or --no-cache, not both")
+    label_mapping = parse_label_mapping(map_, map_file) or None
+    feature_cache = False if no_cache else cache
+    if score:
+        _predict_scored(inputs, model, out, report, unlabeled or "error", skip_bad, batch_size, overwrite,
+                        parse_roots(root), label_field, label_mapping, feature_cache)
+        return
+    from emotk.core.io import atomic_path, check_writable
     from emotk.models.ser.infer import predict as run_predict
 
-    if cache is not None and no_cache:
-        from emotk.errors import UsageError
-
-        raise UsageError("give either --cache or --no-cache, not both")
     if out is not None:
         check_writable(out, overwrite)
     results = run_predict(model, list(inputs), skip_bad=skip_bad, batch_size=batch_size,
-                          device=device_name(_device()), roots=parse_roots(root),
-                          cache=False if no_cache else cache)
+                          device=device_name(_device()), roots=parse_roots(root), cache=feature_cache,
+                          label_field=label_field, label_mapping=label_mapping)
     skipped = []
 
     def write(stream) -> None:
@@ -205,7 +236,37 @@ def predict(
     else:
         with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
             write(f)
+    _report_skipped(skipped)
+
+
+def _report_skipped(skipped: list[dict]) -> None:
     if skipped:
         sys.stderr.write(f"emotk: skipped {len(skipped)} bad input(s):\n")
         for r in skipped:
             sys.stderr.write(f"  {r['id']}: {r['skipped']}\n")
+
+
+def _predict_scored(inputs: List[str], model: Path, out: Optional[Path], report: Optional[Path], unlabeled: str,
+                    skip_bad: bool, batch_size: int, overwrite: bool, roots: dict, label_field: Optional[str],
+                    label_mapping: Optional[dict], cache: "Optional[Path] | bool") -> None:
+    from emotk.core.runtime import device_name
+    from emotk.errors import UsageError
+    from emotk.models.ser.evaluate import predict_and_score
+
+    if out is None:
+        raise UsageError("--score needs -o OUT.jsonl for the predictions (stdout gets the metrics; the report goes "
+                         "beside OUT or to --report DIR)")
+    result = predict_and_score(model, list(inputs), out, report=report, overwrite=overwrite, unlabeled=unlabeled,
+                               skip_bad=skip_bad, batch_size=batch_size, device=device_name(_device()), roots=roots,
+                               label_field=label_field, label_mapping=label_mapping, cache=cache)
+    _report_skipped(result["skipped"])
+
+    def human(r: dict) -> None:
+        table(f"ser predict --score ({r['scored']} scored of {r['predicted']} predicted)", ["metric", "value"],
+              [[k, f"{v:.4f}"] for k, v in r["metrics"].items()])
+        if r.get("label_mapping"):
+            typer.echo(f"labels: {r['label_mapping']['summary']}")
+        typer.echo(f"predictions: {r['predictions']}")
+        typer.echo(f"report:      {r['report']}")
+
+    emit(result, human)

@@ -6,6 +6,9 @@ Reports land beside each run (``<run>/eval/<name>/``: report.json, predictions.j
 the model's classes (names, synonyms, ``--map``) and only the shared classes are scored (see :func:`evaluate`);
 a user mapping adds ``-map<hash8>`` to ``name``. A report of an earlier ``ser evaluate`` (or its aggregate) is never
 replaced without ``overwrite``; ``ser train``'s own ``eval/valid`` and ``eval/test`` may be rescored.
+
+:func:`predict_and_score` is ``ser predict --score``: an export's predictions over audio / manifests, scored with
+the same metrics and report files (the labels mapped the same way), into a report folder of its own.
 """
 
 from __future__ import annotations
@@ -277,3 +280,166 @@ def _parent_meta(sub: Path) -> dict[str, Any]:
         return json.loads(p.read_text(encoding="utf-8")) if p.is_file() and p.parent != sub else {}
     except json.JSONDecodeError:
         return {}
+
+
+# ---- ser predict --score --------------------------------------------------------------------------------------
+PREDICT_WRITTEN_BY = "ser predict --score"
+UNLABELED = ("error", "skip")
+
+
+def report_folder(out: str | os.PathLike, report: str | os.PathLike | None = None) -> Path:
+    """Where ``ser predict --score`` writes its report: ``report``, else beside ``out`` as ``<out stem>-report/``
+    (``preds.jsonl`` -> ``preds-report/``)."""
+    if report is not None:
+        return Path(report)
+    out = Path(out)
+    return out.with_name(f"{out.stem}-report")
+
+
+class ExportScorer:
+    """What :func:`emotk.models.ser.task.write_eval` and :func:`restrict_to_shared` need of a SerTask, for an
+    export: its classes (or targets), the training run's loss, and :meth:`SerTask.metrics` itself.
+
+    loss: ``{"name", "options"}`` of the training run (``{}``: the default of the task type, ``ce`` / ``ccc``);
+    class_counts: the training split's counts, for losses that weight by them (None: uniform)."""
+
+    def __init__(self, predictor: Any, loss: dict[str, Any], class_counts: list[int] | None) -> None:
+        import types
+
+        from emotk.losses import build_loss
+        from emotk.models.ser.task import SerTask
+
+        self.regression = predictor.regression
+        self.classes = list(predictor.classes) if predictor.classes else None
+        self.target_names = list(predictor.target_names) if predictor.target_names else None
+        name = str(loss.get("name") or ("ccc" if self.regression else "ce"))
+        options = dict(loss.get("options") or {})
+        self._counts = list(class_counts) if class_counts else [1] * len(self.classes or [])
+        if SerTask.needs_class_counts(name) and "class_counts" not in options:
+            options["class_counts"] = self._counts
+        self.cfg = types.SimpleNamespace(loss=types.SimpleNamespace(name=name, options=options))
+        self.loss = build_loss(name, **options)
+
+    def class_counts(self) -> list[int]:
+        return list(self._counts)
+
+    def metrics(self, outputs: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`emotk.models.ser.task.SerTask.metrics` (the same metrics and report as ``ser evaluate``)."""
+        from emotk.models.ser.task import SerTask
+
+        return SerTask.metrics(self, outputs)  # type: ignore[arg-type]
+
+
+def predict_and_score(model: str | os.PathLike, inputs: list[str], out: str | os.PathLike, *,
+                      report: str | os.PathLike | None = None, overwrite: bool = False, unlabeled: str = "error",
+                      skip_bad: bool = False, batch_size: int = 16, device: str = "cpu",
+                      roots: dict[str, str] | None = None, stdin: Any = None, label_field: str | None = None,
+                      label_mapping: dict[str, str | None] | None = None,
+                      cache: str | os.PathLike | bool | None = None) -> dict[str, Any]:
+    """``ser predict --score``: predict every input into ``out`` (JSONL, the schema of
+    :mod:`emotk.models.ser.infer`) and score the predictions against the inputs' labels as ``ser evaluate`` does,
+    into :func:`report_folder` (report.json, predictions.jsonl, confusion matrix JSON + PNG).
+
+    Labels are mapped onto the model's classes as ``ser evaluate --data`` maps another corpus (names, the training
+    run's label map, synonyms, ``label_mapping``); inputs whose label maps onto no class are dropped from the score
+    and the probabilities renormalised over the shared classes (``label_mapping`` in the report says what). An
+    input without a label (an audio path, a record without the label field / a target) is a DataError naming it
+    (``file:line``) before any audio is read, or with ``unlabeled="skip"`` is predicted but not scored (counted as
+    ``unscored``). ``out`` and the report folder are checked before any work: OutputExistsError without
+    ``overwrite``. ``cache``: the feature cache as for :func:`emotk.models.ser.infer.predict` (a root to read and
+    add to; None: the model's ``ser train`` cache, read only; False: none). Returns ``{"predictions", "report",
+    "predicted", "scored", "unscored", "skipped", "metrics", "label_mapping"?}``."""
+    import torch
+
+    from emotk.core.io import atomic_path, check_writable, sha256_file
+    from emotk.data.labels import match_labels
+    from emotk.models.ser.infer import TruthReader, iter_inputs, iter_outputs, load_predictor
+    from emotk.models.ser.task import write_eval
+
+    if unlabeled not in UNLABELED:
+        raise UsageError(f"--unlabeled {unlabeled!r}: choose {' or '.join(UNLABELED)}")
+    out = Path(out)
+    folder = report_folder(out, report)
+    if folder.resolve() == out.resolve():
+        raise UsageError(f"--report {folder}: the report folder cannot be the predictions file")
+    check_writable(out, overwrite)
+    if folder.exists() and not overwrite:
+        raise OutputExistsError(f"{folder} already exists (a report of `ser predict --score`?); "
+                                "pass --overwrite to replace it")
+    predictor = load_predictor(model, device=device, cache=cache)
+    truth = TruthReader(predictor, label_field, label_mapping)
+    items = list(iter_inputs(inputs, roots=roots, stdin=stdin))  # paths and labels only: cheap, checked up front
+    counts: dict[str, int] = {}
+    unscored = labelled = 0
+    for item in items:
+        if item.get("error") is not None:
+            continue  # a bad input: an error (or skipped with skip_bad) when it is reached
+        fields = truth.fields(item)
+        if "label" not in fields and "target" not in fields and "source_label" not in fields:
+            if unlabeled == "error":
+                raise DataError(f"{item['where']}: input '{item['id']}' has no {truth.what()}; --score scores every "
+                                "input against its truth (--unlabeled skip predicts it without scoring it)")
+            unscored += 1
+            continue
+        labelled += 1
+        if not truth.regression:
+            raw = truth.raw_label(item)
+            counts[raw] = counts.get(raw, 0) + 1
+    if not labelled:
+        raise DataError(f"ser predict --score: no input has a {truth.what()} to score")
+    if unscored:
+        log.warning(f"ser predict --score: {unscored} input(s) without a {truth.what()} are predicted, not scored")
+    match = None
+    if not truth.regression:
+        match = match_labels(counts, truth.classes, truth.user, base=truth.base)
+        if not match.shared:
+            raise DataError(f"ser predict --score: no label of the inputs maps onto a class of the model "
+                            f"({', '.join(truth.classes)}); {EVAL_LABEL_HINT}")
+        if not match.identity:
+            log.warning(f"ser predict --score: {match.summary()}")
+    rows, targets, ids, skipped = [], [], [], []
+    predicted = 0
+    with atomic_path(out) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for item, row, reason in iter_outputs(predictor, items, skip_bad=skip_bad, batch_size=batch_size):
+                if reason is not None:
+                    skipped.append({"id": item["id"], "skipped": reason})
+                    continue
+                fields = truth.fields(item)
+                f.write(json.dumps({"id": item["id"], **fields, **predictor.format(row)}, ensure_ascii=False) + "\n")
+                predicted += 1
+                if "target" in fields:
+                    targets.append([fields["target"][n] for n in truth.target_names])
+                elif "label" in fields:
+                    targets.append(truth.classes.index(fields["label"]))
+                else:
+                    continue
+                rows.append(row)
+                ids.append(item["id"])
+        if not rows:
+            raise DataError("ser predict --score: no input could be scored (every labelled input was skipped)")
+        outputs = {"outputs": torch.stack(rows), "target": torch.tensor(targets), "ids": ids}
+        run = predictor.training_run
+        loss = predictor.run_config("loss")
+        scorer = ExportScorer(predictor, loss, run.get("class_counts"))
+        info: dict[str, Any] = {
+            "model": str(predictor.folder), "source_run": predictor.meta.get("source_run"),
+            "config_hash": predictor.meta.get("config_hash"), "inputs": [str(x) for x in inputs],
+            "manifest_sha256": {str(x): sha256_file(x) for x in inputs if str(x).endswith(".jsonl")},
+            "predictions": str(out), "predicted": predicted, "unscored": unscored, "skipped": len(skipped),
+            "loss": {"name": scorer.cfg.loss.name, "from": "training run" if loss else
+                     "default (the export's training run was not found beside it)"}}
+        if not truth.regression:
+            info["label_field"] = truth.label_field
+        if match is not None and not match.identity:
+            outputs = restrict_to_shared(scorer, outputs, match.shared)
+            info["label_mapping"] = match.to_dict()
+        if folder.exists():  # checked above: overwrite
+            shutil.rmtree(folder) if folder.is_dir() else folder.unlink()
+        written = write_eval(folder, scorer, outputs, {**info, "written_by": PREDICT_WRITTEN_BY})
+    result = {"predictions": str(out), "report": str(folder / "report.json"), "predicted": predicted,
+              "scored": written["num_samples"], "unscored": unscored, "skipped": skipped,
+              "metrics": written["metrics"]}
+    if "label_mapping" in info:
+        result["label_mapping"] = info["label_mapping"]
+    return result
