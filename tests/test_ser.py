@@ -423,6 +423,11 @@ def test_predict_score_names_the_first_unlabeled_record(lld_run, demo, tmp_path)
     assert not preds.exists() and not (tmp_path / "p-report").exists()  # nothing written
     code, stdout, stderr = run_cli("ser", "predict", "-m", export, Path(records[0]["path"]), "--score", "-o", preds)
     assert code == 1 and "has no 'emotion' label" in stderr  # a plain audio path has no truth either
+    broken, _ = _manifest(demo, tmp_path / "broken.jsonl",  # a bad record is named as such, not as "unlabelled"
+                          lambda i, r: {k: v for k, v in r.items() if k != "dataset" or i != 2})
+    code, _, stderr = run_cli("ser", "predict", "-m", export, broken, "--score", "-o", preds)
+    assert code == 1 and len(stderr.strip().splitlines()) == 1 and f"{broken}:3" in stderr, stderr
+    assert "--skip-bad" in stderr and not preds.exists()
     code, stdout, stderr = run_cli("--json", "ser", "predict", "-m", export, manifest, "--score", "-o", preds,
                                    "--unlabeled", "skip", "--report", tmp_path / "rep")
     assert code == 0, stderr

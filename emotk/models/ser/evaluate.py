@@ -353,7 +353,7 @@ def predict_and_score(model: str | os.PathLike, inputs: list[str], out: str | os
 
     from emotk.core.io import atomic_path, check_writable, sha256_file
     from emotk.data.labels import match_labels
-    from emotk.models.ser.infer import TruthReader, iter_inputs, iter_outputs, load_predictor
+    from emotk.models.ser.infer import TruthReader, bad_input_message, iter_inputs, iter_outputs, load_predictor
     from emotk.models.ser.task import write_eval
 
     if unlabeled not in UNLABELED:
@@ -371,9 +371,12 @@ def predict_and_score(model: str | os.PathLike, inputs: list[str], out: str | os
     items = list(iter_inputs(inputs, roots=roots, stdin=stdin))  # paths and labels only: cheap, checked up front
     counts: dict[str, int] = {}
     unscored = labelled = 0
+    bad = [item for item in items if item.get("error") is not None]
+    if bad and not skip_bad:  # the first bad input, named, before any audio is read
+        raise DataError(f"{bad_input_message(bad[0])} (pass --skip-bad to skip bad inputs)")
     for item in items:
         if item.get("error") is not None:
-            continue  # a bad input: an error (or skipped with skip_bad) when it is reached
+            continue  # skipped (skip_bad): reported with the other skipped inputs
         fields = truth.fields(item)
         if "label" not in fields and "target" not in fields and "source_label" not in fields:
             if unlabeled == "error":

@@ -377,7 +377,7 @@ def iter_outputs(predictor: SerPredictor, items: Iterable[dict[str, Any]], *, sk
                 except AudioError as e:
                     error = str(e)
             if error is not None:
-                message = error if str(item.get("path", "")) in error else f"{item['where']}: {error}"
+                message = bad_input_message(item, error)
                 if not skip_bad:
                     raise AudioError(f"{message} (pass --skip-bad to skip bad inputs)")
                 yield item, None, message
@@ -440,6 +440,14 @@ def load_predictor(model_dir: "str | os.PathLike | SerPredictor", device: str = 
     if predictor.cache is not None:
         log.debug(f"ser predict: reading cached features from {predictor.cache.path}")
     return predictor
+
+
+def bad_input_message(item: dict[str, Any], error: str | None = None) -> str:
+    """The one-line message of a bad input item (:func:`iter_inputs`): its error, prefixed by where it came from
+    unless the error already names the file."""
+    error = error if error is not None else item["error"]
+    path = str(item.get("path") or "")
+    return error if path and path in error else f"{item['where']}: {error}"
 
 
 def predict(model_dir: "str | os.PathLike | SerPredictor", inputs: list[str], *, skip_bad: bool = False,
