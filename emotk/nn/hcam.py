@@ -1,0 +1,371 @@
+"""HCAM, the hierarchical cross-attention model for emotion recognition in conversations (thesis 4.1.2, METHODS §3).
+
+Three stages, each trained on the frozen previous one (the ERC task wires them; these are the networks):
+
+* Stage I, one utterance, no context -- on an encoder's precomputed hidden states (B, L, N, D) + lengths (B,):
+  :class:`HcamTextUtteranceHead` (last 4 layers spliced -> bi-GRU -> masked pool -> classifier) and
+  :class:`HcamSpeechUtteranceHead` (sum of all layers -> 1D-CNN -> masked mean -> classifier).
+* Stage II, context within one modality -- on the dialogue's utterance embeddings (B, T, D), turn mask (B, T) and
+  speakers (B, T): :class:`HcamContext` (thesis: bi-GRU -> self-attention -> position-wise FFN) and
+  :class:`HcamContextReference` (the authors' code: four GRU + masked self-attention branches, global ±32 /
+  local ±1 / speaker / listener, concatenated with a linear skip of the input).
+* Stage III, fusion -- :class:`HcamFusion`: co-attention (cross-attention both ways, each followed by
+  self-attention, Eq. 4.1–4.3), the two arms concatenated -> position-wise FFN -> classifier.
+
+Every forward returns ``(logits, embedding)``; the embedding is what the next stage consumes and what the
+supervised contrastive loss (:func:`emotk.losses.ce_supcon`) pulls together. Padding never reaches a valid output:
+inputs are zeroed on padding, GRUs run on packed sequences, attention masks padded keys, and padded output rows are
+zero (embeddings) so a batch of dialogues gives each dialogue's own result.
+
+Causal mode (``causal=True``, online ERC): a turn's output depends only on turns <= t. Attention masks are causal,
+and the GRUs run forward only: a bidirectional GRU's backward direction reads the future (its state at t summarises
+t..T), so it cannot be cut by a mask. To keep the output width (and so the next stage) unchanged, the forward-only GRU
+gets twice the hidden size of one bi-GRU direction (about twice the recurrent parameters of one direction each, a
+similar total).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from emotk.errors import ConfigError, UsageError
+from emotk.nn.attention import AttentionBlock
+from emotk.nn.masks import as_mask, turn_attention_mask
+from emotk.nn.pooling import masked_mean
+
+COMPAT = ("thesis", "reference")
+TEXT_POOLINGS = ("mean", "max")
+
+
+def _check_dropout(dropout: float) -> float:
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+    return float(dropout)
+
+
+def _stack_layers(hidden: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    """(B, L, N, D) or a sequence of L tensors (B, N, D) (an HF ``hidden_states`` tuple) -> (B, L, N, D)."""
+    if not isinstance(hidden, torch.Tensor):
+        hidden = torch.stack(list(hidden), dim=1)
+    if hidden.ndim != 4:
+        raise UsageError(f"expected hidden states (B, L, N, D), got shape {tuple(hidden.shape)}")
+    return hidden
+
+
+class MaskedGRU(nn.Module):
+    """GRU over the valid prefix of each sequence (packed, so padding never enters either direction).
+
+    (B, T, in_dim) + lengths (B,) -> (B, T, out_dim), zeros on padding; ``out_dim = hidden·2`` (bidirectional) or
+    ``hidden`` (forward only). A length of 0 gives an all-zero row.
+    """
+
+    def __init__(self, in_dim: int, hidden: int, layers: int = 1, bidirectional: bool = True,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        if in_dim < 1 or hidden < 1 or layers < 1:
+            raise ConfigError(f"GRU sizes must be positive: in_dim={in_dim}, hidden={hidden}, layers={layers}")
+        self.bidirectional = bool(bidirectional)
+        self.out_dim = int(hidden) * (2 if bidirectional else 1)
+        self.gru = nn.GRU(in_dim, hidden, num_layers=layers, batch_first=True, bidirectional=bidirectional,
+                          dropout=_check_dropout(dropout) if layers > 1 else 0.0)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        cpu_lengths = lengths.detach().to("cpu", torch.long)
+        packed = pack_padded_sequence(x, cpu_lengths.clamp(min=1), batch_first=True, enforce_sorted=False)
+        out, _ = self.gru(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=t)
+        valid = torch.arange(t, device=x.device)[None, :] < lengths.to(x.device)[:, None]
+        return out.masked_fill(~valid[..., None], 0.0)
+
+
+class PositionwiseFFN(nn.Module):
+    """Position-wise feed-forward block with ReLU: ``LayerNorm(x + W2 · dropout(ReLU(W1 x)))``, (B, T, dim) -> same."""
+
+    def __init__(self, dim: int, hidden: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(_check_dropout(dropout)),
+                                 nn.Linear(hidden, dim))
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x + self.net(x))
+
+
+# ----------------------------------------------------------------------------------------------- stage I
+
+
+class HcamTextUtteranceHead(nn.Module):
+    """Stage I text head: the last ``spliced_layers`` hidden layers of a token encoder (RoBERTa) concatenated along
+    the feature axis -> bi-GRU -> masked pooling over tokens -> dropout -> linear classifier.
+
+    hidden_dim: D of one encoder layer; num_classes: C; spliced_layers: 4 (thesis; "spliced" read as concatenated,
+    giving 4·D features per token); gru_hidden / gru_layers: the bi-GRU (embedding width ``2·gru_hidden``; the
+    thesis gives no size); pooling: ``mean`` (masked mean) or ``max`` (masked max) over tokens.
+
+    forward(hidden (B, L, N, D) or L tensors (B, N, D) with L >= spliced_layers, lengths (B,) tokens or
+    mask (B, N) bool) -> (logits (B, C), embedding (B, 2·gru_hidden)).
+    """
+
+    def __init__(self, hidden_dim: int, num_classes: int, spliced_layers: int = 4, gru_hidden: int = 256,
+                 gru_layers: int = 1, pooling: str = "mean", dropout: float = 0.0) -> None:
+        super().__init__()
+        if pooling not in TEXT_POOLINGS:
+            raise ConfigError(f"text head pooling {pooling!r} is not one of {', '.join(TEXT_POOLINGS)}")
+        if spliced_layers < 1 or num_classes < 2:
+            raise ConfigError(f"need spliced_layers >= 1 and >= 2 classes, got {spliced_layers}, {num_classes}")
+        self.spliced_layers, self.pooling = int(spliced_layers), pooling
+        self.gru = MaskedGRU(hidden_dim * spliced_layers, gru_hidden, gru_layers, bidirectional=True,
+                             dropout=dropout)
+        self.out_dim = self.gru.out_dim
+        self.dropout = nn.Dropout(_check_dropout(dropout))
+        self.classifier = nn.Linear(self.out_dim, num_classes)
+
+    def forward(self, hidden: torch.Tensor | Sequence[torch.Tensor], lengths: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = _stack_layers(hidden)
+        if hidden.shape[1] < self.spliced_layers:
+            raise UsageError(f"the text head splices the last {self.spliced_layers} layers but got "
+                             f"{hidden.shape[1]}")
+        b, _, n, _ = hidden.shape
+        mask = as_mask(hidden, lengths, mask, time_dim=2)
+        tokens = hidden[:, -self.spliced_layers:].permute(0, 2, 1, 3).reshape(b, n, -1)  # (B, N, 4·D)
+        tokens = tokens.masked_fill(~mask[..., None], 0.0)
+        states = self.gru(tokens, mask.sum(dim=1))
+        if self.pooling == "mean":
+            embedding = masked_mean(states, mask)
+        else:
+            embedding = states.masked_fill(~mask[..., None], torch.finfo(states.dtype).min).amax(dim=1)
+            embedding = embedding.masked_fill(~mask.any(dim=1, keepdim=True), 0.0)
+        return self.classifier(self.dropout(embedding)), embedding
+
+
+class HcamSpeechUtteranceHead(nn.Module):
+    """Stage I speech head: the (unweighted) sum of all hidden layers of an SSL encoder -> 1D-CNN -> masked mean over
+    frames -> dropout -> linear classifier.
+
+    The CNN is the reference code's: Conv1d(D -> conv_dim, k) + ReLU -> Conv1d(conv_dim -> conv_dim, k) + ReLU,
+    k = 1 (``kernel_size``; odd, "same" padding; padded frames are zeroed first, so a longer k sees exactly the
+    zeros an unpadded utterance's border sees). conv_dim: 128 (reference).
+
+    forward(hidden (B, L, T, D) or L tensors (B, T, D), lengths (B,) frames or mask (B, T))
+    -> (logits (B, C), embedding (B, conv_dim)).
+    """
+
+    def __init__(self, hidden_dim: int, num_classes: int, conv_dim: int = 128, kernel_size: int = 1,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ConfigError(f"speech head kernel_size must be odd and >= 1, got {kernel_size}")
+        if num_classes < 2 or conv_dim < 1:
+            raise ConfigError(f"need >= 2 classes and conv_dim >= 1, got {num_classes}, {conv_dim}")
+        pad = kernel_size // 2
+        self.conv = nn.Sequential(nn.Conv1d(hidden_dim, conv_dim, kernel_size, padding=pad), nn.ReLU(),
+                                  nn.Conv1d(conv_dim, conv_dim, kernel_size, padding=pad), nn.ReLU())
+        self.out_dim = int(conv_dim)
+        self.dropout = nn.Dropout(_check_dropout(dropout))
+        self.classifier = nn.Linear(self.out_dim, num_classes)
+
+    def forward(self, hidden: torch.Tensor | Sequence[torch.Tensor], lengths: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = _stack_layers(hidden)
+        mask = as_mask(hidden, lengths, mask, time_dim=2)
+        keep = mask[:, None, :]  # (B, 1, T)
+        states = hidden.masked_fill(~mask[:, None, :, None], 0.0).sum(dim=1).transpose(1, 2)  # (B, D, T)
+        for layer in self.conv:  # re-zero padding after each conv: ReLU(bias) must not leak in at a border
+            states = layer(states)
+            if isinstance(layer, nn.ReLU):
+                states = states.masked_fill(~keep, 0.0)
+        states = states.transpose(1, 2)  # (B, T, conv_dim)
+        embedding = masked_mean(states, mask)
+        return self.classifier(self.dropout(embedding)), embedding
+
+
+# ---------------------------------------------------------------------------------------------- stage II
+
+
+def _check_turns(x: torch.Tensor, mask: torch.Tensor, name: str = "x") -> torch.Tensor:
+    if x.ndim != 3 or tuple(mask.shape) != tuple(x.shape[:2]):
+        raise UsageError(f"{name} must be (B, T, D) with mask (B, T); got {tuple(x.shape)} and {tuple(mask.shape)}")
+    return mask.to(device=x.device, dtype=torch.bool)
+
+
+class HcamContext(nn.Module):
+    """Stage II (thesis): bi-GRU over the dialogue's utterance embeddings -> multi-head self-attention (Eq. 4.1–4.3)
+    -> position-wise FFN (ReLU) -> dropout -> linear classifier, per turn.
+
+    in_dim: utterance embedding width (stage I output); num_classes: C; gru_hidden / gru_layers: the bi-GRU (the
+    thesis gives no sizes; defaults follow the reference code: 200, 2 layers); attention_dim / heads: 360 / 3
+    (reference); ffn_dim: FFN hidden width (default ``attention_dim``); window: self-attention span ±window turns
+    (None: the whole dialogue); causal: only past and present turns (forward GRU of hidden ``2·gru_hidden``, causal
+    attention mask); dropout: between layers.
+
+    forward(x (B, T, in_dim), mask (B, T) bool, speaker (B, T) long or None -- unused here)
+    -> (logits (B, T, C), embedding (B, T, attention_dim)); embeddings are 0 on padded turns.
+    """
+
+    compat = "thesis"
+
+    def __init__(self, in_dim: int, num_classes: int, gru_hidden: int = 200, gru_layers: int = 2,
+                 attention_dim: int = 360, heads: int = 3, ffn_dim: int | None = None, window: int | None = None,
+                 causal: bool = False, dropout: float = 0.0) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ConfigError(f"stage II needs >= 2 classes, got {num_classes}")
+        self.causal, self.window = bool(causal), window
+        self.gru = MaskedGRU(in_dim, gru_hidden * (2 if causal else 1), gru_layers, bidirectional=not causal,
+                             dropout=dropout)
+        self.attention = AttentionBlock(self.gru.out_dim, attention_dim, heads, dropout=dropout)
+        self.ffn = PositionwiseFFN(attention_dim, ffn_dim or attention_dim, dropout)
+        self.out_dim = int(attention_dim)
+        self.dropout = nn.Dropout(_check_dropout(dropout))
+        self.classifier = nn.Linear(self.out_dim, num_classes)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor,
+                speaker: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = _check_turns(x, mask)
+        keep = mask[..., None]
+        states = self.gru(x.masked_fill(~keep, 0.0), mask.sum(dim=1))
+        allowed = turn_attention_mask(mask, kind="global", window=self.window, causal=self.causal)
+        embedding = self.ffn(self.attention(states, allowed=allowed)).masked_fill(~keep, 0.0)
+        return self.classifier(self.dropout(embedding)), embedding
+
+
+REFERENCE_BRANCHES = ("global", "local", "speaker", "listener")
+
+
+class HcamContextReference(nn.Module):
+    """Stage II as in the authors' code (``compat: reference``): four branches, each a 2-layer bi-GRU (hidden 200)
+    over the utterance embeddings followed by self-attention (360-d, 3 heads, Eq. 4.1–4.3) under its own dialogue
+    mask -- global (±32 turns), local (±1; METHODS.md's ±2 is wrong), same speaker, listener (other speakers) --
+    the branch outputs concatenated with a linear skip of the input (``skip_dim``) -> dropout -> linear classifier.
+
+    forward(x (B, T, in_dim), mask (B, T) bool, speaker (B, T) long) -> (logits (B, T, C),
+    embedding (B, T, 4·attention_dim + skip_dim)); embeddings are 0 on padded turns. ``causal`` as in
+    :class:`HcamContext` (forward GRUs of hidden ``2·gru_hidden``, causal masks in every branch).
+    """
+
+    compat = "reference"
+
+    def __init__(self, in_dim: int, num_classes: int, gru_hidden: int = 200, gru_layers: int = 2,
+                 attention_dim: int = 360, heads: int = 3, global_window: int | None = 32, local_window: int = 1,
+                 skip_dim: int = 360, causal: bool = False, dropout: float = 0.0) -> None:
+        super().__init__()
+        if num_classes < 2:
+            raise ConfigError(f"stage II needs >= 2 classes, got {num_classes}")
+        self.causal = bool(causal)
+        self.windows = {"global": global_window, "local": local_window, "speaker": None, "listener": None}
+        self.grus = nn.ModuleDict({
+            kind: MaskedGRU(in_dim, gru_hidden * (2 if causal else 1), gru_layers, bidirectional=not causal,
+                            dropout=dropout) for kind in REFERENCE_BRANCHES})
+        self.attentions = nn.ModuleDict({
+            kind: AttentionBlock(self.grus[kind].out_dim, attention_dim, heads, dropout=dropout)
+            for kind in REFERENCE_BRANCHES})
+        self.skip = nn.Linear(in_dim, skip_dim)
+        self.out_dim = 4 * int(attention_dim) + int(skip_dim)
+        self.dropout = nn.Dropout(_check_dropout(dropout))
+        self.classifier = nn.Linear(self.out_dim, num_classes)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor,
+                speaker: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = _check_turns(x, mask)
+        if speaker is None:
+            raise UsageError("the reference stage II needs the speaker of every turn (speaker/listener masks)")
+        keep = mask[..., None]
+        x = x.masked_fill(~keep, 0.0)
+        lengths = mask.sum(dim=1)
+        parts = []
+        for kind in REFERENCE_BRANCHES:
+            allowed = turn_attention_mask(mask, speaker, kind, self.windows[kind], self.causal)
+            parts.append(self.attentions[kind](self.grus[kind](x, lengths), allowed=allowed))
+        parts.append(self.skip(x))
+        embedding = torch.cat(parts, dim=-1).masked_fill(~keep, 0.0)
+        return self.classifier(self.dropout(embedding)), embedding
+
+
+def build_context(compat: str, in_dim: int, num_classes: int, **options) -> nn.Module:
+    """Stage II by compat name: ``thesis`` -> :class:`HcamContext`, ``reference`` -> :class:`HcamContextReference`."""
+    if compat not in COMPAT:
+        raise ConfigError(f"stage II compat {compat!r} is not one of {', '.join(COMPAT)}")
+    cls = HcamContext if compat == "thesis" else HcamContextReference
+    return cls(in_dim, num_classes, **options)
+
+
+# --------------------------------------------------------------------------------------------- stage III
+
+
+class CoAttentionLayer(nn.Module):
+    """One co-attention layer (thesis): each modality's arm is a cross-attention whose queries are its own turns
+    and whose keys/values are the other modality's turns, followed by a self-attention over its own result:
+
+        t' = SA(CA(t <- s)),   s' = SA(CA(s <- t))     (all Eq. 4.1–4.3 blocks, multi-head)
+
+    Both arms read the layer's inputs (a simultaneous update). The reference code throws the self-attention
+    output away (a bug); here it is the arm's output.
+
+    forward(text (B, T, text_dim), speech (B, T, speech_dim), allowed (B, T, T)) -> (text', speech'), each
+    (B, T, dim).
+    """
+
+    def __init__(self, text_dim: int, speech_dim: int, dim: int, heads: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.text_cross = AttentionBlock(text_dim, dim, heads, key_dim=speech_dim, dropout=dropout)
+        self.text_self = AttentionBlock(dim, dim, heads, dropout=dropout)
+        self.speech_cross = AttentionBlock(speech_dim, dim, heads, key_dim=text_dim, dropout=dropout)
+        self.speech_self = AttentionBlock(dim, dim, heads, dropout=dropout)
+
+    def forward(self, text: torch.Tensor, speech: torch.Tensor,
+                allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = self.text_self(self.text_cross(text, speech, allowed), allowed=allowed)
+        s = self.speech_self(self.speech_cross(speech, text, allowed), allowed=allowed)
+        return t, s
+
+
+class HcamFusion(nn.Module):
+    """Stage III: ``layers`` co-attention layers (:class:`CoAttentionLayer`) over the stage II turn embeddings of
+    text and speech, the two arms concatenated -> position-wise FFN (ReLU) -> dropout -> linear classifier.
+
+    text_dim, speech_dim: stage II embedding widths; num_classes: C; dim / heads / layers: 60 / 3 / 2 (the
+    reference's; the thesis gives no sizes); ffn_dim: FFN hidden width (default ``2·dim``); window: attention span
+    ±window turns (None: all); causal: only past and present turns; dropout.
+
+    forward(text (B, T, text_dim), speech (B, T, speech_dim), mask (B, T) bool, speaker ignored)
+    -> (logits (B, T, C), embedding (B, T, 2·dim)); embeddings are 0 on padded turns.
+    """
+
+    def __init__(self, text_dim: int, speech_dim: int, num_classes: int, dim: int = 60, heads: int = 3,
+                 layers: int = 2, ffn_dim: int | None = None, window: int | None = None, causal: bool = False,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        if num_classes < 2 or layers < 1:
+            raise ConfigError(f"stage III needs >= 2 classes and >= 1 layer, got {num_classes}, {layers}")
+        self.causal, self.window = bool(causal), window
+        self.layers = nn.ModuleList(
+            CoAttentionLayer(text_dim if i == 0 else dim, speech_dim if i == 0 else dim, dim, heads, dropout)
+            for i in range(layers))
+        self.out_dim = 2 * int(dim)
+        self.ffn = PositionwiseFFN(self.out_dim, ffn_dim or self.out_dim, dropout)
+        self.dropout = nn.Dropout(_check_dropout(dropout))
+        self.classifier = nn.Linear(self.out_dim, num_classes)
+
+    def forward(self, text: torch.Tensor, speech: torch.Tensor, mask: torch.Tensor,
+                speaker: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        mask = _check_turns(text, mask, "text")
+        _check_turns(speech, mask, "speech")
+        keep = mask[..., None]
+        t, s = text.masked_fill(~keep, 0.0), speech.masked_fill(~keep, 0.0)
+        allowed = turn_attention_mask(mask, kind="global", window=self.window, causal=self.causal)
+        for layer in self.layers:
+            t, s = layer(t, s, allowed)
+            t, s = t.masked_fill(~keep, 0.0), s.masked_fill(~keep, 0.0)
+        embedding = self.ffn(torch.cat([t, s], dim=-1)).masked_fill(~keep, 0.0)
+        return self.classifier(self.dropout(embedding)), embedding
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters of ``module`` (only those with ``requires_grad`` when ``trainable_only``)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
