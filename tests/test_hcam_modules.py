@@ -206,6 +206,32 @@ def test_causal_fusion_ignores_future():
         assert torch.allclose(before[:, :k], after[:, :k]) is same, causal
 
 
+# ---- online: step() turn by turn == the batch causal forward ------------------------------------------------------
+def test_online_steps_equal_batch_causal():
+    lengths = [7, 4]
+    x, mask, speaker, _ = _dialogues(lengths, 6, garbage=0.0)
+    speech, *_ = _dialogues(lengths, 5, seed=2, garbage=0.0)
+    torch.manual_seed(0)
+    fusion = HcamFusion(12, 5, C, dim=12, heads=3, window=2, causal=True).double().eval()
+    for compat, model in _small_models(causal=True).items():
+        model = model.double().eval()
+        logits, emb = model(x, mask, speaker)
+        f_logits, f_emb = fusion(emb[..., :12], speech, mask)
+        for b, n in enumerate(lengths):
+            state, f_state = None, None
+            for t in range(n):
+                lo, em, state = model.step(x[b, t], int(speaker[b, t]), state)
+                torch.testing.assert_close(lo, logits[b, t])
+                torch.testing.assert_close(em, emb[b, t])
+                flo, fem, f_state = fusion.step(em[:12], speech[b, t], f_state)
+                torch.testing.assert_close(flo, f_logits[b, t])
+                torch.testing.assert_close(fem, f_emb[b, t])
+    with pytest.raises(UsageError, match="causal"):
+        _small_models(causal=False)["thesis"].step(x[0, 0])
+    with pytest.raises(UsageError, match="speaker"):
+        _small_models(causal=True)["reference"].step(x[0, 0])
+
+
 # ---- gradients ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("causal", [False, True])
 def test_gradients_reach_every_parameter(causal):

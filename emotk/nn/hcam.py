@@ -21,7 +21,8 @@ Causal mode (``causal=True``, online ERC): a turn's output depends only on turns
 and the GRUs run forward only: a bidirectional GRU's backward direction reads the future (its state at t summarises
 t..T), so it cannot be cut by a mask. To keep the output width (and so the next stage) unchanged, the forward-only GRU
 gets twice the hidden size of one bi-GRU direction (about twice the recurrent parameters of one direction each, a
-similar total).
+similar total). Causal models also have ``step`` (one turn of one dialogue, with a cached state: the GRU advances one
+step, attention reads cached past rows), which gives the batch causal outputs turn by turn -- online ERC.
 """
 
 from __future__ import annotations
@@ -194,6 +195,31 @@ def _check_turns(x: torch.Tensor, mask: torch.Tensor, name: str = "x") -> torch.
     return mask.to(device=x.device, dtype=torch.bool)
 
 
+def _check_step(module: nn.Module, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+    """One turn's vector (D,) -> (1, 1, D); ``step`` needs a causal model (a bidirectional one reads the future)."""
+    if not module.causal:
+        raise UsageError(f"{type(module).__name__}.step needs a causal model (causal=True): without it a turn's "
+                         "output depends on later turns")
+    if x.ndim != 1:
+        raise UsageError(f"{name} must be one turn's vector (D,), got shape {tuple(x.shape)}")
+    return x[None, None]
+
+
+def _last_row(t: int, speakers: torch.Tensor | None, kind: str, window: int | None,
+              device: torch.device) -> torch.Tensor:
+    """The causal attention row of turn t-1 over turns 0..t-1: (1, 1, t) -- the last row of the batch mask."""
+    mask = torch.ones(1, t, dtype=torch.bool, device=device)
+    return turn_attention_mask(mask, speakers, kind, window, causal=True)[:, -1:, :]
+
+
+def _gru_step(gru: MaskedGRU, x: torch.Tensor, state: dict, key: str) -> torch.Tensor:
+    """One forward-GRU step (1, 1, in) from the cached hidden state; appends the output to ``state[key]``."""
+    out, state[key + ".h"] = gru.gru(x, state.get(key + ".h"))
+    past = state.get(key)
+    state[key] = out if past is None else torch.cat([past, out], dim=1)
+    return out
+
+
 class HcamContext(nn.Module):
     """Stage II (thesis): bi-GRU over the dialogue's utterance embeddings -> multi-head self-attention (Eq. 4.1–4.3)
     -> position-wise FFN (ReLU) -> dropout -> linear classifier, per turn.
@@ -233,6 +259,19 @@ class HcamContext(nn.Module):
         allowed = turn_attention_mask(mask, kind="global", window=self.window, causal=self.causal)
         embedding = self.ffn(self.attention(states, allowed=allowed)).masked_fill(~keep, 0.0)
         return self.classifier(self.dropout(embedding)), embedding
+
+    def step(self, x: torch.Tensor, speaker: int | None = None,
+             state: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Online ERC, one turn of one dialogue (causal models only): x (in_dim,) -> (logits (C,),
+        embedding (out_dim,), state). Start a dialogue with ``state=None`` and pass the returned state with its next
+        turn. The GRU advances one step from its cached hidden state and the attention reads the cached past states,
+        so a turn costs O(t), and the outputs equal :meth:`forward` on the whole dialogue (use eval mode)."""
+        x = _check_step(self, x)
+        state = {} if state is None else state
+        out = _gru_step(self.gru, x, state, "gru")
+        allowed = _last_row(state["gru"].shape[1], None, "global", self.window, x.device)
+        embedding = self.ffn(self.attention(out, state["gru"], allowed))[0, 0]
+        return self.classifier(self.dropout(embedding)), embedding, state
 
 
 REFERENCE_BRANCHES = ("global", "local", "speaker", "listener")
@@ -285,6 +324,26 @@ class HcamContextReference(nn.Module):
         parts.append(self.skip(x))
         embedding = torch.cat(parts, dim=-1).masked_fill(~keep, 0.0)
         return self.classifier(self.dropout(embedding)), embedding
+
+    def step(self, x: torch.Tensor, speaker: int | None = None,
+             state: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Online ERC, one turn (causal models only): x (in_dim,), speaker (int, the turn's speaker index within
+        the dialogue) -> (logits (C,), embedding (out_dim,), state); as :meth:`HcamContext.step`."""
+        x = _check_step(self, x)
+        if speaker is None:
+            raise UsageError("the reference stage II needs each turn's speaker (speaker/listener masks)")
+        state = {} if state is None else state
+        now = torch.tensor([[int(speaker)]], device=x.device)
+        state["speakers"] = now if "speakers" not in state else torch.cat([state["speakers"], now], dim=1)
+        t = state["speakers"].shape[1]
+        parts = []
+        for kind in REFERENCE_BRANCHES:
+            out = _gru_step(self.grus[kind], x, state, kind)
+            allowed = _last_row(t, state["speakers"], kind, self.windows[kind], x.device)
+            parts.append(self.attentions[kind](out, state[kind], allowed))
+        parts.append(self.skip(x))
+        embedding = torch.cat(parts, dim=-1)[0, 0]
+        return self.classifier(self.dropout(embedding)), embedding, state
 
 
 def build_context(compat: str, in_dim: int, num_classes: int, **options) -> nn.Module:
@@ -364,6 +423,29 @@ class HcamFusion(nn.Module):
             t, s = t.masked_fill(~keep, 0.0), s.masked_fill(~keep, 0.0)
         embedding = self.ffn(torch.cat([t, s], dim=-1)).masked_fill(~keep, 0.0)
         return self.classifier(self.dropout(embedding)), embedding
+
+    def step(self, text: torch.Tensor, speech: torch.Tensor,
+             state: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Online ERC, one turn (causal models only): text (text_dim,), speech (speech_dim,) -- the turn's stage II
+        embeddings -> (logits (C,), embedding (2·dim,), state). Under causal masks every layer's output at a turn
+        depends only on that layer's inputs up to it, so each layer caches its inputs and cross-attention outputs
+        and computes the new row only; outputs equal :meth:`forward` on the whole dialogue (eval mode)."""
+        t, s = _check_step(self, text, "text"), _check_step(self, speech, "speech")
+        state = {} if state is None else state
+
+        def push(key: str, row: torch.Tensor) -> torch.Tensor:
+            state[key] = row if key not in state else torch.cat([state[key], row], dim=1)
+            return state[key]
+
+        for i, layer in enumerate(self.layers):
+            t_past, s_past = push(f"{i}.text", t), push(f"{i}.speech", s)
+            allowed = _last_row(t_past.shape[1], None, "global", self.window, t.device)
+            t_cross = push(f"{i}.text_cross", layer.text_cross(t, s_past, allowed))
+            s_cross = push(f"{i}.speech_cross", layer.speech_cross(s, t_past, allowed))
+            t = layer.text_self(t_cross[:, -1:], t_cross, allowed)
+            s = layer.speech_self(s_cross[:, -1:], s_cross, allowed)
+        embedding = self.ffn(torch.cat([t, s], dim=-1))[0, 0]
+        return self.classifier(self.dropout(embedding)), embedding, state
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
