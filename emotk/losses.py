@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from emotk.core.suggest import did_you_mean
-from emotk.errors import ConfigError, DataError
+from emotk.errors import ConfigError, DataError, UsageError
 
 IGNORE_INDEX = -100
 _REDUCTIONS = ("mean", "sum", "none")
@@ -216,16 +216,19 @@ def vs_loss(logits: torch.Tensor, target: torch.Tensor, class_counts: CountsLike
 
 
 def _supcon_per_anchor(z: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor | None,
-                       temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Khosla et al. loss of every anchor of L2-normalised ``z`` ``(M, D)``.
+                       temperature: float, include_anchor: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Supervised contrastive loss of every anchor of L2-normalised ``z`` ``(M, D)``.
 
-    Positives of anchor i: other samples with its label (and its group); the denominator runs over every
-    other sample (of its group). Returns (losses ``(M,)``, has_positive ``(M,)`` bool).
+    Khosla et al. (``include_anchor=False``): positives of anchor i are the other samples with its label (and its
+    group); the denominator runs over every other sample (of its group). ``include_anchor=True`` is HCAM's Eq. 4.7
+    as printed: i is one of its own positives and a term of its denominator. Returns (losses ``(M,)``,
+    has_positive ``(M,)`` bool).
     """
     m = z.shape[0]
     logits = z @ z.t() / temperature
-    eye = torch.eye(m, dtype=torch.bool, device=z.device)
-    allowed = ~eye
+    allowed = torch.ones(m, m, dtype=torch.bool, device=z.device)
+    if not include_anchor:
+        allowed = allowed & ~torch.eye(m, dtype=torch.bool, device=z.device)
     if groups is not None:
         allowed = allowed & (groups.unsqueeze(0) == groups.unsqueeze(1))
     positives = allowed & (labels.unsqueeze(0) == labels.unsqueeze(1))
@@ -247,24 +250,60 @@ def _check_temperature(temperature: float) -> None:
         raise ConfigError(f"contrastive temperature must be > 0, got {temperature}")
 
 
-def supervised_contrastive(features: torch.Tensor, labels: torch.Tensor, temperature: float = 0.07,
-                           mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Supervised contrastive loss (Khosla et al., 2020; HCAM Eq. 4.7).
+SUPCON_FORMS = ("khosla", "printed")
 
-    ``features`` ``(N, D)`` (or ``(B, T, D)`` with ``labels``/``mask`` ``(B, T)``, flattened into one set),
+
+def supervised_contrastive(features: torch.Tensor, labels: torch.Tensor, temperature: float = 0.07,
+                           mask: torch.Tensor | None = None, form: str = "khosla",
+                           ignore_index: int | None = IGNORE_INDEX) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al., 2020; HCAM Eq. 4.7–4.8).
+
+    ``features`` ``(N, D)`` (or ``(B, T, D)`` with ``labels``/``mask`` ``(B, T)``, flattened into one set: in a
+    batch of dialogues, the anchors and their positives/negatives come from every dialogue of the batch),
     L2-normalised here, so their scale does not matter. ``labels`` ``(N,)`` class indices; ``mask`` ``(N,)``
-    True = real. Loss of anchor i: ``-1/|P(i)| Σ_{p∈P(i)} log(exp(z_i·z_p/τ) / Σ_{a≠i} exp(z_i·z_a/τ))``,
-    averaged over the real anchors that have at least one positive (others are excluded). Scalar.
+    True = real; labels equal to ``ignore_index`` (-100) are left out as anchors, positives and negatives.
+
+    ``form="khosla"`` (default): loss of anchor i is
+    ``-1/|P(i)| Σ_{p∈P(i)} log(exp(z_i·z_p/τ) / Σ_{a≠i} exp(z_i·z_a/τ))`` with P(i) the *other* samples of i's
+    class; an anchor with no other sample of its class has no positive and is left out of the mean (its loss
+    would be undefined). ``form="printed"``: Eq. 4.7 as the thesis prints it, i kept in P(i) and in the
+    denominator (``a`` runs over all samples); then every anchor has a positive (itself) and all count.
+    The result is the mean over the counted anchors (0, still in the graph, when none counts). Scalar.
     """
     _check_temperature(temperature)
+    if form not in SUPCON_FORMS:
+        raise ConfigError(f"supcon form {form!r} is not one of {', '.join(SUPCON_FORMS)}")
     if features.dim() < 2 or tuple(features.shape[:-1]) != tuple(labels.shape):
         raise DataError(f"features {tuple(features.shape)} must be labels shape {tuple(labels.shape)} + (dim,)")
-    keep = _keep_mask(labels, mask, None)
+    keep = _keep_mask(labels, mask, ignore_index)
     z = F.normalize(_upcast(features[keep]), dim=-1)
-    losses, has_pos = _supcon_per_anchor(z, labels[keep], None, temperature)
+    losses, has_pos = _supcon_per_anchor(z, labels[keep], None, temperature, include_anchor=form == "printed")
     if not bool(has_pos.any()):
         return features[..., :0].sum() * 0.0
     return losses[has_pos].mean().to(features.dtype)
+
+
+def ce_supcon(logits: torch.Tensor, target: torch.Tensor, features: torch.Tensor, beta: float = 0.5,
+              temperature: float = 0.1, form: str = "khosla", mask: torch.Tensor | None = None,
+              weight: torch.Tensor | Sequence[float] | None = None,
+              ignore_index: int | None = IGNORE_INDEX) -> torch.Tensor:
+    """HCAM's training loss ``L = β·CE + (1 − β)·SupCon`` (every stage).
+
+    ``logits`` ``(..., C)`` and ``features`` ``(..., D)`` (the stage's embedding) with ``target`` ``(...)`` (e.g.
+    ``(B, T)`` turns of a batch of dialogues), ``mask`` ``(...)`` True = real; ``ignore_index`` targets are left out
+    of both terms. CE is :func:`cross_entropy` (optional class ``weight``), SupCon is :func:`supervised_contrastive`
+    with ``temperature`` τ and ``form``. β = 1 is plain cross-entropy, β = 0 plain SupCon. The thesis gives
+    neither β nor τ: these defaults are placeholders until the ERC configs set values chosen on validation. Scalar.
+    """
+    if not 0.0 <= float(beta) <= 1.0:
+        raise ConfigError(f"ce_supcon beta must be in [0, 1], got {beta}")
+    if tuple(features.shape[:-1]) != tuple(target.shape):
+        raise DataError(f"features {tuple(features.shape)} must be target shape {tuple(target.shape)} + (dim,)")
+    ce = cross_entropy(logits, target, mask=mask, weight=weight, ignore_index=ignore_index)
+    if beta == 1.0:
+        return ce
+    con = supervised_contrastive(features, target, temperature, mask=mask, form=form, ignore_index=ignore_index)
+    return beta * ce + (1.0 - beta) * con.to(ce.dtype)
 
 
 def supervised_contrastive_two_view(view_a: torch.Tensor, view_b: torch.Tensor, labels: torch.Tensor,
@@ -415,6 +454,7 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "mse": masked_mse,
     "l1": masked_l1,
     "supcon": supervised_contrastive,
+    "ce_supcon": ce_supcon,
     "kl": kl_consistency,
 }
 # Arguments that come from the batch, never from a config.
@@ -422,21 +462,38 @@ _CALL_ARGS = {"logits", "target", "pred", "features", "labels", "p_logits", "q_l
 
 
 class Loss(nn.Module):
-    """A named loss with its configured keyword arguments: ``loss(input, target, mask=None) -> Tensor``."""
+    """A named loss with its configured keyword arguments: ``loss(input, target, mask=None, **batch) -> Tensor``.
+
+    ``batch`` carries further per-batch tensors a loss takes, e.g. ``features=`` (the embeddings) for ``ce_supcon``;
+    a batch tensor the loss does not use (``features=`` given to ``ce``) is dropped, so a task can pass the same
+    tensors whatever loss the config names. ``batch_args`` lists the ones this loss uses.
+    """
 
     def __init__(self, name: str, fn: Callable[..., torch.Tensor], kwargs: dict[str, Any]) -> None:
         super().__init__()
         self.name, self.fn, self.kwargs = name, fn, dict(kwargs)
+        params = inspect.signature(fn).parameters
+        self.batch_args = tuple(p for p in list(params)[2:] if p in _CALL_ARGS and p != "mask")
+        self._needed = [p for p in self.batch_args if params[p].default is inspect.Parameter.empty]
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.fn(input, target, mask=mask, **self.kwargs)
+    def forward(self, input: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
+                **batch: torch.Tensor) -> torch.Tensor:
+        unknown = sorted(set(batch) - _CALL_ARGS)
+        if unknown:
+            hint = did_you_mean(unknown[0], _CALL_ARGS)
+            raise UsageError(f"loss '{self.name}': unknown batch argument '{unknown[0]}'{hint}")
+        batch = {k: v for k, v in batch.items() if k in self.batch_args}
+        needed = [p for p in self._needed if p not in batch]
+        if needed:
+            raise UsageError(f"loss '{self.name}' needs {', '.join(needed)}= from the batch (e.g. the embeddings)")
+        return self.fn(input, target, mask=mask, **batch, **self.kwargs)
 
     def extra_repr(self) -> str:
         return ", ".join([repr(self.name)] + [f"{k}={v!r}" for k, v in sorted(self.kwargs.items())])
 
 
 def build_loss(name: str, **kwargs: Any) -> Loss:
-    """Loss from a config name (``ce wce focal wfocal vs ccc mse l1 supcon kl``) and its keyword arguments.
+    """Loss from a config name (``ce wce focal wfocal vs ccc mse l1 supcon ce_supcon kl``) and its keyword arguments.
 
     ``wce``, ``wfocal`` and ``vs`` need ``class_counts``. Unknown names or arguments raise ConfigError
     with a suggestion. The returned module is called as ``loss(input, target, mask=None)``.

@@ -1,7 +1,10 @@
-"""Padding masks: lengths <-> boolean masks, and padding of variable-length sequences.
+"""Padding masks: lengths <-> boolean masks, padding of variable-length sequences, and the turn-to-turn
+attention masks of conversation models (HCAM, MiSTER-E).
 
 Convention everywhere in emotk: a mask is a bool tensor (B, T) that is **True on valid frames** and False
 on padding; ``lengths`` is a (B,) long tensor of valid frames per item, valid frames come first.
+An attention mask is a bool tensor (B, T, T): ``allowed[b, t, s]`` is True when query turn ``t`` may attend
+key turn ``s``. Padding is never a key, and a padded query attends nothing.
 """
 
 from __future__ import annotations
@@ -81,3 +84,53 @@ def pad_sequences(
         index[1 + time_dim] = slice(0, int(x.shape[time_dim]))
         out[tuple(index)] = x
     return out, lengths
+
+
+ATTENTION_KINDS = ("global", "local", "speaker", "listener")
+
+
+def turn_attention_mask(mask: torch.Tensor, speaker: torch.Tensor | None = None, kind: str = "global",
+                        window: int | None = None, causal: bool = False) -> torch.Tensor:
+    """(B, T) valid-turn mask [+ (B, T) speaker index] -> (B, T, T) bool attention mask, True = may attend.
+
+    kind (DialogXL-style dialogue masks, used by HCAM's reference stage II):
+
+    * ``global``   -- every valid turn within ``|t - s| <= window`` (``window=None``: the whole dialogue);
+    * ``local``    -- the neighbours ``|t - s| <= window``, ``window`` 1 by default (the HCAM reference: ±1);
+    * ``speaker``  -- turns of the same speaker as turn t (t itself included);
+    * ``listener`` -- turns of the *other* speakers (t itself excluded), so a monologue's rows are empty.
+
+    ``window`` also limits ``speaker``/``listener`` when given. ``causal``: only keys ``s <= t`` (past and
+    present turns), the mask of online ERC. Rows that allow nothing (a padded query, a listener row of a
+    monologue, the first turn under ``causal`` + ``listener``) are legal: :func:`emotk.nn.attention.masked_softmax`
+    gives them zero weights, never NaN. ``speaker`` is required for the speaker/listener kinds (its padded
+    entries, -1 by the dataset's convention, are never read).
+    """
+    if kind not in ATTENTION_KINDS:
+        from emotk.core.suggest import did_you_mean
+
+        raise UsageError(f"unknown attention mask kind {kind!r}{did_you_mean(kind, ATTENTION_KINDS)}; "
+                         f"choose one of {', '.join(ATTENTION_KINDS)}")
+    if mask.ndim != 2:
+        raise UsageError(f"mask must be (B, T), got shape {tuple(mask.shape)}")
+    mask = mask.to(torch.bool)
+    t = mask.shape[1]
+    allowed = mask[:, :, None] & mask[:, None, :]
+    if kind == "local" and window is None:
+        window = 1
+    pos = torch.arange(t, device=mask.device)
+    offset = pos[None, :] - pos[:, None]  # [t, s] = s - t
+    if window is not None:
+        if int(window) < 0:
+            raise UsageError(f"attention window must be >= 0, got {window}")
+        allowed = allowed & (offset.abs() <= int(window))[None]
+    if causal:
+        allowed = allowed & (offset <= 0)[None]
+    if kind in ("speaker", "listener"):
+        if speaker is None:
+            raise UsageError(f"the {kind!r} attention mask needs the speaker of every turn")
+        if tuple(speaker.shape) != tuple(mask.shape):
+            raise UsageError(f"speaker shape {tuple(speaker.shape)} does not match mask shape {tuple(mask.shape)}")
+        same = speaker[:, :, None] == speaker[:, None, :]
+        allowed = allowed & (same if kind == "speaker" else ~same)
+    return allowed
