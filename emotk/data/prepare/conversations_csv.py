@@ -70,6 +70,10 @@ def _column(header: list[str], option: str, wanted: str, path: Path) -> str:
     if len(folded) == 1:
         return folded[0]
     hint = did_you_mean(wanted, header)
+    if not hint:  # abbreviations: 'Conversation' for 'Conv', 'Utterance' for 'Utterance_Text'
+        low = wanted.strip().lower()
+        near = [h for h in header if h.strip() and (h.strip().lower() in low or low in h.strip().lower())]
+        hint = f" (did you mean '{near[0]}'?)" if len(near) == 1 else ""
     raise DataError(f"{path}: no column '{wanted}' for option {option}{hint}; header: {', '.join(header)} "
                     f"(name the column with --option {option}=COLUMN)")
 

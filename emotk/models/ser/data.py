@@ -184,7 +184,7 @@ def prepare(cfg: Any, manifest: str | os.PathLike | Manifest, roots: dict[str, s
     m = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest, roots=roots)
     if not len(m):
         raise DataError(f"{m.path}: the manifest has no utterances")
-    m.require_audio("ser")
+    m.require_audio("ser train/evaluate")
     d = cfg.data
     protocol = find_protocol(d.protocol) if d.protocol else None
     dropped: dict[str, int] = {}
