@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:  # run from a checkout without installing emotk
     sys.path.insert(0, str(HERE.parent))
 
-from emotk.data.protocols import Fold, Protocol, split_units  # noqa: E402
+from emotk.data.protocols import Fold, Protocol, _rank_key, split_units  # noqa: E402
 
 METHODS = "METHODS.md section 0 (thesis Tables 2.1 / 3.1 / 5.1)"
 
@@ -41,6 +41,37 @@ ob23OKe5a9Q cXypl4FnoZo vvZ4IcEtiZc f9O3YtZ2VfI c7UH_rxdZv4""".split()
 MSP_PODCAST_CLASSES = ["angry", "contempt", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 IEMOCAP_SESSIONS = [f"Ses0{i}" for i in range(1, 6)]
 IEMOCAP_HOLDOUT = {"kind": "holdout", "fraction": 0.1, "group_by": "dialogue", "seed": 0}
+# The 151 IEMOCAP dialogues (session + gender of the actor wearing the markers + improvisation/script), as in
+# the release's dialog/EmoEvaluation file names; the IEMOCAP importer prefixes them with "iemocap-".
+IEMOCAP_DIALOGUES = """
+Ses01F_impro01 Ses01F_impro02 Ses01F_impro03 Ses01F_impro04 Ses01F_impro05 Ses01F_impro06 Ses01F_impro07
+Ses01F_script01_1 Ses01F_script01_2 Ses01F_script01_3 Ses01F_script02_1 Ses01F_script02_2 Ses01F_script03_1
+Ses01F_script03_2 Ses01M_impro01 Ses01M_impro02 Ses01M_impro03 Ses01M_impro04 Ses01M_impro05 Ses01M_impro06
+Ses01M_impro07 Ses01M_script01_1 Ses01M_script01_2 Ses01M_script01_3 Ses01M_script02_1 Ses01M_script02_2
+Ses01M_script03_1 Ses01M_script03_2 Ses02F_impro01 Ses02F_impro02 Ses02F_impro03 Ses02F_impro04 Ses02F_impro05
+Ses02F_impro06 Ses02F_impro07 Ses02F_impro08 Ses02F_script01_1 Ses02F_script01_2 Ses02F_script01_3 Ses02F_script02_1
+Ses02F_script02_2 Ses02F_script03_1 Ses02F_script03_2 Ses02M_impro01 Ses02M_impro02 Ses02M_impro03 Ses02M_impro04
+Ses02M_impro05 Ses02M_impro06 Ses02M_impro07 Ses02M_impro08 Ses02M_script01_1 Ses02M_script01_2 Ses02M_script01_3
+Ses02M_script02_1 Ses02M_script02_2 Ses02M_script03_1 Ses02M_script03_2 Ses03F_impro01 Ses03F_impro02 Ses03F_impro03
+Ses03F_impro04 Ses03F_impro05 Ses03F_impro06 Ses03F_impro07 Ses03F_impro08 Ses03F_script01_1 Ses03F_script01_2
+Ses03F_script01_3 Ses03F_script02_1 Ses03F_script02_2 Ses03F_script03_1 Ses03F_script03_2 Ses03M_impro01
+Ses03M_impro02 Ses03M_impro03 Ses03M_impro04 Ses03M_impro05a Ses03M_impro05b Ses03M_impro06 Ses03M_impro07
+Ses03M_impro08a Ses03M_impro08b Ses03M_script01_1 Ses03M_script01_2 Ses03M_script01_3 Ses03M_script02_1
+Ses03M_script02_2 Ses03M_script03_1 Ses03M_script03_2 Ses04F_impro01 Ses04F_impro02 Ses04F_impro03 Ses04F_impro04
+Ses04F_impro05 Ses04F_impro06 Ses04F_impro07 Ses04F_impro08 Ses04F_script01_1 Ses04F_script01_2 Ses04F_script01_3
+Ses04F_script02_1 Ses04F_script02_2 Ses04F_script03_1 Ses04F_script03_2 Ses04M_impro01 Ses04M_impro02 Ses04M_impro03
+Ses04M_impro04 Ses04M_impro05 Ses04M_impro06 Ses04M_impro07 Ses04M_impro08 Ses04M_script01_1 Ses04M_script01_2
+Ses04M_script01_3 Ses04M_script02_1 Ses04M_script02_2 Ses04M_script03_1 Ses04M_script03_2 Ses05F_impro01
+Ses05F_impro02 Ses05F_impro03 Ses05F_impro04 Ses05F_impro05 Ses05F_impro06 Ses05F_impro07 Ses05F_impro08
+Ses05F_script01_1 Ses05F_script01_2 Ses05F_script01_3 Ses05F_script02_1 Ses05F_script02_2 Ses05F_script03_1
+Ses05F_script03_2 Ses05M_impro01 Ses05M_impro02 Ses05M_impro03 Ses05M_impro04 Ses05M_impro05 Ses05M_impro06
+Ses05M_impro07 Ses05M_impro08 Ses05M_script01_1 Ses05M_script01_1b Ses05M_script01_2 Ses05M_script01_3
+Ses05M_script02_1 Ses05M_script02_2 Ses05M_script03_1 Ses05M_script03_2""".split()
+# The validation dialogues of the DialogueRNN / COSMIC IEMOCAP-6 benchmark split (declare-lab/conv-emotion, COSMIC
+# iemocap.pkl): 647 utterances; train 5,163 / test 1,623 (Session 5).
+IEMOCAP_ERC6_VALID = """
+Ses01M_impro01 Ses01M_script03_1 Ses02F_impro02 Ses02F_impro07 Ses02M_script01_2 Ses03F_impro01 Ses03M_impro02
+Ses03M_impro08a Ses03M_script02_2 Ses03M_script03_2 Ses04F_impro07 Ses04F_script02_1""".split()
 
 
 def _official(dataset: str, name: str, fold: str, description: str, source: str, train: list[str],
@@ -111,6 +142,31 @@ def build_protocols() -> list[Protocol]:
             "sha256('0:' + dialogue), move from train to valid. Report the mean over the 5 folds."),
         valid_rule=dict(IEMOCAP_HOLDOUT),
         folds=[Fold(s, [t for t in IEMOCAP_SESSIONS if t != s], [], [s]) for s in IEMOCAP_SESSIONS]))
+
+    erc_train = [d for d in IEMOCAP_DIALOGUES if not d.startswith("Ses05")]
+    erc_test = [d for d in IEMOCAP_DIALOGUES if d.startswith("Ses05")]
+    erc_common = (
+        "ERC (whole dialogues, unit 'dialogue'): the 31 Session 5 dialogues test, the 120 of Sessions 1-4 train "
+        "or valid. Dialogue names are compared without the dataset prefix (strip_dataset_prefix), so the protocol "
+        "applies to the IEMOCAP importer's manifest ('iemocap-Ses01F_impro01') and to transcript copies such as "
+        "iemocap-text ('Ses01F_impro01'); any dataset. ")
+    protos.append(Protocol(
+        name="iemocap-6-erc", dataset="", unit="dialogue", strip_dataset_prefix=True,
+        source="DialogueRNN (Majumder et al., AAAI 2019) / COSMIC (Ghosal et al., 2020) IEMOCAP split; " + METHODS,
+        description=erc_common + (
+            "IEMOCAP-6 (label map iemocap-6): validation = the 12 dialogues of the DialogueRNN/COSMIC benchmark "
+            "split, so results compare with published ERC numbers and BASELINES.md: 108 / 12 / 31 dialogues = "
+            "5,163 / 647 / 1,623 six-class utterances (7,433)."),
+        folds=[Fold("Ses05", sorted(set(erc_train) - set(IEMOCAP_ERC6_VALID)), sorted(IEMOCAP_ERC6_VALID),
+                    sorted(erc_test))]))
+    erc4_valid = sorted(sorted(erc_train, key=lambda d: _rank_key(0, d))[:12])
+    protos.append(Protocol(
+        name="iemocap-4-erc", dataset="", unit="dialogue", strip_dataset_prefix=True, source=METHODS,
+        description=erc_common + (
+            "IEMOCAP-4 (label map iemocap-4; frustrated and the other dropped labels stay in the dialogues as "
+            "unlabelled context): validation = 12 of the 120 Session 1-4 dialogues (10%), those first when ranked "
+            "by sha256('0:' + dialogue name without prefix); 108 / 12 / 31 dialogues."),
+        folds=[Fold("Ses05", sorted(set(erc_train) - set(erc4_valid)), erc4_valid, sorted(erc_test))]))
 
     improv_folds = []
     for session in range(1, 7):
@@ -184,8 +240,12 @@ def build_protocols() -> list[Protocol]:
     return protos
 
 
+# folders of protocols that apply to any dataset (dataset "")
+FOLDERS = {"iemocap-6-erc": "iemocap", "iemocap-4-erc": "iemocap"}
+
+
 def protocol_path(root: Path, proto: Protocol) -> Path:
-    return root / proto.dataset / "protocols" / f"{proto.name}.json"
+    return root / (proto.dataset or FOLDERS[proto.name]) / "protocols" / f"{proto.name}.json"
 
 
 def write_protocols(root: Path) -> list[Path]:

@@ -122,7 +122,9 @@ def validate(
         for issue in rep.issues:
             typer.echo(issue.format(rep.manifest))
         status = "ok" if rep.ok else "FAILED"
-        typer.echo(f"{rep.manifest}: {status}: {rep.utterances} utterances, {rep.seconds / 3600:.3f} h, "
+        text_only = (" (all text-only: no audio)" if rep.text_only == rep.utterances
+                     else f" ({rep.text_only} text-only: no audio)") if rep.text_only else ""
+        typer.echo(f"{rep.manifest}: {status}: {rep.utterances} utterances{text_only}, {rep.seconds / 3600:.3f} h, "
                    f"{len(rep.errors)} errors, {len(rep.warnings)} warnings"
                    + (f", label map '{lm.name}'" if lm else ""))
 
@@ -142,7 +144,8 @@ def split(
     manifest: Path = typer.Argument(..., help="Manifest to split."),
     out: Path = typer.Option(..., "--out", "-o", help="Protocol JSON to write (or a folder with --write-manifests)."),
     protocol: Optional[str] = typer.Option(
-        None, "--protocol", "-p", help="Apply a committed protocol (name or file) instead of building folds."),
+        None, "--protocol", "-p", help="Apply a committed protocol (name or file; manifest-split = the records' "
+                                "own split field) instead of building folds."),
     folds: Optional[int] = typer.Option(None, "--folds", "-k", help="Number of folds (default 5; named "
                                         "--valid-speakers/--test-speakers make one fold)."),
     by: str = typer.Option("speaker", "--by", help="Manifest field that must not cross splits."),

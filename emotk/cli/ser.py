@@ -45,7 +45,8 @@ def train(
     data: Optional[Path] = typer.Option(None, "--data", "-d",
                                         help="Manifest (JSONL); default: data.manifest of the config."),
     protocol: Optional[str] = typer.Option(None, "--protocol", "-p",
-                                           help="Protocol name (e.g. ravdess-5fold) or protocol JSON file."),
+                                           help="Protocol name (e.g. ravdess-5fold), protocol JSON file, or "
+                                           "manifest-split (the records' own split field; the default)."),
     fold: Optional[str] = typer.Option(None, "--fold", help="Fold name or 0-based index."),
     all_folds: bool = typer.Option(False, "--all-folds", help="Run every fold of the protocol."),
     seeds: Optional[int] = typer.Option(None, "--seeds",

@@ -3,6 +3,10 @@
 Required: ``id`` (dataset-prefixed, unique), ``path`` (relative to the manifest's folder, absolute,
 or ``${NAME}/...`` resolved from ``--root NAME=DIR`` / ``$EMOTK_ROOT_NAME``), ``dataset``.
 Optional fields have fixed types (below); unknown fields are kept untouched.
+
+*Text-only records*: a record that carries a non-empty ``text`` may omit ``path`` (transcript corpora for ERC
+text models and text pre-training). Commands that need audio call :meth:`Manifest.require_audio`, which names
+the first such record (file:line, id) in a one-line DataError.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator
 from emotk.core.io import atomic_write_text, sha256_bytes
 from emotk.errors import DataError
 
-REQUIRED = ("id", "path", "dataset")
+REQUIRED = ("id", "dataset")  # and "path", unless the record is text-only (has a non-empty "text")
 _NUM = (int, float)
 FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "id": (str,), "path": (str,), "dataset": (str,),
@@ -31,6 +35,11 @@ FIELD_TYPES: dict[str, tuple[type, ...]] = {
 _ROOT_RE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}(?:/(.*))?$")
 
 
+def is_text_only(rec: dict[str, Any]) -> bool:
+    """True for a record without ``path`` (a transcript without audio)."""
+    return "path" not in rec
+
+
 def record_problems(rec: Any) -> list[tuple[str, str]]:
     """Schema problems of one record as (key, message) pairs; empty when the record is valid."""
     if not isinstance(rec, dict):
@@ -41,8 +50,14 @@ def record_problems(rec: Any) -> list[tuple[str, str]]:
             problems.append((key, f"missing required field '{key}'"))
         elif not isinstance(rec[key], str) or not rec[key].strip():
             problems.append((key, f"field '{key}' must be a non-empty string"))
+    if "path" not in rec:
+        if not (isinstance(rec.get("text"), str) and rec["text"].strip()):
+            problems.append(("path", "missing required field 'path' (only a record with a non-empty 'text' may "
+                                     "omit it: a text-only record)"))
+    elif not isinstance(rec["path"], str) or not rec["path"].strip():
+        problems.append(("path", "field 'path' must be a non-empty string"))
     for key, types in FIELD_TYPES.items():
-        if key in REQUIRED or key not in rec or rec[key] is None:
+        if key in REQUIRED or key == "path" or key not in rec or rec[key] is None:
             continue
         value = rec[key]
         if isinstance(value, bool) or not isinstance(value, types):
@@ -119,7 +134,26 @@ class Manifest:
 
     def resolve_path(self, rec: dict[str, Any]) -> Path:
         """Absolute audio path of a record (relative paths are relative to the manifest's folder)."""
+        if "path" not in rec:
+            raise DataError(f"{self.path or 'manifest'}: record '{rec.get('id')}' has no 'path' (a text-only "
+                            "record): this needs audio")
         return resolve_audio_path(rec["path"], self.base_dir, self.roots)
+
+    def text_only(self) -> list[int]:
+        """Indices of the records without ``path`` (text-only records)."""
+        return [i for i, r in enumerate(self.records) if is_text_only(r)]
+
+    def require_audio(self, command: str) -> None:
+        """Raise a one-line DataError naming the first text-only record (file:line, id) when any record lacks
+        ``path``: ``command`` (e.g. "ser train") needs audio for every record."""
+        missing = self.text_only()
+        if not missing:
+            return
+        i = missing[0]
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DataError(f"{self.path or 'manifest'}:{self.lineno(i)}: record '{self.records[i].get('id')}' has no "
+                        f"'path' (a text-only record){more}: {command} needs audio for every record; give a "
+                        "manifest with audio paths or keep only records that have one")
 
     def lineno(self, index: int) -> int:
         return self.line_numbers[index] if index < len(self.line_numbers) else index + 1
@@ -150,7 +184,7 @@ class Manifest:
 
     def with_absolute_paths(self) -> "Manifest":
         """A copy whose paths are absolute, so it can be saved anywhere."""
-        recs = [{**r, "path": str(self.resolve_path(r))} for r in self.records]
+        recs = [r if is_text_only(r) else {**r, "path": str(self.resolve_path(r))} for r in self.records]
         return Manifest(recs, None, {}, self._lines())
 
     # ---- output ---------------------------------------------------------------------------------

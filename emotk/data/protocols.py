@@ -9,10 +9,14 @@ manifest field (the *unit*) go to train, valid and test::
      "unit": "session",                       # the manifest field the folds list: speaker, session, video, split,
                                               # id, ...
      "valid_rule": {...},                     # optional, see below
+     "strip_dataset_prefix": true,            # optional (default false), see below
      "folds": [{"name": "Ses01", "train": ["Ses02", ...], "valid": [], "test": ["Ses01"]}, ...],
      "sha256": "..."}                         # sha256 of the canonical JSON of everything except this key
 
-Values are compared as strings (``str(record[unit])``). A record whose unit value is in no list of a fold, that
+Values are compared as strings (``str(record[unit])``); with ``"strip_dataset_prefix": true`` a record's value
+that starts with ``<its dataset>-`` is compared without that prefix, so one protocol serves manifests whose
+importers prefix the value (IEMOCAP's ``iemocap-Ses01F_impro01``) and copies that do not (``Ses01F_impro01``).
+A record whose unit value is in no list of a fold, that
 lacks the unit field, or that belongs to another dataset is excluded from that fold (and counted in summaries).
 Within a fold the three lists are disjoint; across folds they may overlap (a value is test in one fold, train in
 the next). ``sha256`` is checked on load: an edited file is an error until it is re-saved.
@@ -41,6 +45,11 @@ The fold builder :func:`make_folds` (the RAVDESS baseline protocol of BASELINES.
    24 actors in 5 folds give 3 validation actors as in BASELINES.md;
 4. train = every other value. All lists are written sorted; fold names are ``fold0 .. fold{n-1}``.
 
+The built-in protocol ``manifest-split`` (:data:`MANIFEST_SPLIT`, no file) is the manifest's own ``split`` field:
+one fold ``split`` whose train / valid / test are the records whose ``split`` is ``train`` / ``valid`` (also
+``dev``, ``val``, ``validation``) / ``test`` (case-insensitive); any other value belongs to no split. It is what
+commands do without ``--protocol``, under a name that can be given explicitly and recorded with results.
+
 ``n_test=0`` makes folds without a test split (the validation groups rotate like test groups); :func:`named_fold`
 builds one fold from named validation / test values (the rest train); ``make_folds(holdout=...)`` adds a
 ``holdout`` ``valid_rule`` (validation records disjoint from training ones in, e.g., their ``text``).
@@ -66,7 +75,12 @@ log = get_logger("protocols")
 
 SPLITS = ("train", "valid", "test")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
-_TOP_KEYS = ("name", "dataset", "description", "source", "unit", "valid_rule", "folds", "sha256")
+_TOP_KEYS = ("name", "dataset", "description", "source", "unit", "valid_rule", "strip_dataset_prefix", "folds",
+             "sha256")
+MANIFEST_SPLIT = "manifest-split"  # the built-in protocol: the records' own `split` field
+# the manifest `split` values the built-in protocol accepts (lower-cased) -> train / valid / test
+SPLIT_ALIASES = {"train": "train", "valid": "valid", "validation": "valid", "dev": "valid", "val": "valid",
+                 "test": "test"}
 _FOLD_KEYS = ("name", *SPLITS)
 _RULE_KEYS = {
     "holdout": {"kind": True, "fraction": True, "group_by": False, "seed": False},
@@ -107,6 +121,7 @@ class Protocol:
     description: str = ""
     source: str = ""
     valid_rule: dict[str, Any] | None = None
+    strip_dataset_prefix: bool = False
     path: Path | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -119,6 +134,8 @@ class Protocol:
                                "source": self.source, "unit": self.unit}
         if self.valid_rule is not None:
             out["valid_rule"] = dict(self.valid_rule)
+        if self.strip_dataset_prefix:
+            out["strip_dataset_prefix"] = True
         out["folds"] = [f.to_dict() for f in self.folds]
         return out
 
@@ -189,6 +206,9 @@ class Protocol:
         for key in ("name", "unit", "dataset", "description", "source", "sha256"):
             if key in data and not isinstance(data[key], str):
                 raise DataError(f"{where}: '{key}' must be a string, got {data[key]!r}")
+        if not isinstance(data.get("strip_dataset_prefix", False), bool):
+            raise DataError(f"{where}: 'strip_dataset_prefix' must be true or false, got "
+                            f"{data['strip_dataset_prefix']!r}")
         if not isinstance(data["folds"], list) or not data["folds"]:
             raise DataError(f"{where}: 'folds' must be a non-empty list")
         folds = []
@@ -211,9 +231,22 @@ class Protocol:
         rule = data.get("valid_rule")
         return cls(name=data["name"], unit=data["unit"], folds=folds, dataset=data.get("dataset", ""),
                    description=data.get("description", ""), source=data.get("source", ""),
-                   valid_rule=dict(rule) if isinstance(rule, dict) else rule, path=path)
+                   valid_rule=dict(rule) if isinstance(rule, dict) else rule,
+                   strip_dataset_prefix=data.get("strip_dataset_prefix", False), path=path)
 
     # ---- applying -----------------------------------------------------------------------------
+    def unit_key(self, rec: dict[str, Any]) -> str | None:
+        """The string a record's unit value is compared as (None: the record has no unit value)."""
+        value = rec.get(self.unit)
+        if value is None:
+            return None
+        key = str(value)
+        if self.strip_dataset_prefix:
+            prefix = f"{rec.get('dataset')}-"
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+        return key
+
     def assign(self, manifest: Manifest, fold: str | int | None = None) -> dict[str, list[str]]:
         """Split name ("train", "valid", "test") -> sorted record ids of ``manifest`` in ``fold``."""
         return self.assign_detailed(manifest, fold)["splits"]
@@ -231,10 +264,9 @@ class Protocol:
         groups: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
         seen_values: set[str] = set()
         for rec in records:
-            value = rec.get(self.unit)
-            if value is None:
+            key = self.unit_key(rec)
+            if key is None:
                 continue
-            key = str(value)
             seen_values.add(key)
             split = where.get(key)
             if split is not None:
@@ -245,6 +277,29 @@ class Protocol:
         kept = sum(len(v) for v in splits.values())
         return {"fold": f.name, "splits": splits, "excluded": len(manifest) - kept,
                 "missing_values": sorted(set(where) - seen_values)}
+
+
+class ManifestSplitProtocol(Protocol):
+    """The built-in ``manifest-split`` protocol: the records' own ``split`` field (see the module docstring)."""
+
+    def unit_key(self, rec: dict[str, Any]) -> str | None:
+        value = rec.get("split")
+        return None if value is None else SPLIT_ALIASES.get(str(value).strip().lower())
+
+
+def manifest_split_protocol() -> Protocol:
+    """The built-in protocol ``manifest-split``: one fold ``split`` from the records' own ``split`` field
+    (train; valid = valid/dev/val/validation; test), any dataset."""
+    return ManifestSplitProtocol(
+        name=MANIFEST_SPLIT, unit="split", dataset="", source="emotk built-in",
+        description=("The manifest's own 'split' field: train -> train; valid, dev, val, validation -> valid; test -> "
+                     "test (case-insensitive); records with another or no split belong to no split."),
+        folds=[Fold("split", ["train"], ["valid"], ["test"])])
+
+
+def is_manifest_split(name: Any) -> bool:
+    """True for a protocol option that means the records' own ``split`` field ("" or ``manifest-split``)."""
+    return name is None or str(name) in ("", MANIFEST_SPLIT)
 
 
 def _suggest(key: str, known: Iterable[str]) -> str:
@@ -353,11 +408,14 @@ def list_protocols(dataset: str | None = None) -> list[Protocol]:
 
 
 def find_protocol(name_or_path: str | os.PathLike) -> Protocol:
-    """A protocol by committed name (e.g. ``ravdess-5fold``) or by the path of a protocol JSON file."""
+    """A protocol by committed name (e.g. ``ravdess-5fold``), ``manifest-split`` (the records' own ``split``
+    field, built in) or the path of a protocol JSON file."""
     text = str(name_or_path)
     path = Path(text).expanduser()
     if path.is_file():
         return Protocol.load(path)
+    if text == MANIFEST_SPLIT:
+        return manifest_split_protocol()
     if path.suffix == ".json" or os.sep in text:
         raise DataError(f"protocol file not found: {path}")
     for p in _protocol_files():
@@ -370,8 +428,9 @@ def find_protocol(name_or_path: str | os.PathLike) -> Protocol:
         known[p.name] = p
     if text in known:
         return known[text]
-    hint = did_you_mean(text, known)
-    listing = ", ".join(known) if known else f"none found under {protocols_dir()}"
+    hint = did_you_mean(text, [*known, MANIFEST_SPLIT])
+    listing = (", ".join(known) if known else f"none found under {protocols_dir()}") + \
+        f"; built in: {MANIFEST_SPLIT} (the records' own split field)"
     raise DataError(f"unknown protocol '{text}'{hint}; known: {listing} (or give the path of a protocol JSON file)")
 
 

@@ -4,6 +4,8 @@ Errors (exit 1): bad JSON lines, schema violations, duplicate ids, missing/unrea
 audio, segments outside the file, labels outside the label map, unset ``${ROOT}`` names.
 Warnings (exit 0): sample rates other than the target (resampled on load), multi-channel audio
 (down-mixed), ``sr``/``duration`` fields that disagree with the file header.
+Text-only records (no ``path``, a non-empty ``text``) are valid; they are counted (``text_only``) and have no
+audio to check.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 from emotk.core.audio import SAMPLE_RATE
 from emotk.data.audio import MIN_DURATION, audio_info, load_audio
 from emotk.data.labels import LabelMap
-from emotk.data.manifest import iter_jsonl, record_problems, resolve_audio_path
+from emotk.data.manifest import is_text_only, iter_jsonl, record_problems, resolve_audio_path
 from emotk.errors import AudioError, DataError
 
 
@@ -38,6 +40,7 @@ class Report:
     manifest: Path
     sha256: str = ""
     utterances: int = 0
+    text_only: int = 0  # records without audio (no 'path'; they carry 'text')
     seconds: float = 0.0
     issues: list[Issue] = field(default_factory=list)
     labels: dict[str, int] = field(default_factory=dict)
@@ -57,7 +60,7 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         return {
             "manifest": str(self.manifest), "sha256": self.sha256, "ok": self.ok,
-            "utterances": self.utterances, "hours": round(self.seconds / 3600, 4),
+            "utterances": self.utterances, "text_only": self.text_only, "hours": round(self.seconds / 3600, 4),
             "errors": len(self.errors), "warnings": len(self.warnings), "labels": self.labels,
             "issues": [i.__dict__ for i in self.issues],
         }
@@ -115,7 +118,9 @@ def validate_manifest(
             if label_map is not None and not label_map.knows(label):
                 unknown[str(label)] = unknown.get(str(label), 0) + 1
                 first_line.setdefault(str(label), lineno)
-        if check_audio:
+        if is_text_only(rec):
+            report.text_only += 1
+        elif check_audio:
             try:
                 audio_path = resolve_audio_path(rec["path"], path.parent, roots)
             except DataError as e:

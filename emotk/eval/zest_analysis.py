@@ -542,6 +542,7 @@ def evaluate_manifest(bundle: Any, manifest: Any, *, speakers: Iterable[str] | N
     from emotk.eval.pairs import spread
 
     m = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest, roots=roots)
+    m.require_audio("transfer analysis")
     planned = plan_parallel_pairs(m, speakers, text_field=text_field)
     if not planned:
         raise DataError(f"{m.path or 'manifest'}: no parallel pairs (a neutral and an emotional take of the same "

@@ -443,6 +443,7 @@ def transcribe_manifest(
     log = get_logger("asr")
     shard_t = parse_shard(shard)  # validates the (i, N) pair
     manifest = Manifest.load(manifest_path, roots=roots)
+    manifest.require_audio("transcribe")
     out = Path(out_path)
     if out.resolve() == Path(manifest_path).resolve():
         raise UsageError(f"-o {out}: the output must not be the input manifest")

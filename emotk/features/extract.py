@@ -317,6 +317,8 @@ def run_extraction(
     m = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest, roots=roots)
     if not len(m):
         raise DataError(f"{m.path}: the manifest has no utterances")
+    if spec.input == "audio":  # record extractors (text) work on text-only records
+        m.require_audio(f"features extract {kind}")
     cache = FeatureCache.create(out_dir, kind, _hashed(kind, cfg), m.ids, manifest_sha256=m.sha256,
                                 shard_size=shard_size or DEFAULT_SHARD_SIZE, shard=shard_t, resume=resume,
                                 overwrite=overwrite)

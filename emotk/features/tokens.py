@@ -632,6 +632,7 @@ def train_tokenizer(
         out = out.with_name(out.name + ".safetensors")
     check_writable(out, overwrite)
     m = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest, roots=roots)
+    m.require_audio("features tokenize")
     by_id = m.by_id()
     tok = KMeansTokenizer(space, n_clusters=n_clusters, fraction=fraction, seed=seed, algorithm=algorithm,
                           max_train_frames=max_train_frames)

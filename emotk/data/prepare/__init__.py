@@ -25,6 +25,7 @@ IMPORTERS: dict[str, str] = {
     "crema-d": "emotk.data.prepare.crema_d",
     "timit": "emotk.data.prepare.timit",
     "generic": "emotk.data.prepare.generic",
+    "conversations-csv": "emotk.data.prepare.conversations_csv",
 }
 
 

@@ -7,7 +7,8 @@ Expected layout (the raw CMU-MOSI release; ROOT may be the folder holding ``Raw/
       Transcript/Segmented/<video>.annotprocessed      one line per segment: "<segment>_DELIM_<text>"
       Labels/OpinionLevelSentiment.csv                 no header: start,end,video,segment,score
 
-One record per labelled segment: ``video`` (the protocol key), ``segment`` (int), ``sentiment`` (the
+One record per labelled segment: ``video`` (the protocol key), ``segment`` (int; also ``dialogue`` =
+"cmu-mosi-<video>" and ``turn`` = segment, so ERC treats each video as a monologue), ``sentiment`` (the
 float score), ``emotion`` = "negative" if score < 0 else "positive" (the binary rule of METHODS.md:
 [-3, 0) negative, [0, 3] positive) and ``text``. The segment wavs are already cut, so no start/end.
 The labels file can be given explicitly with ``--option labels=FILE`` (same CSV format).
@@ -111,6 +112,7 @@ def prepare(root: Path, opts: PrepareOptions) -> PrepareResult:
             transcripts[video] = read_transcript(tfile) if tfile.is_file() else {}
         rec: dict[str, Any] = {
             "id": f"{DATASET}-{name}", "dataset": DATASET, "video": video, "segment": segment, "language": "en",
+            "dialogue": f"{DATASET}-{video}", "turn": segment,  # ERC: a video is a monologue "dialogue"
             "sentiment": score, "emotion": polarity(score),
         }
         if segment in transcripts[video]:

@@ -24,6 +24,9 @@ With ``extract_audio=false`` the manifest is transcript-only: ``path`` points at
 need not exist; soundfile cannot decode it, so such manifests serve text-only work such as ERC text
 models or LLM labelling), records carry ``"media": "video"`` and no ``sr``/``duration``, and no video
 folder is required (the label CSVs alone are enough).
+
+With ``text_only=true`` the records have no ``path`` at all (text-only manifest records: ``emotk data validate``
+accepts them, commands that need audio refuse them by name); only the label CSVs are read.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ OPTIONS: dict[str, str] = {
     "extract_audio": "true (default): extract 16 kHz mono wav with ffmpeg into OUT/audio; false: transcript-only "
                      "manifest whose paths point at the mp4 clips",
     "ffmpeg": "path of the ffmpeg program (default: found on PATH)",
+    "text_only": "true: a text-only manifest from the label CSVs alone (records without 'path'; for ERC text "
+                 "models, text pre-training, LLM labelling); default false",
 }
 
 SPLITS = ("train", "dev", "test")
@@ -186,7 +191,12 @@ def _remove_stale_parts(folder: Path) -> None:
 def prepare(root: Path, opts: PrepareOptions) -> PrepareResult:
     """Read the MELD CSVs, extract (or point at) each clip's audio; one record per utterance."""
     root = find_root(Path(root))
-    extract = option_bool(opts, "extract_audio", True)
+    text_only = option_bool(opts, "text_only", False)
+    if text_only and "extract_audio" in opts.extra and option_bool(opts, "extract_audio", True):
+        from emotk.errors import UsageError
+
+        raise UsageError("options text_only=true and extract_audio=true contradict each other: drop one")
+    extract = option_bool(opts, "extract_audio", not text_only)
     result = PrepareResult(dataset=DATASET, records=[], label_maps=label_maps())
     rows_by_split: dict[str, list[dict[str, Any]]] = {}
     for split in SPLITS:
@@ -198,8 +208,8 @@ def prepare(root: Path, opts: PrepareOptions) -> PrepareResult:
     if extract and rows_by_split and not any(video_dir(root, s) for s in rows_by_split):
         raise DataError(
             f"{root}: no MELD clip folder ({', '.join(VIDEO_DIRS[s] + '/' for s in rows_by_split)}) to extract "
-            "audio from; unpack the MELD.Raw archives there, or pass --option extract_audio=false for a "
-            "transcript-only manifest"
+            "audio from; unpack the MELD.Raw archives there, or pass --option text_only=true for a text-only "
+            "manifest (or extract_audio=false to point at the mp4 clips)"
         )
     records: list[dict[str, Any]] = []
     missing: list[str] = []  # transcript-only mode: clips absent from an existing clip folder
@@ -224,7 +234,12 @@ def prepare(root: Path, opts: PrepareOptions) -> PrepareResult:
             if not row["speaker"]:
                 del rec["speaker"]
             mp4 = vdir / f"{name}.mp4"
-            if extract:
+            if text_only:
+                if rec["text"]:
+                    records.append(rec)
+                else:  # a text-only record must carry text
+                    result.warn(f"skipped {rec['id']}: empty utterance (a text-only record needs text)")
+            elif extract:
                 jobs.append((mp4, opts.out_dir / "audio" / split / f"{name}.wav", rec))
             else:
                 records.append({**rec, "path": manifest_path(mp4, opts, root), "media": "video"})

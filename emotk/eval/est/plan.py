@@ -21,7 +21,10 @@ PLAN_FORMAT = "emotk.est_plan"
 def load_manifests(paths: Sequence[str | os.PathLike], roots: dict[str, str] | None) -> list[Any]:
     from emotk.data.manifest import Manifest
 
-    return [Manifest.load(p, roots=roots) for p in paths]
+    out = [Manifest.load(p, roots=roots) for p in paths]
+    for m in out:
+        m.require_audio("evaluate est")
+    return out
 
 
 def prepare_pairs(cfg: EstConfig, out_dir: Path, pair_files: Sequence[str | os.PathLike],

@@ -253,6 +253,7 @@ def _data(cfg: Any, out: Path) -> tuple[Any, list[str], list[str], Path]:
     manifest = Manifest.load(cfg.data.manifest)
     if not len(manifest):
         raise DataError(f"{cfg.data.manifest}: the manifest has no utterances")
+    manifest.require_audio("pretrain care")
     ids = sorted(manifest.ids)
     if cfg.data.max_items:
         keep = set(ids[: cfg.data.max_items])

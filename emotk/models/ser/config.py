@@ -25,7 +25,7 @@ class SerData:
     """Which utterances, which split, which labels."""
 
     manifest: str = ""  # JSONL manifest (or --data)
-    protocol: str = ""  # committed protocol name or protocol JSON file; "" = the records' own `split` field
+    protocol: str = ""  # committed protocol name, protocol JSON file, or manifest-split (= "": the records' `split`)
     fold: str = ""  # fold name or 0-based index; "all" = every fold (--all-folds); "" = the protocol's only fold
     label_field: str = "emotion"  # classification label field of the manifest
     label_map: str = ""  # label map name (data_manifests/<dataset>/label_map[.<name>].json) or file; "" = auto

@@ -25,12 +25,10 @@ from typing import Any
 from emotk.core.log import get_logger
 from emotk.data.labels import LabelMap
 from emotk.data.manifest import Manifest
+from emotk.data.protocols import SPLIT_ALIASES  # one table for protocol "" and manifest-split
 from emotk.errors import DataError
 
 log = get_logger("ser")
-
-SPLIT_ALIASES = {"train": "train", "valid": "valid", "validation": "valid", "dev": "valid", "val": "valid",
-                 "test": "test"}
 
 
 @dataclass
@@ -186,6 +184,7 @@ def prepare(cfg: Any, manifest: str | os.PathLike | Manifest, roots: dict[str, s
     m = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest, roots=roots)
     if not len(m):
         raise DataError(f"{m.path}: the manifest has no utterances")
+    m.require_audio("ser train/evaluate")
     d = cfg.data
     protocol = find_protocol(d.protocol) if d.protocol else None
     dropped: dict[str, int] = {}

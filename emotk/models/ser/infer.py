@@ -318,6 +318,10 @@ def iter_inputs(inputs: Iterable[str], roots: dict[str, str] | None = None,
                     uid = rec.get("id") if isinstance(rec, dict) and isinstance(rec.get("id"), str) else where
                     yield {"id": uid, "where": where, "error": problems[0][1]}
                     continue
+                if "path" not in rec:
+                    yield {"id": rec["id"], "where": where,
+                           "error": f"record '{rec['id']}' has no 'path' (a text-only record): ser predict needs audio"}
+                    continue
                 try:
                     path = base.resolve_path(rec)
                 except DataError as e:

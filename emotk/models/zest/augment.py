@@ -89,6 +89,7 @@ def augment(bundle: Any, manifest: Any, classes: Sequence[str], out_dir: str | o
     if not hasattr(bundle, "analysis"):
         bundle = load_bundle(bundle)
     m = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest)
+    m.require_audio("transfer augment")
     synth = synth or bundle.config.transfer.synth
     out_dir = Path(out_dir)
     out_manifest = out_dir / "manifest.jsonl"

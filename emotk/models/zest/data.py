@@ -89,6 +89,7 @@ def prepare_corpus(cfg: Any, manifest: Any, cache_dir: str | os.PathLike, device
     from emotk.models.zest.speaker import XVectorExtractor
 
     m = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest)
+    m.require_audio("transfer train")
     d = cfg.data
     tok = tokenizer or load_tokenizer(cfg.tokens.tokenizer, cfg.tokens.n_clusters)
     valid_ids: set[str] = set()

@@ -423,6 +423,7 @@ def export_vocoder_items(bundle: Any, manifest: Any, out_dir: str | os.PathLike,
     from emotk.data.manifest import Manifest
 
     m = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest)
+    m.require_audio("transfer")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = kept = 0
