@@ -300,7 +300,7 @@ def test_make_protocols_rebuilds_the_committed_erc_files():
 @pytest.mark.shared_data
 @pytest.mark.skipif(not IEMOCAP_TEXT.is_file(), reason="../shared/data/iemocap-text not present")
 def test_iemocap_text_protocols_give_the_benchmark_counts():
-    from emotk.models.ser.data import find_label_map
+    from emotk.data.labels import find_label_map
 
     m = Manifest.load(IEMOCAP_TEXT)
     own = conversation_splits(m, "manifest-split", label_map=find_label_map("iemocap-6"), need_text=True)
@@ -336,7 +336,7 @@ def meld_text_manifest(tmp_path_factory):
 
 @pytest.mark.shared_data
 def test_meld_text_only_manifest_and_official_protocol(meld_text_manifest, cli):
-    from emotk.models.ser.data import find_label_map
+    from emotk.data.labels import find_label_map
 
     m = Manifest.load(meld_text_manifest)
     assert len(m) == 13708 and len(m.text_only()) == 13708

@@ -37,15 +37,19 @@ def test_every_shipped_config_resolves_and_builds(path):
     import torch
 
     from emotk.core.config import resolve
+    from emotk.data.labels import find_label_map
     from emotk.data.protocols import find_protocol
     from emotk.losses import build_loss
     from emotk.models.ser.config import SerConfig
-    from emotk.models.ser.data import find_label_map
     from emotk.models.ser.model import SuperbDims, SuperbDownstream
 
     resolved = resolve(SerConfig, "ser.superb", path, ["upstream.name=tiny-wavlm", "upstream.layers=all"])
     cfg = resolved.config
-    if path.stem not in ("tiny", "demo"):  # tiny (tests) and demo (emotk demo) are not thesis recipes
+    strong = path.stem.endswith(("-strong", "-linear"))  # emotk's recipes, not the thesis's
+    if strong:
+        assert cfg.search and cfg.train.early_stop_patience and cfg.model.pooling == "mean_std"
+        assert cfg.model.feature_norm and cfg.train.epochs > 50
+    if path.stem not in ("tiny", "demo") and not strong:  # tiny (tests) and demo (emotk demo): not thesis recipes
         assert cfg.train.batch_size == 32 and cfg.train.optim.lr == pytest.approx(1e-4)
         assert cfg.train.optim.name == "adamw" and cfg.train.epochs == 50 and cfg.model.head_hidden == 256
         assert cfg.data.min_seconds == 1.0 and cfg.seeds == 5
@@ -68,8 +72,7 @@ def test_every_shipped_config_resolves_and_builds(path):
         target = torch.rand(2, outputs)
     assert cfg.feature_config().upstream == "tiny-wavlm"
     # dims of the tiny upstream (tiny-wavlm: input embedding + 2 layers, width 32), as the cache would store
-    model = SuperbDownstream(SuperbDims(3, 32, outputs), head_hidden=cfg.model.head_hidden,
-                             dropout=cfg.model.dropout, pooling=cfg.model.pooling, compat=cfg.model.compat)
+    model = SuperbDownstream.from_config(SuperbDims(3, 32, outputs), cfg.model)
     out = model(torch.randn(2, 3, 7, 32), torch.tensor([7, 4]))
     assert out.shape == (2, outputs)
     assert torch.isfinite(loss(out, target))
@@ -540,7 +543,7 @@ def test_train_on_a_protocol_without_test_written_by_data_split(demo, tmp_path):
             "--set", f"upstream.cache_dir={demo['features']}", "-o", tmp_path / "run"]
     code, stdout, stderr = run_cli(*args)
     assert code == 0, stderr
-    assert "— valid (" in stdout and "— test" not in stdout, stdout  # the table says these are validation metrics
+    assert "— VALIDATION (" in stdout and "— test" not in stdout, stdout  # the table says these are validation
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert "test" not in summary and set(summary["valid"]) >= {"balanced_accuracy", "weighted_f1"}
     assert summary["protocol"] == "demo-speaker-split" and summary["runs"][0]["test"] is None

@@ -52,13 +52,6 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
     console().print(t)
 
 
-def not_built(capability: str, issue: str) -> None:
-    """Used by command groups whose capability is not built yet: a plain message and exit 1."""
-    from emotk.errors import EmotkError
-
-    raise EmotkError(f"{capability} is not built yet in emotk {__import__('emotk').__version__} (tracked as: {issue})")
-
-
 def resolve_config(schema: type, task: str, file: Any = None, overrides: Any = (), base: Any = None):
     """:func:`emotk.core.config.resolve` plus the global ``--device`` written into ``runtime.device``.
 

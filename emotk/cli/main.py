@@ -14,13 +14,13 @@ from emotk import __version__
 from emotk.cli import config as config_cli
 from emotk.cli import data as data_cli
 from emotk.cli import demo as demo_cli
+from emotk.cli import erc as erc_cli
 from emotk.cli import evaluate as evaluate_cli
 from emotk.cli import features as features_cli
 from emotk.cli import launch as launch_cli
 from emotk.cli import models as models_cli
 from emotk.cli import pretrain as pretrain_cli
 from emotk.cli import ser as ser_cli
-from emotk.cli import tasks as tasks_cli
 from emotk.cli import transfer as transfer_cli
 from emotk.core.context import options, set_offline
 
@@ -67,7 +67,7 @@ app.add_typer(features_cli.app, name="features")
 app.add_typer(models_cli.app, name="models")
 app.add_typer(pretrain_cli.app, name="pretrain")
 app.add_typer(ser_cli.app, name="ser")
-app.add_typer(tasks_cli.erc_app, name="erc")
+app.add_typer(erc_cli.app, name="erc")
 app.add_typer(transfer_cli.app, name="transfer")
 app.add_typer(evaluate_cli.app, name="evaluate")
 app.add_typer(config_cli.app, name="config")

@@ -267,3 +267,35 @@ def unknown_labels_message(counts: dict[str, int], first_lines: dict[str, int], 
     n = len(counts)
     return (f"{where}: {n} unknown {field_name} label{'s' if n != 1 else ''} not in label map '{label_map.name}' "
             f"(classes: {', '.join(label_map.classes)}): {shown}; {hint}")
+
+
+def find_label_map(name_or_path: str, dataset: str | None = None) -> LabelMap:
+    """A label map by file path, by committed name, or (empty name) the dataset's default map."""
+    from emotk.data.protocols import protocols_dir
+
+    text = str(name_or_path or "")
+    path = Path(text).expanduser()
+    if text and path.is_file():
+        return LabelMap.load(path)
+    if text.endswith(".json") or os.sep in text:
+        raise DataError(f"label map file not found: {path}")
+    root = protocols_dir()
+    if not text:
+        default = root / str(dataset) / "label_map.json"
+        if dataset and default.is_file():
+            return LabelMap.load(default)
+        raise DataError(f"no default label map for dataset '{dataset}'")
+    known: dict[str, Path] = {}
+    for p in sorted(root.glob("*/label_map*.json")):
+        try:
+            name = json.loads(p.read_text(encoding="utf-8")).get("name")
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(name, str):
+            known.setdefault(name, p)
+    if text in known:
+        return LabelMap.load(known[text])
+    from emotk.core.suggest import did_you_mean
+
+    raise DataError(f"unknown label map '{text}'{did_you_mean(text, known)}; "
+                    f"known: {', '.join(sorted(known)) or 'none'} (or give the path of a label map JSON file)")

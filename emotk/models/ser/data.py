@@ -15,15 +15,13 @@ each once with its count and first line.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from emotk.core.log import get_logger
-from emotk.data.labels import LabelMap
+from emotk.data.labels import LabelMap, find_label_map
 from emotk.data.manifest import Manifest
 from emotk.data.protocols import SPLIT_ALIASES  # one table for protocol "" and manifest-split
 from emotk.errors import DataError
@@ -93,38 +91,6 @@ class PreparedData:
 
 
 # ---- label maps ---------------------------------------------------------------------------------------------
-def find_label_map(name_or_path: str, dataset: str | None = None) -> LabelMap:
-    """A label map by file path, by committed name, or (empty name) the dataset's default map."""
-    from emotk.data.protocols import protocols_dir
-
-    text = str(name_or_path or "")
-    path = Path(text).expanduser()
-    if text and path.is_file():
-        return LabelMap.load(path)
-    if text.endswith(".json") or os.sep in text:
-        raise DataError(f"label map file not found: {path}")
-    root = protocols_dir()
-    if not text:
-        default = root / str(dataset) / "label_map.json"
-        if dataset and default.is_file():
-            return LabelMap.load(default)
-        raise DataError(f"no default label map for dataset '{dataset}'")
-    known: dict[str, Path] = {}
-    for p in sorted(root.glob("*/label_map*.json")):
-        try:
-            name = json.loads(p.read_text(encoding="utf-8")).get("name")
-        except (OSError, json.JSONDecodeError):
-            continue
-        if isinstance(name, str):
-            known.setdefault(name, p)
-    if text in known:
-        return LabelMap.load(known[text])
-    from emotk.core.suggest import did_you_mean
-
-    raise DataError(f"unknown label map '{text}'{did_you_mean(text, known)}; "
-                    f"known: {', '.join(sorted(known)) or 'none'} (or give the path of a label map JSON file)")
-
-
 # ---- segments -----------------------------------------------------------------------------------------------
 def _duration(m: Manifest, rec: dict[str, Any]) -> float:
     start, end = rec.get("start"), rec.get("end")

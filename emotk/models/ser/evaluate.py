@@ -226,9 +226,8 @@ def _match_corpus(cfg: Any, classes: list[str], user: dict[str, str | None] | No
                   roots: dict[str, str] | None) -> tuple[Any, Any]:
     """The labels of ``cfg.data.manifest`` matched onto the model's ``classes`` -> (LabelMatch, the LabelMap that
     :func:`prepare` uses: the run's own map when it already covers the corpus, else one built from the match)."""
-    from emotk.data.labels import LabelMap, match_labels
+    from emotk.data.labels import LabelMap, find_label_map, match_labels
     from emotk.data.manifest import Manifest
-    from emotk.models.ser.data import find_label_map
 
     m = Manifest.load(cfg.data.manifest, roots=roots)
     counts: dict[str, int] = {}

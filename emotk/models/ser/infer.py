@@ -209,7 +209,7 @@ class TruthReader:
     @staticmethod
     def _base_label_map(predictor: SerPredictor) -> Any:
         """The training run's label map (raw codes -> classes), when it can be found; else None."""
-        from emotk.models.ser.data import find_label_map
+        from emotk.data.labels import find_label_map
 
         for name in (predictor.run_config("data").get("label_map"), predictor.meta.get("label_map")):
             if not name:

@@ -1,0 +1,88 @@
+"""The ERC inference bundle: ``export/model.safetensors`` + ``export/config.json``.
+
+``config.json`` holds everything inference needs besides the weights: the class list, the network's input widths
+(``dims``), the ``model`` section it was built from, the ``embed`` section (how each modality's stage-I vector is
+made from a turn, so ``erc predict`` embeds new dialogues exactly as training did) and provenance (source run,
+seed, config hash, input hashes, validation/test metrics).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from emotk.core.io import atomic_path, atomic_write_json
+from emotk.errors import ConfigError, DataError
+
+EXPORT_FORMAT = "emotk.erc.export"
+EXPORT_VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+
+
+def write_export(folder: str | os.PathLike, model: Any, cfg: Any, dims: Any, classes: list[str],
+                 extra: dict[str, Any] | None = None) -> Path:
+    """Write the bundle of a trained :class:`~emotk.models.erc.model.ErcNet` (atomic files); returns the folder."""
+    from safetensors.torch import save_file
+
+    from emotk import __version__
+    from emotk.core.config import to_dict
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(folder / WEIGHTS, suffix=".safetensors") as tmp:
+        save_file(state, str(tmp), metadata={"format": EXPORT_FORMAT})
+    meta = {
+        "format": EXPORT_FORMAT, "format_version": EXPORT_VERSION, "task": "erc.hcam", "classes": list(classes),
+        "dims": asdict(dims), "model": to_dict(cfg.model),
+        "embed": {m: to_dict(cfg.embed.get(m)) for m in cfg.model.modalities},
+        "label_field": cfg.data.label_field, "label_map": cfg.data.label_map,
+        "emotk_version": __version__, **(extra or {}),
+    }
+    atomic_write_json(folder / CONFIG, meta)
+    return folder
+
+
+def find_export(folder: str | os.PathLike) -> Path:
+    """The export folder for ``folder``: itself or ``folder/export``; DataError naming what is missing."""
+    folder = Path(folder)
+    for cand in (folder, folder / "export"):
+        if (cand / CONFIG).is_file() and (cand / WEIGHTS).is_file():
+            return cand
+    raise DataError(f"{folder}: no ERC export here (expected {CONFIG} and {WEIGHTS}, e.g. RUN_DIR/export); "
+                    "train one with `emotk erc train`")
+
+
+def load_export(folder: str | os.PathLike, device: str = "cpu") -> tuple[Any, dict[str, Any], Path]:
+    """An export folder (or a run folder holding ``export/``) -> ``(ErcNet in eval mode, meta, folder)``."""
+    from safetensors.torch import load_file
+
+    from emotk.models.erc.model import ErcDims, ErcNet
+
+    folder = find_export(folder)
+    try:
+        meta = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"{folder / CONFIG}: unreadable export config ({e})") from None
+    if meta.get("format") != EXPORT_FORMAT:
+        raise DataError(f"{folder}: not an emotk ERC export (format {meta.get('format')!r})")
+    if int(meta.get("format_version", 0)) > EXPORT_VERSION:
+        raise DataError(f"{folder}: export format version {meta['format_version']} is newer than this emotk "
+                        f"understands ({EXPORT_VERSION}); upgrade emotk")
+    try:
+        model = ErcNet(ErcDims(**meta["dims"]), meta["model"])
+    except (KeyError, TypeError, ConfigError) as e:
+        raise DataError(f"{folder / CONFIG}: the model it describes cannot be built ({e})") from None
+    try:
+        missing, unexpected = model.load_state_dict(load_file(str(folder / WEIGHTS)), strict=False)
+    except RuntimeError as e:
+        raise DataError(f"{folder / WEIGHTS}: weights do not fit the model in {CONFIG} "
+                        f"({str(e).splitlines()[-1].strip()[:200]})") from None
+    if missing or unexpected:
+        raise DataError(f"{folder / WEIGHTS}: weights do not fit the model in {CONFIG} "
+                        f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
+    return model.to(device).eval(), meta, folder

@@ -1,0 +1,199 @@
+"""``emotk erc``: HCAM stages trained on frozen MiniLM sentence vectors of small text-only conversations.
+
+A synthetic corpus whose labels follow the words (so a tiny model can learn it), with train / valid / test
+dialogues in the records' own ``split``. Checked: training through the CLI (loss falls, reports, summary,
+export), predict == the evaluation's predictions, online predict == batch predict of a causal model, resume after
+an interruption == uninterrupted, and bad input -> one-line errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from conftest import json_out, run_cli
+
+from emotk.errors import ConfigError
+
+PHRASES = {
+    "happy": ["I am so happy today", "this is wonderful news", "what a lovely surprise, thank you", "great, I love it"],
+    "angry": ["I hate this so much", "stop lying to me", "this is outrageous and unfair", "get out of my office"],
+    "sad": ["I miss her terribly", "nothing matters any more", "I feel so lonely and lost", "he passed away"],
+    "neutral": ["the meeting is at noon", "please sign the form", "the train leaves at five", "my name is Sam"],
+}
+
+
+def _corpus(path: Path, dialogues: int = 18, turns: int = 6, drop: dict | None = None) -> Path:
+    """Text-only dialogues of 2 speakers; dialogue k of each 6 goes to valid (k == 4) or test (k == 5)."""
+    classes = list(PHRASES)
+    lines = []
+    for d in range(dialogues):
+        split = "valid" if d % 6 == 4 else ("test" if d % 6 == 5 else "train")
+        for t in range(turns - d % 3):
+            label = classes[(d + t) % 4]
+            rec = {"id": f"d{d:02d}-{t}", "dataset": "toy", "dialogue": f"d{d:02d}", "turn": t,
+                   "speaker": "A" if t % 2 == 0 else "B", "text": PHRASES[label][(d * 7 + t) % 4],
+                   "emotion": label, "split": split}
+            for key, value in (drop or {}).get(rec["id"], {}).items():
+                if value is None:
+                    rec.pop(key, None)
+                else:
+                    rec[key] = value
+            lines.append(json.dumps(rec) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(lines))
+    return path
+
+
+def _args(data: Path, out: Path, cache: Path, *extra: str) -> list[str]:
+    return ["erc", "train", "-c", "erc/tiny", "--data", str(data), "--set", f"embed.cache_dir={cache}",
+            "--set", "train.epochs=12", "-o", str(out), *extra]
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("erc")
+    return {"root": root, "data": _corpus(root / "toy.jsonl"), "cache": root / "features"}
+
+
+@pytest.fixture(scope="module")
+def stage2(toy):
+    out = toy["root"] / "stage2"
+    code, stdout, stderr = run_cli("--json", *_args(toy["data"], out, toy["cache"]))
+    assert code == 0, stderr
+    return {"out": out, "summary": json_out(stdout)}
+
+
+def _losses(run: Path) -> list[float]:
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in rows if r.get("split") == "train" and "loss" in r]
+
+
+def test_stage2_trains_reports_and_exports(stage2):
+    out, summary = stage2["out"], stage2["summary"]
+    assert summary == json.loads((out / "summary.json").read_text())
+    assert summary["stage"] == 2 and summary["modalities"] == ["text"] and summary["classes"] == sorted(PHRASES)
+    losses = _losses(out / "runs" / "seed0")
+    assert len(losses) >= 3 and losses[-1] < 0.8 * losses[0], losses
+    assert summary["test"]["weighted_f1"]["mean"] > 0.5  # words decide the label: far above chance (0.25)
+    report = json.loads((out / "runs" / "seed0" / "eval" / "test" / "report.json").read_text())
+    assert report["num_turns"] == sum(1 for x in (out / "runs/seed0/eval/test/predictions.jsonl").open())
+    assert (out / "runs" / "seed0" / "eval" / "test" / "confusion_matrix.png").stat().st_size > 0
+    assert (out / "export" / "model.safetensors").is_file() and summary["export"]["from"] == "seed0"
+    assert json.loads((out / "run.json").read_text())["data"]["train"]["dialogues"] == 12
+
+
+def test_predict_equals_the_evaluation(stage2, toy, tmp_path):
+    test_only = tmp_path / "test.jsonl"
+    test_only.write_text("".join(x + "\n" for x in toy["data"].read_text().splitlines()
+                                 if json.loads(x)["split"] == "test"))
+    code, stdout, stderr = run_cli("erc", "predict", str(test_only), "-m", str(stage2["out"]))
+    assert code == 0, stderr
+    got = {r["id"]: r for r in map(json.loads, stdout.splitlines())}
+    want = [json.loads(x) for x in (stage2["out"] / "runs/seed0/eval/test/predictions.jsonl").read_text().splitlines()]
+    assert set(got) == {w["id"] for w in want}
+    for w in want:
+        g = got[w["id"]]
+        assert g["prediction"] == w["prediction"] and g["label"] == w["label"] and g["dialogue"] == w["dialogue"]
+        for c, p in w["probabilities"].items():
+            assert g["probabilities"][c] == pytest.approx(p, abs=1e-4)
+    assert all(r["model"] == json.loads((stage2["out"] / "export/config.json").read_text())["config_hash"]
+               for r in got.values())
+    # --online needs a causal model
+    code, _, stderr = run_cli("erc", "predict", "-m", str(stage2["out"]), "--online", stdin="")
+    assert code == 2 and "model.context=causal" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("compat", ["thesis", "reference"])
+def test_online_equals_batch_causal(toy, tmp_path, compat):
+    out = tmp_path / "causal"
+    code, _, stderr = run_cli(*_args(toy["data"], out, toy["cache"], "--set", "model.context=causal",
+                                     "--set", f"model.compat={compat}", "--set", "train.epochs=2"))
+    assert code == 0, stderr
+    records = [json.loads(x) for x in toy["data"].read_text().splitlines() if json.loads(x)["split"] != "train"]
+    code, stdout, stderr = run_cli("erc", "predict", str(toy["data"]), "-m", str(out))
+    assert code == 0, stderr
+    batch = {r["id"]: r for r in map(json.loads, stdout.splitlines())}
+    # interleave the dialogues: turn 0 of every dialogue, then turn 1, ...
+    stream = sorted(records, key=lambda r: (r["turn"], r["dialogue"]))
+    code, stdout, stderr = run_cli("erc", "predict", "-m", str(out), "--online",
+                                   stdin="".join(json.dumps(r) + "\n" for r in stream))
+    assert code == 0, stderr
+    online = [json.loads(x) for x in stdout.splitlines()]
+    assert [r["id"] for r in online] == [r["id"] for r in stream]  # one answer per turn, in arrival order
+    for r in online:
+        for c, p in r["probabilities"].items():
+            assert p == pytest.approx(batch[r["id"]]["probabilities"][c], abs=1e-5)
+    # a turn arriving out of order is refused
+    bad = [stream[0], {**stream[0], "id": "again", "turn": 0}]
+    code, _, stderr = run_cli("erc", "predict", "-m", str(out), "--online",
+                              stdin="".join(json.dumps(r) + "\n" for r in bad))
+    assert code == 1 and "stdin:2" in stderr and "in order" in stderr
+
+
+def test_stage1_has_no_context(toy, tmp_path):
+    from emotk.models.erc.infer import ErcPredictor
+
+    out = tmp_path / "stage1"
+    code, stdout, stderr = run_cli("--json", *_args(toy["data"], out, toy["cache"], "--stage", "1"))
+    assert code == 0, stderr
+    assert json_out(stdout)["stage"] == 1
+    p = ErcPredictor(out)
+    vecs = p.embed_turns([{"id": "x", "text": "I am so happy today"}, {"id": "y", "text": "he passed away"}])
+    alone = p.logits({"text": vecs["text"][:1]}, [0])
+    both = p.logits(vecs, [0, 1])
+    assert alone[0].tolist() == pytest.approx(both[0].tolist(), abs=1e-6)  # the other turn changes nothing
+
+
+def test_resume_after_interruption_gives_the_same_result(stage2, toy, monkeypatch):
+    from emotk.models.erc.task import ErcTask
+
+    original = ErcTask.training_step
+
+    def interrupted(self, model, batch, state):
+        if state.step == 5 and state.micro == 0:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return original(self, model, batch, state)
+
+    out = toy["root"] / "resumed"
+    monkeypatch.setattr(ErcTask, "training_step", interrupted)
+    code, _, stderr = run_cli(*_args(toy["data"], out, toy["cache"]))
+    assert code == 3 and "--resume" in stderr and not (out / "summary.json").exists()
+    monkeypatch.setattr(ErcTask, "training_step", original)
+    code, stdout, stderr = run_cli("--json", *_args(toy["data"], out, toy["cache"], "--resume"))
+    assert code == 0, stderr
+    resumed = json_out(stdout)
+    for split in ("test", "valid"):
+        for metric, agg in stage2["summary"][split].items():
+            assert resumed[split][metric]["values"] == pytest.approx(agg["values"], abs=1e-6), metric
+
+
+@pytest.mark.parametrize("drop, message", [
+    ({"d03-2": {"dialogue": None}}, "has no 'dialogue'"),
+    ({"d03-2": {"turn": 1}}, "duplicate"),
+    ({"d04-2": {"emotion": "bored"}}, "bored"),  # a validation label the training split does not have
+    ({"d03-2": {"text": None}}, "text"),
+])
+def test_bad_input_is_one_line(toy, tmp_path, drop, message):
+    data = _corpus(tmp_path / "bad.jsonl", drop=drop)
+    code, _, stderr = run_cli(*_args(data, tmp_path / "out", toy["cache"]))
+    assert code == 1, stderr
+    assert len(stderr.strip().splitlines()) == 1 and message in stderr and "bad.jsonl" in stderr, stderr
+    assert not (tmp_path / "out").exists()  # checked before the output folder is made
+
+
+def test_config_errors_name_the_key():
+    from emotk.core.config import resolve
+    from emotk.models.erc.config import ErcConfig
+
+    for sets, msg in [(["model.stage=3"], "model.stage 3 fuses both"), (["model.stage=4"], "model.stage"),
+                      (["model.modalities=[speech]"], "embed.speech"), (["loss.beta=1.5"], "loss.beta"),
+                      (["model.attention_dim=100", "model.heads=3"], "multiple of model.heads")]:
+        with pytest.raises(ConfigError, match=msg):
+            resolve(ErcConfig, "erc.hcam", None, sets)
+    cfg = resolve(ErcConfig, "erc.hcam", None, ["model.stage=3", "model.modalities=[text,speech]",
+                                                "embed.speech.kind=acoustic"]).config
+    assert cfg.embed.speech.kind == "acoustic" and cfg.train.optim.lr == pytest.approx(1e-5)
