@@ -330,7 +330,10 @@ def fold_plan(prepared: Any, fold: str) -> list[str | None]:
 
 
 def run_name(fold: str | None, seed: int) -> str:
-    return f"{fold or 'split'}-seed{seed}"
+    """``<fold>-seed<S>``: the folder of one run under ``OUT/runs/`` (a fold name is never a path)."""
+    from emotk.core.names import safe_name
+
+    return safe_name(f"{fold or 'split'}-seed{seed}", "run name", "ser train")
 
 
 def _sub_config(cfg: Any, fold: str | None, seed: int) -> Any:

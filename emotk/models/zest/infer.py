@@ -35,6 +35,7 @@ from typing import Any, Callable
 import numpy as np
 
 from emotk.core.audio import HOP, SAMPLE_RATE
+from emotk.core.names import safe_name
 from emotk.errors import AudioError, DataError, EmotkError, OutputExistsError, UsageError
 
 log = logging.getLogger("emotk.zest")
@@ -329,8 +330,7 @@ def read_pairs(path: str | os.PathLike) -> list[dict[str, Any]]:
             if not isinstance(rec.get(key), str) or not rec[key]:
                 raise DataError(f"{path}:{lineno}: key '{key}' is missing (an audio path)")
         uid = str(rec.get("id", f"{len(pairs):06d}"))
-        if not uid or "/" in uid or "\\" in uid or uid.startswith("."):
-            raise DataError(f"{path}:{lineno}: key 'id': {uid!r} cannot be a file name")
+        safe_name(uid, "key 'id':", f"{path}:{lineno}")  # <id>.wav: one path component
         if uid in seen:
             raise DataError(f"{path}:{lineno}: duplicate id '{uid}' (first on line {seen[uid]})")
         seen[uid] = lineno
@@ -424,6 +424,8 @@ def export_vocoder_items(bundle: Any, manifest: Any, out_dir: str | os.PathLike,
 
     m = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest)
     out_dir = Path(out_dir)
+    for r, line in zip(m.records, m._lines()):  # every id becomes <id>.npz: check them all before writing any
+        safe_name(str(r["id"]), "key 'id':", f"{m.path or 'manifest'}:{line}")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = kept = 0
     for r in m:

@@ -1,0 +1,130 @@
+"""Issue 15 items 1, 6, 7: names from data files stay names, resume trusts nothing it can check, writes are durable."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import write_wav
+
+from emotk.core.io import sha256_json
+from emotk.errors import DataError
+
+
+def _tree(root: Path) -> dict[str, int]:
+    """Every file under ``root`` -> its size (what a write outside -o would change)."""
+    return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
+
+
+def _manifest(folder: Path, speakers: int = 4, per: int = 2) -> Path:
+    lines = []
+    for s in range(speakers):
+        for u in range(per):
+            write_wav(folder / "w" / f"s{s}_{u}.wav", seconds=0.3)
+            lines.append({"id": f"toy-s{s}_{u}", "path": f"w/s{s}_{u}.wav", "dataset": "toy", "speaker": f"toy-s{s}",
+                          "emotion": ["angry", "sad"][u % 2], "duration": 0.3})
+    path = folder / "m.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return path
+
+
+def _hostile_protocol(path: Path, fold: str = "../../victim", signed: bool = True) -> Path:
+    """A protocol whose fold name is a path, with a correct sha256 (anyone can compute one)."""
+    body = {"name": "evil", "dataset": "toy", "description": "", "source": "", "unit": "speaker",
+            "folds": [{"name": fold, "train": ["toy-s0", "toy-s1"], "valid": ["toy-s2"], "test": ["toy-s3"]}]}
+    path.write_text(json.dumps({**body, **({"sha256": sha256_json(body)} if signed else {})}))
+    return path
+
+
+# ---- item 1: names from data files are names, never paths ---------------------------------------------------------
+@pytest.mark.parametrize("value, reason", [
+    ("../../victim", "path separator"), ("..", "relative path"), (".hidden", "starts with '.'"), ("", "empty"),
+    ("a\\b", "path separator"), ("/etc", "path separator"), ("a\nb", "control character"), (" a", "whitespace"),
+    ("x" * 201, "longer than"), (3, "must be a string"),
+])
+def test_safe_name_refuses_paths_with_a_one_line_error(value, reason):
+    from emotk.core.names import safe_name
+
+    with pytest.raises(DataError) as err:
+        safe_name(value, "fold name", "p.json")
+    text = str(err.value)
+    assert text.startswith("p.json: fold name ") and reason in text and "\n" not in text
+
+
+def test_safe_name_accepts_ordinary_names():
+    from emotk.core.names import safe_name
+
+    for value in ("fold0", "Ses01", "f0-seed1", "toy-s0_1", "a.b+c", "été", "x" * 200):
+        assert safe_name(value, "name", "here") == value
+
+
+def test_protocol_fold_named_as_a_path_writes_nothing_outside_out(cli, tmp_path):
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    m = _manifest(work)
+    proto = _hostile_protocol(work / "evil.json")
+    (tmp_path / "victim").mkdir()
+    (tmp_path / "victim" / "train.jsonl").write_text("precious\n")
+    before = _tree(tmp_path)
+    res = cli("data", "split", m, "--protocol", proto, "--write-manifests", "-o", work / "out")
+    assert res.code == 1 and len(res.err.strip().splitlines()) == 1, res.err
+    assert str(proto) in res.err and "fold name '../../victim'" in res.err and "path separator" in res.err
+    assert _tree(tmp_path) == before and not (work / "out").exists()
+    assert (tmp_path / "victim" / "train.jsonl").read_text() == "precious\n"
+    # ser train reads the same protocol: refused before any folder (run.json, features) is made
+    res = cli("ser", "train", "-c", "ser/tiny", "--data", m, "--protocol", proto, "--set", "upstream.name=lld",
+              "-o", work / "run")
+    assert res.code == 1 and len(res.err.strip().splitlines()) == 1 and "fold name '../../victim'" in res.err
+    assert _tree(tmp_path) == before and not (work / "run").exists()
+
+
+def test_protocol_without_sha256_is_an_error_unless_no_verify(cli, tmp_path):
+    from emotk.data.protocols import Protocol
+
+    m = _manifest(tmp_path)
+    hand = _hostile_protocol(tmp_path / "hand.json", fold="f0", signed=False)
+    with pytest.raises(DataError, match="no 'sha256' key") as err:
+        Protocol.load(hand)
+    assert str(hand) in str(err.value) and "\n" not in str(err.value)
+    res = cli("data", "split", m, "--protocol", hand, "--write-manifests", "-o", tmp_path / "out")
+    assert res.code == 1 and "no 'sha256' key" in res.err and "--no-verify" in res.err
+    assert not (tmp_path / "out").exists()
+    # --no-verify accepts it loudly; without --write-manifests it signs the file
+    res = cli("--json", "data", "split", m, "--protocol", hand, "--no-verify", "-o", tmp_path / "signed.json")
+    assert res.code == 0 and "UNCHECKED" in res.err, res.err
+    signed = Protocol.load(tmp_path / "signed.json")
+    assert signed.fold_names == ["f0"] and json.loads((tmp_path / "signed.json").read_text())["sha256"]
+    # a wrong sha256 stays an error with --no-verify
+    data = json.loads(hand.read_text())
+    data["sha256"] = "0" * 64
+    hand.write_text(json.dumps(data))
+    res = cli("data", "split", m, "--protocol", hand, "--no-verify", "-o", tmp_path / "again.json")
+    assert res.code == 1 and "sha256 mismatch" in res.err
+    res = cli("data", "split", m, "--folds", "2", "--no-verify", "-o", tmp_path / "x.json")
+    assert res.code == 2 and "--no-verify only applies with --protocol" in res.err
+
+
+def test_pair_ids_and_model_names_go_through_the_same_checker(tmp_path):
+    from emotk.eval.est.systems import parse_models
+    from emotk.errors import UsageError
+    from emotk.models.zest.infer import read_pairs
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"src": "a.wav", "ref": "b.wav", "id": "ok"}\n{"src": "a.wav", "ref": "b.wav", "id": ".."}\n')
+    with pytest.raises(DataError) as err:
+        read_pairs(pairs)
+    assert str(err.value) == f"{pairs}:2: key 'id': '..' cannot be a file name (is a relative path)"
+    with pytest.raises(UsageError, match="cannot name a model"):
+        parse_models(["..=/tmp/bundle"])
+
+
+def test_vocoder_items_check_every_id_before_writing(tmp_path):
+    from emotk.data.manifest import Manifest
+    from emotk.models.zest.infer import export_vocoder_items
+
+    recs = [{"id": "fine", "path": "a.wav", "dataset": "x"}, {"id": "../escape", "path": "b.wav", "dataset": "x"}]
+    with pytest.raises(DataError, match="manifest:2: key 'id': '../escape' cannot be a file name"):
+        export_vocoder_items(None, Manifest.from_records(recs), tmp_path / "items")
+    assert not (tmp_path / "items").exists()
