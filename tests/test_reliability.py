@@ -107,8 +107,8 @@ def test_protocol_without_sha256_is_an_error_unless_no_verify(cli, tmp_path):
 
 
 def test_pair_ids_and_model_names_go_through_the_same_checker(tmp_path):
-    from emotk.eval.est.systems import parse_models
     from emotk.errors import UsageError
+    from emotk.eval.est.systems import parse_models
     from emotk.models.zest.infer import read_pairs
 
     pairs = tmp_path / "pairs.jsonl"
@@ -128,3 +128,49 @@ def test_vocoder_items_check_every_id_before_writing(tmp_path):
     with pytest.raises(DataError, match="manifest:2: key 'id': '../escape' cannot be a file name"):
         export_vocoder_items(None, Manifest.from_records(recs), tmp_path / "items")
     assert not (tmp_path / "items").exists()
+
+
+# ---- item 7: durability --------------------------------------------------------------------------------------------
+def _record_fsyncs(monkeypatch) -> list[tuple[str, str]]:
+    """Record every os.fsync as (kind, path) in order, together with os.replace calls."""
+    calls: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(src, dst, *a, **k):
+        calls.append(("replace", str(dst)))
+        return real_replace(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return calls
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name file descriptors")
+def test_atomic_path_fsyncs_file_before_and_folder_after_the_rename(tmp_path, monkeypatch):
+    from emotk.core.io import atomic_write_text
+
+    calls = _record_fsyncs(monkeypatch)
+    target = tmp_path / "index.json"
+    atomic_write_text(target, "complete")
+    assert target.read_text() == "complete"
+    kinds = [k for k, _ in calls]
+    assert kinds == ["fsync", "replace", "fsync"], calls
+    assert Path(calls[0][1]).parent == tmp_path and Path(calls[0][1]).name.startswith(".index.json.")  # the temp file
+    assert calls[1][1] == str(target) and calls[2][1] == str(tmp_path)  # then its folder, after the rename
+    assert [p.name for p in tmp_path.iterdir()] == ["index.json"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name file descriptors")
+def test_new_journal_fsyncs_its_folder(tmp_path, monkeypatch):
+    from emotk.core.journal import Journal
+
+    calls = _record_fsyncs(monkeypatch)
+    with Journal.open(tmp_path / "j" / "scores.jsonl", "test", {"model": "m"}, resume=False) as j:
+        j.append({"id": "a"})
+    synced = [p for k, p in calls if k == "fsync"]
+    assert synced[:2] == [str(tmp_path / "j" / "scores.jsonl"), str(tmp_path / "j")]  # header line, then the name
+    assert synced[2:] == [str(tmp_path / "j" / "scores.jsonl")]  # each record

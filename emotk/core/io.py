@@ -34,11 +34,45 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield tmp_path
+        fsync_file(tmp_path)  # the data is on disk before the name points at it (power loss: old or new, never empty)
         os.replace(tmp_path, path)
+        fsync_dir(path.parent)  # ... and the rename itself is on disk
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush a written file's data to disk (a folder written in its place, e.g. by a library: each file in it)."""
+    path = Path(path)
+    if path.is_dir():
+        for child in sorted(path.rglob("*")):
+            if child.is_file():
+                fsync_file(child)
+        fsync_dir(path)
+        return
+    if not path.exists():  # the caller wrote nothing (or moved the file away): nothing to flush
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename or a new file in it) to disk; a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems (and Windows) do not fsync folders
+        pass
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:
