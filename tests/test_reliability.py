@@ -174,3 +174,108 @@ def test_new_journal_fsyncs_its_folder(tmp_path, monkeypatch):
     synced = [p for k, p in calls if k == "fsync"]
     assert synced[:2] == [str(tmp_path / "j" / "scores.jsonl"), str(tmp_path / "j")]  # header line, then the name
     assert synced[2:] == [str(tmp_path / "j" / "scores.jsonl")]  # each record
+
+
+# ---- item 6a: resume checks the shards an index vouches for ------------------------------------------------------
+def _arrays(uid: str):
+    import numpy as np
+
+    k = int(uid.split("-")[1])
+    return {"x": np.full((k + 1, 3), k, np.float32)}
+
+
+def test_feature_cache_resume_recomputes_deleted_truncated_and_corrupt_shards(tmp_path):
+    import numpy as np
+
+    from emotk.features.cache import FeatureCache
+
+    ids = [f"ds-{i:03d}" for i in range(23)]
+    cache = FeatureCache.create(tmp_path, "fake", {}, ids, shard_size=5)
+    for j, block in enumerate(cache.blocks()):
+        cache.write_shard(j, {u: _arrays(u) for u in block})
+    index = json.loads(cache._index_path(0).read_text())
+    assert index["data"]["size"] == cache._data_path(0).stat().st_size and len(index["data"]["sha256"]) == 64
+    cache._data_path(1).unlink()  # deleted
+    data = cache._data_path(2).read_bytes()
+    cache._data_path(2).write_bytes(data[: len(data) // 2])  # truncated
+    data = bytearray(cache._data_path(3).read_bytes())
+    data[-4:] = b"\xff\xff\xff\xff"  # corrupt, same size
+    cache._data_path(3).write_bytes(bytes(data))
+    cache._index_path(4).write_text("{not json")  # a corrupt index
+    assert FeatureCache(cache.path).complete_shards() == [0, 1, 2, 3, 4]  # what an index-only check believes
+    resumed = FeatureCache.create(tmp_path, "fake", {}, ids, shard_size=5, resume=True)
+    assert sorted(resumed.bad_shards) == [1, 2, 3, 4]
+    assert "missing" in resumed.bad_shards[1] and "truncated" in resumed.bad_shards[2]
+    assert "corrupt" in resumed.bad_shards[3] and "unreadable" in resumed.bad_shards[4]
+    assert resumed.complete_shards() == [0] and not resumed._data_path(2).exists()
+    for j in (1, 2, 3, 4):
+        resumed.write_shard(j, {u: _arrays(u) for u in resumed.blocks()[j]})
+    again = FeatureCache.create(tmp_path, "fake", {}, ids, shard_size=5, resume=True)
+    assert again.bad_shards == {} and again.ids() == ids
+    for uid, arrays in again.items():
+        np.testing.assert_array_equal(arrays["x"], _arrays(uid)["x"])
+
+
+def test_feature_cache_index_without_recorded_size_gets_a_structural_check(tmp_path):
+    from emotk.features.cache import FeatureCache
+
+    ids = [f"ds-{i:03d}" for i in range(10)]
+    cache = FeatureCache.create(tmp_path, "fake", {}, ids, shard_size=5)
+    for j, block in enumerate(cache.blocks()):
+        cache.write_shard(j, {u: _arrays(u) for u in block})
+        index = json.loads(cache._index_path(j).read_text())
+        del index["data"]  # as written by emotk before sizes were recorded
+        cache._index_path(j).write_text(json.dumps(index))
+    data = cache._data_path(1).read_bytes()
+    cache._data_path(1).write_bytes(data[:-3])
+    assert cache.shard_problem(0) is None and "truncated" in cache.shard_problem(1)
+
+
+def test_cli_extract_resume_recomputes_a_truncated_shard(cli, tmp_path):
+    from emotk.features.cache import FeatureCache
+
+    lines = []
+    for i in range(6):
+        write_wav(tmp_path / "wav" / f"t{i}.wav", seconds=0.3, freq=120 + 20 * i)
+        lines.append({"id": f"syn-{i:03d}", "path": f"wav/t{i}.wav", "dataset": "syn"})
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    args = ["--json", "features", "extract", "f0", "--data", tmp_path / "m.jsonl", "-o", tmp_path / "c",
+            "--set", "backend=world", "--shard-size", "3"]
+    first = cli(*args)
+    assert first.code == 0, first.err
+    cache = FeatureCache(json.loads(first.out)["cache"])
+    want = cache.get("syn-004", "f0")
+    shard = cache._data_path(1)
+    shard.write_bytes(shard.read_bytes()[:100])  # power loss / full disk / a careless copy
+    res = cli(*args, "--resume")
+    assert res.code == 0, res.err
+    out = json.loads(res.out)
+    assert out["count"] == 3 and out["complete"] and list(out["shards_recomputed"]) == ["1"]
+    assert "shard-00001.safetensors" in res.err and "recomputing" in res.err
+    import numpy as np
+
+    np.testing.assert_array_equal(FeatureCache(cache.path).get("syn-004", "f0"), want)
+
+
+def test_utterance_cache_ignores_and_removes_chunks_whose_data_file_is_bad(tmp_path):
+    import numpy as np
+
+    from emotk.features.cache import AudioSource, UtteranceCache
+
+    wavs = [write_wav(tmp_path / f"u{i}.wav", seconds=0.2, freq=150 + 30 * i) for i in range(4)]
+    cache = UtteranceCache.create(tmp_path / "c", "fake", {}, chunk_size=2)
+    with cache.writer() as w:
+        for i, p in enumerate(wavs):
+            w.add(f"x-{i}", AudioSource(p), {"h": np.full((2, 2), i, np.float32)})
+    chunks = sorted(cache.path.glob("chunk-*.safetensors"))
+    assert len(chunks) == 2
+    first = json.loads(chunks[0].with_suffix(".json").read_text())
+    chunks[0].write_bytes(chunks[0].read_bytes()[:-5])  # truncated under a complete index
+    reopened = UtteranceCache(cache.path)
+    assert list(reopened.bad_chunks) == [chunks[0].stem] and "truncated" in reopened.bad_chunks[chunks[0].stem]
+    bad_ids = {e["id"] for e in first["entries"]}
+    for i, p in enumerate(wavs):
+        found = reopened.lookup(f"x-{i}", AudioSource(p))
+        assert (found is None) == (f"x-{i}" in bad_ids)  # missing, so it is encoded again; never a broken read
+    reopened.writer()  # a writer deletes the bad chunk for good
+    assert not chunks[0].exists() and not chunks[0].with_suffix(".json").exists() and chunks[1].exists()
