@@ -279,3 +279,64 @@ def test_utterance_cache_ignores_and_removes_chunks_whose_data_file_is_bad(tmp_p
         assert (found is None) == (f"x-{i}" in bad_ids)  # missing, so it is encoded again; never a broken read
     reopened.writer()  # a writer deletes the bad chunk for good
     assert not chunks[0].exists() and not chunks[0].with_suffix(".json").exists() and chunks[1].exists()
+
+
+# ---- item 6c/6d: temp files of a kill at the rename are cleaned; usage errors leave no output behind ---------------
+def test_remove_stale_temps_takes_only_what_atomic_path_made(tmp_path):
+    from emotk.core.io import atomic_path, remove_stale_temps, stale_temps
+
+    target = tmp_path / "p.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            os.link(tmp, tmp_path / "kept")  # what a kill between the write and the rename leaves: this name
+            left = tmp.name
+            raise KeyboardInterrupt
+    (tmp_path / "kept").rename(tmp_path / left)
+    mine = [tmp_path / ".p.jsonl.notes", tmp_path / ".p.jsonl.backup-2024.txt", tmp_path / "p.jsonl.x1234567.tmp"]
+    for p in mine:
+        p.write_text("the user's")
+    assert [p.name for p in stale_temps(target)] == [left]
+    assert remove_stale_temps(target) == [tmp_path / left] and stale_temps(target) == []
+    assert all(p.exists() for p in mine)
+
+
+def test_transfer_pairs_checks_inputs_before_the_model_and_cleans_stale_temps(cli, tmp_path):
+    import numpy as np
+
+    from emotk.models.zest import infer
+
+    a, b = write_wav(tmp_path / "a.wav", seconds=0.3), write_wav(tmp_path / "b.wav", seconds=0.3)
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"src": str(a), "ref": str(b)}) + "\n" + json.dumps({"src": str(a)}) + "\n")
+    res = cli("transfer", "--pairs", pairs, "--out-dir", tmp_path / "out", "--model", tmp_path / "no-bundle")
+    assert res.code == 1 and f"{pairs}:2: key 'ref' is missing" in res.err, res.err  # not the missing bundle
+    assert not (tmp_path / "out").exists()
+    res = cli("transfer", "--src", tmp_path / "typo.wav", "--ref", b, "-o", tmp_path / "o.wav", "-m", tmp_path / "nb")
+    assert res.code == 1 and "typo.wav: source audio file not found" in res.err, res.err
+    pairs.write_text(json.dumps({"src": str(a), "ref": str(b), "id": "one"}) + "\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / f".one.wav.{'x1' * 4}.tmp.wav"
+    stale.write_bytes(b"RIFF half")
+    result = infer.transfer_batch(None, pairs, out, transfer_fn=lambda *a: (np.zeros(3200, np.float32), {}))
+    assert result["ok"] == 1 and not stale.exists() and (out / "one.wav").is_file()
+
+
+def test_ser_predict_cleans_stale_temps_of_its_output(cli, tmp_path):
+    out = tmp_path / "p.jsonl"
+    stale = tmp_path / f".p.jsonl.{'k' * 8}.tmp.jsonl"
+    stale.write_text('{"id": "half')
+    res = cli("ser", "predict", "-m", tmp_path / "no-model", write_wav(tmp_path / "a.wav"), "-o", out)
+    assert res.code != 0 and not stale.exists() and not out.exists()
+
+
+def test_ser_train_with_an_unknown_upstream_makes_no_run_folder(cli, tmp_path, hub_env):
+    m = _manifest(tmp_path)
+    res = cli("data", "split", m, "--folds", "4", "--valid", "1", "-o", tmp_path / "p.json")
+    assert res.code == 0, res.err
+    for name, message in (("nonexist", "unknown model 'nonexist'"), ("wavlm-base", "not found locally")):
+        res = cli("ser", "train", "-c", "ser/tiny", "--data", m, "--protocol", tmp_path / "p.json",
+                  "--set", "data.fold=fold0", "--set", f"upstream.name={name}", "-o", tmp_path / "run")
+        assert res.code != 0 and message in res.err and len(res.err.strip().splitlines()) == 1, res.err
+        assert not (tmp_path / "run").exists()

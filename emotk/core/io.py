@@ -8,7 +8,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from emotk.errors import OutputExistsError
 
@@ -73,6 +73,35 @@ def fsync_dir(path: str | os.PathLike) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def stale_temps(path: str | os.PathLike) -> list[Path]:
+    """The temporary files :func:`atomic_path` made for ``path`` that are still there (a kill at the rename)."""
+    import glob
+    import re
+
+    path = Path(path)
+    pattern = re.compile(r"^\." + re.escape(path.name) + r"\.[A-Za-z0-9_]{8}(\..*)?$")  # mkstemp: 8 random chars
+    try:
+        return sorted(p for p in path.parent.glob(f".{glob.escape(path.name)}.*") if pattern.match(p.name))
+    except OSError:
+        return []
+
+
+def remove_stale_temps(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """Delete what a killed writer left beside each of ``paths`` (its outputs); returns the files removed.
+
+    Call it at the start of a command, for the outputs this process owns: a concurrent writer of the same
+    output would lose its temporary file."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    gone = []
+    for target in paths:
+        for tmp in stale_temps(target):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                gone.append(tmp)
+    return gone
 
 
 def _umask() -> int:

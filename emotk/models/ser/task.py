@@ -438,6 +438,7 @@ def _train(resolved: Any, out: str | os.PathLike, *, resume: bool, overwrite: bo
     from emotk.core.runs import RunDir
     from emotk.core.runtime import apply_threads, device_name
     from emotk.models.ser.data import prepare
+    from emotk.models.ser.features import check_upstream
     from emotk.train import distributed as dist
 
     cfg = resolved.config
@@ -455,6 +456,8 @@ def _train(resolved: Any, out: str | os.PathLike, *, resume: bool, overwrite: bo
     plan = [(f, s) for f in folds for s in seeds]
     combos = grid(cfg.search) if cfg.search else []
     inputs = prepared.inputs()
+    if not (resume and (out / "run.json").is_file()):  # an unknown or absent model fails before OUT is made
+        check_upstream(cfg.feature_config())
     if dist.is_main():
         parent = RunDir.create(out, resolved, overwrite=overwrite, resume=resume, inputs=inputs, device=device,
                                argv=argv)
