@@ -260,9 +260,11 @@ def test_save_load_roundtrip_and_sha_mismatch(tmp_path):
     with pytest.raises(DataError, match="sha256 mismatch") as err:
         P.Protocol.load(path)
     assert str(path) in str(err.value) and "\n" not in str(err.value)
-    del data["sha256"]  # a hand-written file without a hash is accepted
+    del data["sha256"]  # a file without a hash is refused (the tamper check cannot run) unless verify=False
     path.write_text(json.dumps(data))
-    assert P.Protocol.load(path).folds[0].test == data["folds"][0]["test"]
+    with pytest.raises(DataError, match="no 'sha256' key"):
+        P.Protocol.load(path)
+    assert P.Protocol.load(path, verify=False).folds[0].test == data["folds"][0]["test"]
 
 
 @pytest.mark.parametrize("content, message", [

@@ -295,6 +295,20 @@ def test_debug_mode_two_batches_two_epochs_and_finished_resume(tmp_path):
     assert again["steps"] == 4 and again["best"] == result["best"]
 
 
+def test_resuming_a_finished_run_keeps_its_last_epoch(tmp_path):
+    # killed between the final checkpoint and the final (test) evaluation: --resume must label those rows
+    # with the run's last epoch, not "epoch 4 of 3"
+    t = make_trainer(tmp_path / "run", BlobTask(n_valid=40), epochs=3)
+    result = t.fit()
+    assert result["epochs"] == 3 and result["stopped"] == "completed"
+    again = make_trainer(tmp_path / "run", BlobTask(n_valid=40), epochs=3)
+    resumed = again.fit(resume=True)
+    assert resumed["epochs"] == 3 and resumed["last"]["epoch"] == 3 and resumed["steps"] == result["steps"]
+    again.evaluate(BlobTask(n_valid=40).valid_dataset(), split="test")
+    rows = read_metrics(tmp_path / "run")
+    assert max(r["epoch"] for r in rows) == 3 and rows[-1]["split"] == "test" and rows[-1]["epoch"] == 3
+
+
 def test_several_optimisers_each_get_their_loss(tmp_path):
     task = BlobTask(groups="two")
     t = make_trainer(tmp_path / "run", task, max_steps=3, grad_accum=2, log_every_steps=1)

@@ -167,6 +167,9 @@ def split(
     name: Optional[str] = typer.Option(None, "--name", help="Protocol name (default: <dataset>-<by>-<k>fold-seed<s>, "
                                        "or <dataset>-<by>-split for one fold)."),
     write_manifests: bool = typer.Option(False, "--write-manifests", help="Write OUT/<fold>/{train,valid,test}.jsonl."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Accept a --protocol file without its 'sha256' key "
+                                   "(loudly; a wrong sha256 is still an error). Without --write-manifests, the "
+                                   "protocol is saved to OUT with its sha256: this signs a hand-written file."),
     root: Optional[List[str]] = RootOpt,
     overwrite: bool = OverwriteOpt,
 ) -> None:
@@ -192,8 +195,10 @@ def split(
                                 ("--valid-holdout", valid_holdout), ("--name", name)) if v is not None]
         if given:
             raise UsageError(f"--protocol applies a protocol as it is; {given[0]} only applies when building one")
-        proto = P.find_protocol(protocol)
+        proto = P.find_protocol(protocol, verify=not no_verify)
     else:
+        if no_verify:
+            raise UsageError("--no-verify only applies with --protocol FILE")
         if valid_speakers is not None and not names(valid_speakers):
             raise UsageError("--valid-speakers: give comma-separated values (or --valid 0 for no validation)")
         if test_speakers is not None and not names(test_speakers):

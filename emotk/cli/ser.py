@@ -214,11 +214,12 @@ def predict(
         _predict_scored(inputs, model, out, report, unlabeled or "error", skip_bad, batch_size, overwrite,
                         parse_roots(root), label_field, label_mapping, feature_cache)
         return
-    from emotk.core.io import atomic_path, check_writable
+    from emotk.core.io import atomic_path, check_writable, remove_stale_temps
     from emotk.models.ser.infer import predict as run_predict
 
     if out is not None:
         check_writable(out, overwrite)
+        remove_stale_temps(out)  # what a run killed at the rename left beside the output
     results = run_predict(model, list(inputs), skip_bad=skip_bad, batch_size=batch_size,
                           device=device_name(_device()), roots=parse_roots(root), cache=feature_cache,
                           label_field=label_field, label_mapping=label_mapping)

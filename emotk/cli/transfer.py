@@ -58,7 +58,7 @@ def convert(
     """Convert --src to the emotion of --ref (or every pair of --pairs) with a trained model bundle."""
     if ctx.invoked_subcommand is not None:
         return
-    from emotk.errors import UsageError
+    from emotk.errors import AudioError, UsageError
 
     if model is None:
         if src is None and pairs is None:
@@ -85,8 +85,14 @@ def convert(
     from emotk.models.zest.export import load_bundle
 
     shard_ = parse_shard(shard)
-    if pairs is None:
+    if pairs is None:  # inputs first: a typo fails before seconds of model loading
         check_writable(out, overwrite)
+        for what, path in (("source", src), ("reference", ref)):
+            if not path.is_file():
+                raise AudioError(f"{path}: {what} audio file not found" if not path.is_dir() else
+                                 f"{path}: {what} is a directory, not an audio file")
+    else:
+        infer.check_batch(pairs, out_dir, shard=shard_, resume=resume, overwrite=overwrite)
     bundle = load_bundle(model, device=_device())
     if f0_level is not None:
         bundle.config.transfer.f0_level = f0_level

@@ -8,7 +8,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from emotk.errors import OutputExistsError
 
@@ -34,11 +34,74 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield tmp_path
+        fsync_file(tmp_path)  # the data is on disk before the name points at it (power loss: old or new, never empty)
         os.replace(tmp_path, path)
+        fsync_dir(path.parent)  # ... and the rename itself is on disk
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush a written file's data to disk (a folder written in its place, e.g. by a library: each file in it)."""
+    path = Path(path)
+    if path.is_dir():
+        for child in sorted(path.rglob("*")):
+            if child.is_file():
+                fsync_file(child)
+        fsync_dir(path)
+        return
+    if not path.exists():  # the caller wrote nothing (or moved the file away): nothing to flush
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename or a new file in it) to disk; a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems (and Windows) do not fsync folders
+        pass
+    finally:
+        os.close(fd)
+
+
+def stale_temps(path: str | os.PathLike) -> list[Path]:
+    """The temporary files :func:`atomic_path` made for ``path`` that are still there (a kill at the rename)."""
+    import glob
+    import re
+
+    path = Path(path)
+    pattern = re.compile(r"^\." + re.escape(path.name) + r"\.[A-Za-z0-9_]{8}(\..*)?$")  # mkstemp: 8 random chars
+    try:
+        return sorted(p for p in path.parent.glob(f".{glob.escape(path.name)}.*") if pattern.match(p.name))
+    except OSError:
+        return []
+
+
+def remove_stale_temps(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """Delete what a killed writer left beside each of ``paths`` (its outputs); returns the files removed.
+
+    Call it at the start of a command, for the outputs this process owns: a concurrent writer of the same
+    output would lose its temporary file."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    gone = []
+    for target in paths:
+        for tmp in stale_temps(target):
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                gone.append(tmp)
+    return gone
 
 
 def _umask() -> int:

@@ -119,6 +119,9 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         journal = cls(path, header, [], resumed=False)
         journal._write([header])
+        from emotk.core.io import fsync_dir
+
+        fsync_dir(path.parent)  # the new file's name is on disk too, not only its lines
         return journal
 
     def append(self, record: Mapping[str, Any]) -> None:

@@ -19,7 +19,9 @@ importers prefix the value (IEMOCAP's ``iemocap-Ses01F_impro01``) and copies tha
 A record whose unit value is in no list of a fold, that
 lacks the unit field, or that belongs to another dataset is excluded from that fold (and counted in summaries).
 Within a fold the three lists are disjoint; across folds they may overlap (a value is test in one fold, train in
-the next). ``sha256`` is checked on load: an edited file is an error until it is re-saved.
+the next). ``sha256`` is checked on load: an edited file, or one without ``sha256``, is an error until it is
+re-saved. Fold names become folder names, so each must be one safe path component
+(:func:`emotk.core.names.safe_name`).
 
 ``valid_rule`` (optional) derives or narrows the validation split of every fold from the manifest itself, for
 protocols whose validation set is not a list of unit values:
@@ -67,6 +69,7 @@ from typing import Any, Iterable
 
 from emotk.core.io import atomic_write_json, sha256_json
 from emotk.core.log import get_logger
+from emotk.core.names import safe_name
 from emotk.core.suggest import did_you_mean
 from emotk.data.manifest import Manifest
 from emotk.errors import DataError, UsageError
@@ -174,8 +177,9 @@ class Protocol:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Protocol":
-        """Read and check a protocol file; a bad file or a wrong ``sha256`` is a one-line DataError."""
+    def load(cls, path: str | os.PathLike, verify: bool = True) -> "Protocol":
+        """Read and check a protocol file; a bad file, a wrong or (with ``verify``) a missing ``sha256`` is a
+        one-line DataError. ``verify=False`` accepts a file without ``sha256`` (a mismatch is still an error)."""
         path = Path(path)
         if not path.is_file():
             raise DataError(f"protocol file not found: {path}")
@@ -187,6 +191,12 @@ class Protocol:
             raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
         proto = cls.from_dict(data, where=str(path), path=path)
         stored = data.get("sha256")
+        if stored is None and verify:
+            raise DataError(f"{path}: no 'sha256' key, so the protocol cannot be checked for edits; sign it with "
+                            f"`emotk data split MANIFEST --protocol {path} --no-verify -o SIGNED.json` (or "
+                            "Protocol.save) and use the signed file")
+        if stored is None:
+            log.warning(f"warning: {path}: no 'sha256' key; --no-verify: using it UNCHECKED (edits go unnoticed)")
         if stored is not None and stored != proto.sha256:
             raise DataError(f"{path}: sha256 mismatch (file says {str(stored)[:12]}…, content is {proto.sha256[:12]}…);"
                             " the protocol was edited — re-save it with Protocol.save to accept the change")
@@ -317,6 +327,7 @@ def _check_protocol(p: Protocol, where: str) -> None:
         raise DataError(f"{where}: a protocol needs at least one fold")
     names: set[str] = set()
     for f in p.folds:
+        safe_name(f.name, "fold name", where)  # folds become folders: OUT/<fold>/, runs/<fold>-seed<S>/
         if f.name in names:
             raise DataError(f"{where}: duplicate fold name '{f.name}'")
         names.add(f.name)
@@ -407,13 +418,14 @@ def list_protocols(dataset: str | None = None) -> list[Protocol]:
     return sorted(protos, key=lambda p: p.name)
 
 
-def find_protocol(name_or_path: str | os.PathLike) -> Protocol:
+def find_protocol(name_or_path: str | os.PathLike, verify: bool = True) -> Protocol:
     """A protocol by committed name (e.g. ``ravdess-5fold``), ``manifest-split`` (the records' own ``split``
-    field, built in) or the path of a protocol JSON file."""
+    field, built in) or the path of a protocol JSON file (``verify``: see :meth:`Protocol.load`; committed
+    protocols are always verified)."""
     text = str(name_or_path)
     path = Path(text).expanduser()
     if path.is_file():
-        return Protocol.load(path)
+        return Protocol.load(path, verify=verify)
     if text == MANIFEST_SPLIT:
         return manifest_split_protocol()
     if path.suffix == ".json" or os.sep in text:
@@ -467,6 +479,7 @@ def write_split_manifests(manifest: Manifest, protocol: Protocol, out_dir: str |
                                "out_dir": str(out_dir), "folds": {}}
     by_id = absolute.by_id()
     for f in folds:
+        safe_name(f.name, "fold name", f"protocol '{protocol.name}'")  # a Protocol checks it; never trust a path
         info = protocol.assign_detailed(absolute, f.name)
         for split in SPLITS:
             recs = [{**by_id[i], "split": split} for i in info["splits"][split]]

@@ -68,6 +68,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from emotk.core.io import atomic_write_bytes, canonical_json, sha256_bytes
+from emotk.core.names import safe_name
 from emotk.data.manifest import Manifest, iter_jsonl
 from emotk.errors import DataError, UsageError
 
@@ -586,8 +587,7 @@ def read_pairs(path: str | os.PathLike) -> tuple[dict[str, Any], list[dict[str, 
         for key in ("id", "source", "reference"):
             if not isinstance(obj[key], str) or not obj[key]:
                 raise DataError(f"{path}:{lineno}: key '{key}' must be a non-empty string, got {obj[key]!r}")
-        if "/" in obj["id"] or "\\" in obj["id"] or obj["id"].startswith("."):
-            raise DataError(f"{path}:{lineno}: key 'id': {obj['id']!r} cannot be a file name")
+        safe_name(obj["id"], "key 'id':", f"{path}:{lineno}")  # <id>.wav, <id>.json: one path component
         if obj["setting"] != header["setting"]:
             raise DataError(f"{path}:{lineno}: key 'setting': {obj['setting']!r} differs from the header's "
                             f"{header['setting']!r}")

@@ -16,7 +16,8 @@ Layout of a :class:`FeatureCache`::
                                     shard size, number of storage shards, emotk version
         shard-00000.safetensors     the arrays of up to ``shard_size`` utterances
         shard-00000.json            the shard's index; written atomically *after* its safetensors file,
-                                    so its presence is the mark of a complete shard
+                                    so its presence is the mark of a complete shard; it records the data
+                                    file's size and sha256 (``"data": {"size", "sha256"}``)
         ...
 
 ``hash12`` is the first 12 hex digits of the sha256 of the canonical JSON of
@@ -31,7 +32,9 @@ Partition (documented contract):
       complete, for any N, and a worker's shards never touch another worker's files (a SLURM array
       needs no locking).
 Resume: a complete shard (index present) is never recomputed; only missing shards are processed, so
-a killed run loses at most the shard it was writing.
+a killed run loses at most the shard it was writing. An index is not trusted blindly: on resume each of this
+worker's complete shards is checked against the size and sha256 its index records (:meth:`FeatureCache.
+shard_problem`); a deleted, truncated or corrupt shard (or an unreadable index) is reported and recomputed.
 """
 
 from __future__ import annotations
@@ -100,6 +103,7 @@ class FeatureCache:
             raise DataError(f"{meta_path}: invalid JSON ({e.msg})") from None
         if self.meta.get("format") != CACHE_FORMAT:
             raise DataError(f"{meta_path}: not an emotk feature cache")
+        self.bad_shards: dict[int, str] = {}  # shard -> why it was recomputed (create(resume=True))
         self._where: dict[str, tuple[int, dict[str, Any]]] | None = None  # id -> (shard, index entry)
 
     # ---- construction -----------------------------------------------------------------------
@@ -184,6 +188,17 @@ class FeatureCache:
                 f"{path} already holds {len(done)} of this run's {len(mine)} shards; "
                 "pass --resume to continue or --overwrite to recompute"
             )
+        cache.bad_shards = {}
+        for j in done if resume and not overwrite else []:
+            problem = cache.shard_problem(j)
+            if problem is not None:  # its index is a lie: drop the shard so it is recomputed
+                from emotk.core.log import get_logger
+
+                get_logger("features").warning(f"{cache._data_path(j)}: {problem}; recomputing the shard")
+                cache.bad_shards[j] = problem
+                for p in (cache._index_path(j), cache._data_path(j)):
+                    p.unlink(missing_ok=True)
+        cache._where = None
         cache._remove_stale_temps(mine)
         cache._blocks = blocks
         return cache
@@ -211,6 +226,23 @@ class FeatureCache:
     def is_complete(self, j: int) -> bool:
         return self._index_path(j).is_file()
 
+    def shard_problem(self, j: int, full: bool = True) -> str | None:
+        """Why complete shard ``j`` cannot be trusted (a short phrase), or None when it checks out.
+
+        Checks that its index reads and belongs to shard ``j`` of this cache, and that the data file exists
+        with the size (and, with ``full``, the sha256) the index records. Indexes written before sizes were
+        recorded get a structural check instead (the safetensors header covers the file exactly).
+        """
+        try:
+            index = json.loads(self._index_path(j).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return "unreadable shard index"
+        if not isinstance(index, dict) or index.get("shard") != j or not isinstance(index.get("entries"), dict):
+            return "shard index of another shard or format"
+        if index.get("config_hash") != self.meta.get("config_hash"):
+            return "shard index of another extractor config"
+        return _data_problem(self._data_path(j), index, full)
+
     def complete_shards(self) -> list[int]:
         return [j for j in range(int(self.meta["num_shards"])) if self.is_complete(j)]
 
@@ -237,11 +269,14 @@ class FeatureCache:
                 key = f"{pos}.{name}"
                 tensors[key] = a
                 entries[uid][name] = {"key": key, "shape": list(a.shape), "dtype": str(a.dtype)}
+        data = None
         if tensors:
             with atomic_path(self._data_path(j), suffix=".safetensors") as tmp:
                 save_file(tensors, str(tmp), metadata={"config_hash": self.meta["config_hash"], "shard": str(j)})
+                data = _file_record(tmp)
         index = {"shard": j, "complete": True, "ids": order, "entries": entries, "skipped": skipped,
-                 "config_hash": self.meta["config_hash"], "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                 "config_hash": self.meta["config_hash"], "data": data,
+                 "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         atomic_write_json(self._index_path(j), index)
         self._where = None
 
@@ -330,6 +365,53 @@ class FeatureCache:
         return f"FeatureCache({str(self.path)!r}, kind={self.meta['kind']!r})"
 
 
+def _file_record(path: Path) -> dict[str, Any]:
+    """``{"size", "sha256"}`` of a written data file, kept in its index so a reader can check the file."""
+    from emotk.core.io import sha256_file
+
+    return {"size": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def _data_problem(data_path: Path, index: Mapping[str, Any], full: bool) -> str | None:
+    """Why the data file of a shard/chunk index is not what the index says, or None."""
+    entries = index.get("entries")
+    record = index.get("data")
+    if not entries and record is None:
+        return None  # nothing stored (every utterance skipped): no data file
+    try:
+        size = data_path.stat().st_size
+    except OSError:
+        return "data file is missing"
+    if isinstance(record, dict) and "size" in record:
+        if size != record["size"]:
+            return f"data file is {size} bytes, its index says {record['size']} (truncated or replaced)"
+        if full and record.get("sha256"):
+            from emotk.core.io import sha256_file
+
+            if sha256_file(data_path) != record["sha256"]:
+                return "data file content differs from its index (sha256): corrupt"
+        return None
+    return _safetensors_problem(data_path, size)
+
+
+def _safetensors_problem(path: Path, size: int) -> str | None:
+    """A structural check of a safetensors file (for indexes without a recorded size): the header parses and
+    its tensors end exactly at the end of the file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if n < 2 or 8 + n > size:
+                return "data file is truncated or not a safetensors file"
+            header = json.loads(f.read(n).decode("utf-8"))
+        ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError):
+        return "data file has a corrupt header"
+    if 8 + n + max(ends, default=0) != size:
+        return "data file is truncated or has trailing bytes"
+    return None
+
+
 # ---------------------------------------------------------------------------------------------
 # the per-utterance cache
 # ---------------------------------------------------------------------------------------------
@@ -413,7 +495,8 @@ class UtteranceCache:
     loses at most the chunk it was filling; its leftovers (a data file without index, temp files) are ignored
     by readers and removed by any writer once older than an hour. Two processes that extract the same missing
     utterance at the same time both store it; readers take the first complete chunk in name order. Nothing is
-    ever rewritten in place, so readers never see a half-written file.
+    ever rewritten in place, so readers never see a half-written file. Each index records its data file's
+    size and sha256; a chunk whose data file is missing or of another size is not used (:meth:`refresh`).
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -430,6 +513,7 @@ class UtteranceCache:
         self._chunks: dict[str, list[dict[str, Any]]] = {}
         self._by_id: dict[str, list[dict[str, Any]]] = {}
         self._by_sha: dict[tuple[str, float | None, float | None], dict[str, Any]] = {}
+        self.bad_chunks: dict[str, str] = {}  # chunk name -> why it is not used (refresh)
         self.refresh()
 
     # ---- construction -----------------------------------------------------------------------
@@ -468,15 +552,33 @@ class UtteranceCache:
         return self.path / f"{chunk}.safetensors"
 
     def refresh(self) -> None:
-        """Read the indexes of chunks completed since the last look (by this or another process)."""
+        """Read the indexes of chunks completed since the last look (by this or another process).
+
+        A chunk whose index does not read or whose data file is missing or has another size than its index
+        records is left out (warned about once, listed in :attr:`bad_chunks`): its utterances count as missing
+        and are encoded again; the next writer deletes it (:meth:`remove_debris`)."""
         names = sorted(p.stem for p in self.path.glob("chunk-*.json"))
         for name in names:
-            if name in self._chunks:
+            if name in self._chunks or name in self.bad_chunks:
                 continue
+            problem = None
             try:
                 index = json.loads((self.path / f"{name}.json").read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as e:
-                raise DataError(f"{self.path / name}.json: unreadable chunk index ({e})") from None
+                if not isinstance(index, dict) or not isinstance(index.get("entries", []), list):
+                    problem = "chunk index of another format"
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                if not (self.path / f"{name}.json").exists():
+                    continue  # removed meanwhile by another process
+                problem = "unreadable chunk index"
+            if problem is None:
+                problem = _data_problem(self._data_path(name), index, full=False)
+            if problem is not None:
+                from emotk.core.log import get_logger
+
+                get_logger("features").warning(f"{self._data_path(name)}: {problem}; its utterances are "
+                                               "encoded again")
+                self.bad_chunks[name] = problem
+                continue
             self._add_chunk(name, index.get("entries", []))
 
     def _add_chunk(self, name: str, entries: list[dict[str, Any]]) -> None:
@@ -539,6 +641,11 @@ class UtteranceCache:
         ``older_than`` seconds (a live writer renames its files within seconds). Returns what was removed."""
         now = time.time()
         gone = []
+        for name in list(self.bad_chunks):  # a bad chunk never heals (indexes are written last): delete it now
+            for p in (self.path / f"{name}.json", self._data_path(name)):
+                if p.exists():
+                    p.unlink(missing_ok=True)
+                    gone.append(p)
         for p in list(self.path.glob("chunk-*.safetensors")) + list(self.path.glob(".chunk-*")):
             if p.name.startswith("chunk-") and (self.path / f"{p.stem}.json").exists():
                 continue
@@ -602,8 +709,9 @@ class ChunkWriter:
         config_hash = self.cache.meta["config_hash"]
         with atomic_path(self.cache._data_path(name), suffix=".safetensors") as tmp:
             save_file(tensors, str(tmp), metadata={"config_hash": config_hash, "chunk": name})
+            data = _file_record(tmp)
         atomic_write_json(self.cache.path / f"{name}.json",
-                          {"chunk": name, "config_hash": config_hash, "entries": entries,
+                          {"chunk": name, "config_hash": config_hash, "entries": entries, "data": data,
                            "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         self.cache._add_chunk(name, [dict(e) for e in entries])
         self.written += len(self.pending)

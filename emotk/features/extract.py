@@ -396,6 +396,7 @@ def run_extraction(
             "utterances_per_second": round(count / seconds, 3) if seconds > 0 and count else None,
         },
         "complete": len(cache.complete_shards()) == int(cache.meta["num_shards"]),
+        "shards_recomputed": {str(j): why for j, why in sorted(cache.bad_shards.items())},
     })
     return summary
 

@@ -64,6 +64,19 @@ def load_text_model(model: str | os.PathLike | None, device: str = "cpu"):
     return loaded.model, loaded.tokenizer
 
 
+def check_text_model(model: str | os.PathLike | None) -> None:
+    """Raise what :func:`load_text_model` would for a model it cannot find, loading nothing (commands call it
+    before they create their output folder)."""
+    if model is None or str(model) in _MINILM_ALIASES or Path(os.path.expanduser(str(model))).exists():
+        return
+    from emotk.hub.load import check_available
+
+    try:
+        check_available(str(model))
+    except UsageError as e:  # unknown registry name
+        raise ModelNotFoundError(f"text model '{model}' is neither an existing path nor a known model ({e})") from None
+
+
 class TextEncoder:
     """Mean-pooled sentence embeddings from one layer of an HF encoder.
 

@@ -62,6 +62,17 @@ def load(name: str, path: str | os.PathLike | None = None, device: str = "cpu", 
     return loader(spec, local, device, **kwargs)
 
 
+def check_available(name: str, path: str | os.PathLike | None = None) -> None:
+    """Raise what :func:`load` would raise for a name it cannot load (unknown name, no local copy, no loader),
+    without loading anything: commands call it before they create their output folder."""
+    spec = get_spec(name)
+    if not (spec.is_tiny and path is None):
+        from emotk.hub.resolve import resolve
+
+        resolve(name, path=path)
+    _loader_for(spec)
+
+
 def _loader_for(spec: ModelSpec) -> Callable[..., LoadedModel]:
     if not spec.loadable:
         raise EmotkError(f"model {spec.name!r} ({spec.family}) is registered so that its files can be found "

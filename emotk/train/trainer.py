@@ -543,7 +543,7 @@ class Trainer:
             seed_everything(derived_seed(self.cfg.seed, meta["step"], self.rank))
         self._pos = _Position(step=meta["step"], epoch=meta["epoch"], step_in_epoch=meta["step_in_epoch"],
                               epoch_done=meta["epoch_done"])
-        if self._pos.epoch_done:
+        if self._pos.epoch_done and not meta.get("done"):  # a finished run stays at its last epoch
             self._pos.epoch += 1
             self._pos.step_in_epoch = 0
             self._pos.epoch_done = False

@@ -10,6 +10,7 @@ from typing import Any, Iterable
 
 from emotk.core.io import atomic_write_json, check_writable
 from emotk.core.log import get_logger
+from emotk.core.names import safe_name
 from emotk.data.audio import AudioInfo, audio_info
 from emotk.data.labels import LabelMap
 from emotk.data.manifest import Manifest
@@ -129,6 +130,7 @@ def write_result(result: PrepareResult, opts: PrepareOptions, overwrite: bool = 
     label_files = {}
     for lm in result.label_maps:
         name = "label_map.json" if lm.name == result.dataset else f"label_map.{lm.name}.json"
+        safe_name(name, "label map name", f"{result.dataset} importer")
         lm.save(out / name)
         label_files[lm.name] = name
     counts: dict[str, dict[str, int]] = {}

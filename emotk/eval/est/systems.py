@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from emotk.core.names import name_problem
 from emotk.errors import ConfigError, UsageError
 from emotk.eval.baselines import BASELINES
 
@@ -36,6 +37,8 @@ def parse_models(items: Iterable[str | os.PathLike]) -> dict[str, Path]:
             name, path = DEFAULT_MODEL_NAME if not out else f"model{len(out) + 1}", text
         if name in BASELINES or ":" in name:
             raise UsageError(f"--model {text}: '{name}' cannot name a model (reserved or contains ':')")
+        if name_problem(name) is not None:  # the name becomes OUT/audio/<name>/
+            raise UsageError(f"--model {text}: '{name}' cannot name a model ({name_problem(name)})")
         if name in out:
             raise UsageError(f"--model {text}: the name '{name}' is given twice")
         out[name] = Path(os.path.expanduser(path))

@@ -201,6 +201,23 @@ def _per_item_mse(pred: Any, target: Any, mask: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------ targets
+def check_target_models(cfg: Any) -> None:
+    """Raise what loading the semantic-target model would (unknown name, no local copy), loading nothing."""
+    st = cfg.semantic_target
+    if st.kind == "text":
+        from emotk.features.text import check_text_model
+
+        check_text_model(st.model)
+        return
+    from emotk.features.upstream.base import UPSTREAM_PREFIXES
+
+    if ":" in st.model and st.model.partition(":")[0] in UPSTREAM_PREFIXES:
+        return
+    from emotk.hub.load import check_available
+
+    check_available(st.model)
+
+
 def targets(cfg: Any, manifest: Any, root: Path, device: str) -> tuple[Any, dict[str, np.ndarray], dict]:
     """Extract (or reuse) the acoustic and semantic targets -> (acoustic FeatureCache, {id: y_text} (or, for
     ``whisper-frames``, the FeatureCache of the frames), {kind: cache path})."""
@@ -300,6 +317,8 @@ def _train(resolved: Any, out: str | os.PathLike, *, resume: bool, overwrite: bo
     apply_threads(runtime.threads, info.local_world_size)
     inputs = {"manifest": str(cfg.data.manifest), "manifest_sha256": manifest.sha256}
     continuing = resume and (out / "run.json").is_file()
+    if not continuing:  # a missing target model fails before OUT is made
+        check_target_models(cfg)
     if dist.is_main():
         run = RunDir.create(out, resolved, overwrite=overwrite and not continuing, resume=continuing, inputs=inputs,
                             seed=cfg.train.seed, device=device, argv=argv)

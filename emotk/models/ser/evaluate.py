@@ -350,7 +350,7 @@ def predict_and_score(model: str | os.PathLike, inputs: list[str], out: str | os
     "predicted", "scored", "unscored", "skipped", "metrics", "label_mapping"?}``."""
     import torch
 
-    from emotk.core.io import atomic_path, check_writable, sha256_file
+    from emotk.core.io import atomic_path, check_writable, remove_stale_temps, sha256_file
     from emotk.data.labels import match_labels
     from emotk.models.ser.infer import TruthReader, bad_input_message, iter_inputs, iter_outputs, load_predictor
     from emotk.models.ser.task import write_eval
@@ -365,6 +365,7 @@ def predict_and_score(model: str | os.PathLike, inputs: list[str], out: str | os
     if folder.exists() and not overwrite:
         raise OutputExistsError(f"{folder} already exists (a report of `ser predict --score`?); "
                                 "pass --overwrite to replace it")
+    remove_stale_temps(out)  # what a run killed at the rename left beside the predictions
     predictor = load_predictor(model, device=device, cache=cache)
     truth = TruthReader(predictor, label_field, label_mapping)
     items = list(iter_inputs(inputs, roots=roots, stdin=stdin))  # paths and labels only: cheap, checked up front

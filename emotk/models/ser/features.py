@@ -109,6 +109,21 @@ def build_feature_fn(cfg: SerFeatures,
     return upstream_fn
 
 
+def check_upstream(cfg: SerFeatures) -> None:
+    """Fail fast, loading nothing, when ``cfg.upstream`` names a registry model that cannot be loaded (unknown
+    name, no local copy): ``ser train`` checks this before it creates its output folder. ``lld`` and emotk-trained
+    upstreams (``care:RUN``, ...) are checked when they load."""
+    if cfg.upstream == LLD:
+        return
+    from emotk.features.upstream.base import UPSTREAM_PREFIXES
+
+    if ":" in cfg.upstream and cfg.upstream.partition(":")[0] in UPSTREAM_PREFIXES:
+        return
+    from emotk.hub.load import check_available
+
+    check_available(cfg.upstream, path=cfg.path)
+
+
 def _build(cfg: SerFeatures, device: str) -> Callable[[Sequence[np.ndarray]], list[dict[str, np.ndarray]]]:
     return build_feature_fn(cfg, device)
 

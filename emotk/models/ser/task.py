@@ -330,7 +330,10 @@ def fold_plan(prepared: Any, fold: str) -> list[str | None]:
 
 
 def run_name(fold: str | None, seed: int) -> str:
-    return f"{fold or 'split'}-seed{seed}"
+    """``<fold>-seed<S>``: the folder of one run under ``OUT/runs/`` (a fold name is never a path)."""
+    from emotk.core.names import safe_name
+
+    return safe_name(f"{fold or 'split'}-seed{seed}", "run name", "ser train")
 
 
 def _sub_config(cfg: Any, fold: str | None, seed: int) -> Any:
@@ -435,6 +438,7 @@ def _train(resolved: Any, out: str | os.PathLike, *, resume: bool, overwrite: bo
     from emotk.core.runs import RunDir
     from emotk.core.runtime import apply_threads, device_name
     from emotk.models.ser.data import prepare
+    from emotk.models.ser.features import check_upstream
     from emotk.train import distributed as dist
 
     cfg = resolved.config
@@ -452,6 +456,8 @@ def _train(resolved: Any, out: str | os.PathLike, *, resume: bool, overwrite: bo
     plan = [(f, s) for f in folds for s in seeds]
     combos = grid(cfg.search) if cfg.search else []
     inputs = prepared.inputs()
+    if not (resume and (out / "run.json").is_file()):  # an unknown or absent model fails before OUT is made
+        check_upstream(cfg.feature_config())
     if dist.is_main():
         parent = RunDir.create(out, resolved, overwrite=overwrite, resume=resume, inputs=inputs, device=device,
                                argv=argv)

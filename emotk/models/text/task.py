@@ -228,6 +228,10 @@ def _train(resolved: Any, out: Path, *, resume: bool, overwrite: bool, argv: lis
     train_items, valid_items = split_items(items, cfg.data.valid_fraction, cfg.data.split_seed)
     inputs = {"manifest": data_info["manifest"], "manifest_sha256": data_info["manifest_sha256"]}
     continuing = resume and (out / "run.json").is_file()
+    if not continuing:  # a missing encoder fails before OUT is made
+        from emotk.features.text import check_text_model
+
+        check_text_model(cfg.model.encoder)
     dist.init(device_name(runtime.device))
     if dist.is_main():
         run = RunDir.create(out, resolved, overwrite=overwrite, resume=continuing, inputs=inputs,

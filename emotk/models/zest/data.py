@@ -85,28 +85,14 @@ def prepare_corpus(cfg: Any, manifest: Any, cache_dir: str | os.PathLike, device
     from emotk.data.manifest import Manifest
     from emotk.features.f0 import F0Config, extract_f0
     from emotk.features.frames import num_frames
-    from emotk.features.tokens import ContentFrames, select_training_ids
+    from emotk.features.tokens import ContentFrames
     from emotk.models.zest.speaker import XVectorExtractor
 
     m = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest)
     m.require_audio("transfer train")
     d = cfg.data
     tok = tokenizer or load_tokenizer(cfg.tokens.tokenizer, cfg.tokens.n_clusters)
-    valid_ids: set[str] = set()
-    if d.valid_fraction > 0:
-        unsplit = sorted(r["id"] for r in m if r.get("split") is None)
-        if unsplit:
-            valid_ids = set(select_training_ids(unsplit, d.valid_fraction, cfg.train.seed))
-    where = {r["id"]: f"{m.path or 'manifest'}:{m.line_numbers[i] if m.line_numbers else i + 1}"
-             for i, r in enumerate(m)}
-    for r in m:
-        for key in (d.speaker_field, d.emotion_field):
-            if r.get(key) in (None, ""):
-                raise DataError(f"{where[r['id']]}: key '{key}' is missing (S2S-ZEST needs speaker and emotion labels)")
-    splits = {r["id"]: _split_of(r, where[r["id"]], valid_ids) for r in m}
-    train = [r for r in m if splits[r["id"]] == "train"]
-    if not train:
-        raise DataError(f"{m.path or 'manifest'}: no training utterances (check the 'split' field)")
+    where, splits, train = _corpus_plan(cfg, m)
     speakers = sorted({str(r[d.speaker_field]) for r in train})
     emotions = sorted({str(r[d.emotion_field]) for r in train})
     f0_cfg = F0Config(backend=cfg.f0.backend, alignment=cfg.f0.alignment)
@@ -171,6 +157,43 @@ def _read_cache(path: Path, key: str) -> dict[str, np.ndarray] | None:
             return {k.replace("|", "/"): z[k] for k in z.files if k != "__key__"}
     except Exception:  # a broken cache is rebuilt
         return None
+
+
+def check_corpus(cfg: Any, manifest: Any) -> tuple[Any, Any]:
+    """What :func:`prepare_corpus` checks before reading audio, reading no audio: the manifest loads, every
+    record has its labels and a valid split, the training split is not empty, the tokenizer file fits.
+    Returns ``(Manifest, tokenizer)`` to pass on to :func:`prepare_corpus`. Commands call it before they
+    create their output folder."""
+    from emotk.data.manifest import Manifest
+
+    m = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest)
+    tok = load_tokenizer(cfg.tokens.tokenizer, cfg.tokens.n_clusters)
+    _corpus_plan(cfg, m)
+    return m, tok
+
+
+def _corpus_plan(cfg: Any, m: Any) -> tuple[dict[str, str], dict[str, str], list[dict[str, Any]]]:
+    """({id: "file:line"}, {id: split}, training records) of manifest ``m``; DataError naming file:line:key
+    for a missing label or a bad split, or when the training split is empty."""
+    from emotk.features.tokens import select_training_ids
+
+    d = cfg.data
+    valid_ids: set[str] = set()
+    if d.valid_fraction > 0:
+        unsplit = sorted(r["id"] for r in m if r.get("split") is None)
+        if unsplit:
+            valid_ids = set(select_training_ids(unsplit, d.valid_fraction, cfg.train.seed))
+    where = {r["id"]: f"{m.path or 'manifest'}:{m.line_numbers[i] if m.line_numbers else i + 1}"
+             for i, r in enumerate(m)}
+    for r in m:
+        for key in (d.speaker_field, d.emotion_field):
+            if r.get(key) in (None, ""):
+                raise DataError(f"{where[r['id']]}: key '{key}' is missing (S2S-ZEST needs speaker and emotion labels)")
+    splits = {r["id"]: _split_of(r, where[r["id"]], valid_ids) for r in m}
+    train = [r for r in m if splits[r["id"]] == "train"]
+    if not train:
+        raise DataError(f"{m.path or 'manifest'}: no training utterances (check the 'split' field)")
+    return where, splits, train
 
 
 def load_tokenizer(path: str, n_clusters: int | None = None) -> Any:

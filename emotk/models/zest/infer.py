@@ -35,6 +35,7 @@ from typing import Any, Callable
 import numpy as np
 
 from emotk.core.audio import HOP, SAMPLE_RATE
+from emotk.core.names import safe_name
 from emotk.errors import AudioError, DataError, EmotkError, OutputExistsError, UsageError
 
 log = logging.getLogger("emotk.zest")
@@ -329,8 +330,7 @@ def read_pairs(path: str | os.PathLike) -> list[dict[str, Any]]:
             if not isinstance(rec.get(key), str) or not rec[key]:
                 raise DataError(f"{path}:{lineno}: key '{key}' is missing (an audio path)")
         uid = str(rec.get("id", f"{len(pairs):06d}"))
-        if not uid or "/" in uid or "\\" in uid or uid.startswith("."):
-            raise DataError(f"{path}:{lineno}: key 'id': {uid!r} cannot be a file name")
+        safe_name(uid, "key 'id':", f"{path}:{lineno}")  # <id>.wav: one path component
         if uid in seen:
             raise DataError(f"{path}:{lineno}: duplicate id '{uid}' (first on line {seen[uid]})")
         seen[uid] = lineno
@@ -356,6 +356,23 @@ def finished_ids(out_dir: Path) -> set[str]:
     return done
 
 
+def check_batch(pairs_file: str | os.PathLike, out_dir: str | os.PathLike, *, shard: tuple[int, int] | None = None,
+                resume: bool = False, overwrite: bool = False, fmt: str = "wav") -> list[dict[str, Any]]:
+    """Everything :func:`transfer_batch` checks before converting, without a model: the pairs file (every line)
+    and, unless ``resume``/``overwrite``, that no journal or output of this shard exists. Returns this shard's
+    pairs (:func:`read_pairs`). Call it before loading a bundle, so a bad line fails in a second."""
+    from emotk.core.io import check_writable
+    from emotk.core.shard import select, shard_name
+
+    pairs = select(read_pairs(pairs_file), shard)
+    out_dir = Path(out_dir)
+    if not resume and not overwrite:
+        check_writable(out_dir / shard_name(JOURNAL_KIND, shard), False)
+        for p in pairs:
+            check_writable(out_dir / f"{p['id']}.{fmt}", False)
+    return pairs
+
+
 def transfer_batch(bundle: Any, pairs_file: str | os.PathLike, out_dir: str | os.PathLike, *,
                    shard: tuple[int, int] | None = None, resume: bool = False, overwrite: bool = False,
                    synth: str | None = None, skip_bad: bool = False, fmt: str = "wav",
@@ -368,23 +385,20 @@ def transfer_batch(bundle: Any, pairs_file: str | os.PathLike, out_dir: str | os
     an OutputExistsError unless ``overwrite``. skip_bad: a bad input is journalled with status "error" and the
     batch goes on (else the AudioError stops it). Returns counts, the journal path and the skipped pairs.
     """
-    from emotk.core.io import check_writable
+    from emotk.core.io import remove_stale_temps
     from emotk.core.journal import Journal
     from emotk.core.log import track
-    from emotk.core.shard import select, shard_name
+    from emotk.core.shard import shard_name
     from emotk.data.audio import save_audio
 
     i, n = shard or (0, 1)
     fn = transfer_fn or transfer
     out_dir = Path(out_dir)
+    pairs = check_batch(pairs_file, out_dir, shard=shard, resume=resume, overwrite=overwrite, fmt=fmt)
     out_dir.mkdir(parents=True, exist_ok=True)
-    pairs = select(read_pairs(pairs_file), shard)
     log_path = out_dir / shard_name(JOURNAL_KIND, shard)
     done = finished_ids(out_dir) if resume else set()
-    if not resume and not overwrite:
-        check_writable(log_path, False)
-        for p in pairs:
-            check_writable(out_dir / f"{p['id']}.{fmt}", False)
+    remove_stale_temps(out_dir / f"{p['id']}.{fmt}" for p in pairs)  # this shard's outputs: a kill at the rename
     counts = {"ok": 0, "skipped_done": 0, "error": 0}
     errors = []
     with Journal.open(log_path, JOURNAL_KIND, {"shard": f"{i}/{n}"}, resume=resume, overwrite=overwrite) as journal:
@@ -418,14 +432,17 @@ def export_vocoder_items(bundle: Any, manifest: Any, out_dir: str | os.PathLike,
     Each file is written atomically; ``resume`` keeps existing ones (else an existing file is an error).
     Returns counts and the folder.
     """
-    from emotk.core.io import atomic_path
+    from emotk.core.io import atomic_path, remove_stale_temps
     from emotk.data.audio import load_audio
     from emotk.data.manifest import Manifest
 
     m = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest)
     m.require_audio("transfer")
     out_dir = Path(out_dir)
+    for r, line in zip(m.records, m._lines()):  # every id becomes <id>.npz: check them all before writing any
+        safe_name(str(r["id"]), "key 'id':", f"{m.path or 'manifest'}:{line}")
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out_dir / f"{r['id']}.npz" for r in m)  # a kill at the rename left these
     written = kept = 0
     for r in m:
         target = out_dir / f"{r['id']}.npz"

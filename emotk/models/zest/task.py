@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from emotk.errors import DataError, UsageError
-from emotk.models.zest.data import Corpus, Utterance, prepare_corpus
+from emotk.models.zest.data import Corpus, Utterance, check_corpus, prepare_corpus
 from emotk.models.zest.model import build_analysis_model, build_speaker_model
 from emotk.train.task import TrainTask
 
@@ -226,14 +226,18 @@ def train(resolved: Any, out: str | os.PathLike, *, stage: str, speaker_run: str
     runtime = dc.replace(resolved.runtime, device=dev)
     from emotk.train import distributed as dist
 
+    # inputs first (manifest labels and splits, tokenizer, speaker run): a usage error leaves no run folder behind
+    manifest, tokenizer = check_corpus(cfg, cfg.data.manifest)
+    if stage == "analysis":
+        read_stage(speaker_run, "speaker")
     if dist.is_main():  # under torchrun/srun: rank 0 creates the run and fills the feature cache first
         run = RunDir.create(out, resolved, overwrite=overwrite, resume=resume, device=dev, argv=argv,
                             inputs={"manifest": str(cfg.data.manifest)})
-        corpus = prepare_corpus(cfg, cfg.data.manifest, Path(out) / "cache", device=dev)
+        corpus = prepare_corpus(cfg, manifest, Path(out) / "cache", device=dev, tokenizer=tokenizer)
     dist.barrier()
     if not dist.is_main():
         run = RunDir.open(out)
-        corpus = prepare_corpus(cfg, cfg.data.manifest, Path(out) / "cache", device=dev)
+        corpus = prepare_corpus(cfg, manifest, Path(out) / "cache", device=dev, tokenizer=tokenizer)
     info: dict[str, Any] = {"stage": stage, "config": to_dict(cfg), "speakers": corpus.speakers,
                             "emotions": corpus.emotions, "xvector_dim": corpus.xvector_dim,
                             "manifest_sha256": corpus.manifest_sha256,
