@@ -362,7 +362,7 @@ def test_resume_after_interruption_gives_the_same_result(care_run, demo, monkeyp
 
 
 def test_ser_trains_on_the_care_export(care_run, demo):
-    from emotk.features.cache import FeatureCache
+    from emotk.features.cache import UtteranceCache
 
     out = demo["root"] / "ser"
     code, stdout, stderr = run_cli("--json", "ser", "train", "-c", "ser/tiny", "--data", demo["manifest"],
@@ -372,8 +372,8 @@ def test_ser_trains_on_the_care_export(care_run, demo):
     summary = json_out(stdout)
     assert summary["upstream"] == f"care:{care_run['out']}"
     assert 0.0 <= summary["test"]["weighted_f1"]["mean"] <= 1.0
-    cache = FeatureCache(json.loads((out / "run.json").read_text())["features"]["cache"])
-    hidden = cache.get(cache.ids()[0], "hidden")
+    cache = UtteranceCache(json.loads((out / "run.json").read_text())["features"]["cache"])
+    hidden = cache.read(cache.entries(cache.ids()[0])[0], "hidden")
     assert hidden.shape[0] == 3 and hidden.shape[2] == 64  # projection, common_1, care_1; 2 x 32 wide
     code, _, stderr = run_cli("ser", "train", "-c", "ser/tiny", "--data", demo["manifest"], "--protocol",
                               demo["protocol"], "--set", "upstream.name=care:/nonexistent/run", "-o",

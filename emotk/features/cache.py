@@ -588,6 +588,14 @@ class UtteranceCache:
             self._by_id.setdefault(e["id"], []).append(e)
             self._by_sha.setdefault((e["sha256"], e.get("start"), e.get("end")), e)
 
+    def ids(self) -> list[str]:
+        """Every stored utterance id (sorted)."""
+        return sorted(self._by_id)
+
+    def entries(self, uid: str) -> list[dict[str, Any]]:
+        """The stored entries of ``uid`` (one per audio source / segment it was stored for; [] if none)."""
+        return [dict(e) for e in self._by_id.get(uid, ())]
+
     def lookup(self, uid: str, source: AudioSource) -> dict[str, Any] | None:
         """The stored entry for utterance ``uid`` read from ``source``, or None (see the class docstring)."""
         st = source.stat()

@@ -106,6 +106,22 @@ UPSTREAM_PREFIXES: dict[str, str] = {
     # a CTranslate2 Whisper directory (or a registered whisper-<size>-ct2 name) as emotk's all-layer encoder
     "whisper-ct2": "emotk.hub.ct2_whisper:upstream_module",
 }
+# cheap existence checks of the WHERE part (no model loaded), run before a command creates its output folder
+UPSTREAM_CHECKS: dict[str, str] = {
+    "care": "emotk.models.care.export:export_dir",
+    "care-semantic": "emotk.models.care.export:export_dir",
+    "care-acoustic": "emotk.models.care.export:export_dir",
+}
+
+
+def check_prefixed_upstream(name: str) -> None:
+    """Raise the loader's one-line error now when a ``PREFIX:WHERE`` upstream names nothing loadable."""
+    prefix, _, where = name.partition(":")
+    if prefix in UPSTREAM_CHECKS:
+        import importlib
+
+        module, func = UPSTREAM_CHECKS[prefix].split(":")
+        getattr(importlib.import_module(module), func)(where)
 
 
 def upstream_kinds() -> list[str]:

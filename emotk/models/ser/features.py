@@ -111,13 +111,14 @@ def build_feature_fn(cfg: SerFeatures,
 
 def check_upstream(cfg: SerFeatures) -> None:
     """Fail fast, loading nothing, when ``cfg.upstream`` names a registry model that cannot be loaded (unknown
-    name, no local copy): ``ser train`` checks this before it creates its output folder. ``lld`` and emotk-trained
-    upstreams (``care:RUN``, ...) are checked when they load."""
+    name, no local copy) or an emotk-trained upstream whose folder holds no export (``care:RUN``): ``ser train``
+    checks this before it creates its output folder."""
     if cfg.upstream == LLD:
         return
-    from emotk.features.upstream.base import UPSTREAM_PREFIXES
+    from emotk.features.upstream.base import UPSTREAM_PREFIXES, check_prefixed_upstream
 
     if ":" in cfg.upstream and cfg.upstream.partition(":")[0] in UPSTREAM_PREFIXES:
+        check_prefixed_upstream(cfg.upstream)
         return
     from emotk.hub.load import check_available
 
