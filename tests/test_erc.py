@@ -197,3 +197,38 @@ def test_config_errors_name_the_key():
     cfg = resolve(ErcConfig, "erc.hcam", None, ["model.stage=3", "model.modalities=[text,speech]",
                                                 "embed.speech.kind=acoustic"]).config
     assert cfg.embed.speech.kind == "acoustic" and cfg.train.optim.lr == pytest.approx(1e-5)
+
+
+def test_two_process_ddp_gives_the_one_process_metrics(toy, tmp_path):
+    """`erc train` under two gloo processes (torchrun's environment variables) reports the metrics of one process:
+    a step's conversations are split over the processes and each weighs its labelled turns, so the CE gradient is
+    the one-process gradient. (SupCon takes its positives within each process's conversations, so with beta < 1
+    two processes differ slightly from one: the comparison uses beta = 1.)"""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    one = tmp_path / "one"
+    code, stdout, stderr = run_cli("--json", *_args(toy["data"], one, toy["cache"], "--set", "loss.beta=1.0"))
+    assert code == 0, stderr
+    reference = json_out(stdout)
+    out = tmp_path / "ddp"
+    repo = Path(__file__).resolve().parents[1]
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": "2",
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+               "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+        procs.append(subprocess.Popen([sys.executable, "-m", "emotk", "--json", *_args(toy["data"], out, toy["cache"],
+                                                                             "--set", "loss.beta=1.0")],
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n---\n".join(e[-3000:] for _, e in outs)
+    assert outs[1][0].strip() == ""  # only rank 0 prints the result
+    ddp = json.loads((out / "summary.json").read_text())
+    for split in ("test", "valid"):
+        for metric, agg in reference[split].items():
+            assert ddp[split][metric]["values"] == pytest.approx(agg["values"], abs=1e-4), (split, metric)

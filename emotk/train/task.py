@@ -89,13 +89,24 @@ class TrainTask(abc.ABC):
         """
         return None
 
+    def item_weights(self, dataset: Any) -> Any:
+        """Optional weight of each training item in its optimiser step (None = every item weighs 1).
+
+        The trainer weights each micro-batch's loss by the summed weight of its items over that of the global
+        batch, so the gradient does not depend on how a step is split over processes and accumulation steps.
+        Use it when a training item holds a varying number of scored elements and the loss is a mean over the
+        elements (ERC: a conversation weighs its labelled turns; the loss is the mean over labelled turns).
+        """
+        return None
+
     @abc.abstractmethod
     def training_step(self, model: Any, batch: Any, state: StepState) -> dict:
         """Compute the loss of one micro-batch: return ``{"loss": scalar Tensor, other scalars ...}``.
 
-        The loss must be a mean over the micro-batch's items (the trainer weights micro-batches by their item
-        count so the gradient equals that of the whole global batch). Other scalar entries are averaged and
-        logged to ``metrics.jsonl``.
+        The loss must be a mean over the micro-batch's items -- or over their elements, weighted as
+        :meth:`item_weights` says (the trainer weights micro-batches by their item count, or summed item weight,
+        so the gradient equals that of the whole global batch). Other scalar entries are averaged and logged to
+        ``metrics.jsonl``.
         """
 
     def validation_step(self, model: Any, batch: Any) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from emotk.core.runtime import (
     seed_everything,
     seed_worker,
 )
-from emotk.errors import ConfigError, DataError, EmotkError, OutputExistsError
+from emotk.errors import ConfigError, DataError, EmotkError, OutputExistsError, UsageError
 from emotk.train import checkpoint as ckpt
 from emotk.train import distributed as dist
 from emotk.train.config import TrainConfig
@@ -149,6 +149,7 @@ class Trainer:
         self._done: str | None = None
         self._total_steps = 0
         self._n_train = 0
+        self._item_weights: np.ndarray | None = None
         self._multi = False
         if self.is_main:
             log.debug("trainer: device %s, %d thread(s), precision %s, world size %d", self.device, threads,
@@ -176,6 +177,11 @@ class Trainer:
         if valid_set is None and self.is_main:
             log.warning("no validation set: no model selection or early stopping; the last weights are kept")
         self._n_train = n_train
+        weights = self.task.item_weights(train_set)
+        self._item_weights = None if weights is None else np.asarray(weights, dtype=np.float64)
+        if self._item_weights is not None and self._item_weights.shape != (n_train,):
+            raise UsageError(f"{type(self.task).__name__}.item_weights() gave {self._item_weights.shape[0]} weights "
+                             f"for {n_train} training items")
         steps_per_epoch = math.ceil(n_train / cfg.batch_size)
         if cfg.debug:
             steps_per_epoch = min(steps_per_epoch, DEBUG_BATCHES)
@@ -315,6 +321,8 @@ class Trainer:
         """One optimiser step (per optimiser) over this process's micro-batches of ``global_batch``."""
         pos, cfg = self._pos, self.cfg
         total = len(global_batch)
+        w = self._item_weights
+        w_total = float(w[global_batch].sum()) if w is not None else 0.0
         progress = min(pos.step / max(self._total_steps, 1), 1.0)
         cache: dict[str, Any] = {}
         for sched in self.schedules.values():
@@ -334,7 +342,8 @@ class Trainer:
                 if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
                     raise TypeError(f"{type(self.task).__name__}.training_step() must return a dict with a scalar "
                                     f"tensor 'loss', got {type(out).__name__}")
-                weighted = loss.reshape(()) * (len(idx) / total)
+                share = float(w[idx].sum()) / w_total if w_total > 0 else len(idx) / total
+                weighted = loss.reshape(()) * share
                 (self.scaler.scale(weighted) if self.scaler is not None else weighted).backward()
                 for key, value in out.items():
                     v = _scalar(value)

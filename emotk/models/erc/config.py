@@ -74,7 +74,9 @@ class ErcModel:
 
 @dataclass
 class ErcLoss:
-    """L = β·CE + (1−β)·SupCon over the labelled turns of a batch (Eq. 4.7–4.8)."""
+    """L = β·CE + (1−β)·SupCon over the labelled turns of a batch (Eq. 4.7–4.8). CE is exact whatever the
+    number of processes or accumulation steps (a conversation weighs its labelled turns); SupCon's positives and
+    negatives are the turns of one process's micro-batch, so splitting a step changes it slightly."""
 
     beta: float = 0.9  # weight of CE; the thesis gives none (chosen on validation, see configs/erc/*.yaml)
     temperature: float = 0.1  # SupCon τ; the thesis gives none

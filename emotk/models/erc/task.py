@@ -85,6 +85,11 @@ class ErcTask(TrainTask):
     def collate(self, items: list) -> dict[str, Any]:
         return self.collator(items)
 
+    def item_weights(self, dataset: Any) -> list[int]:
+        """A conversation weighs its labelled turns (the loss is a mean over labelled turns), so a step's gradient
+        is the same however its conversations are split over processes or accumulation steps."""
+        return [conv.num_labelled for conv in dataset.conversations]
+
     def loss(self, logits: torch.Tensor, embedding: torch.Tensor, labels: torch.Tensor,
              mask: torch.Tensor) -> torch.Tensor:
         from emotk.losses import ce_supcon
