@@ -86,6 +86,29 @@ def test_stage2_trains_reports_and_exports(stage2):
     assert json.loads((out / "run.json").read_text())["data"]["train"]["dialogues"] == 12
 
 
+def test_evaluate_rescores_the_training_report(stage2, toy, tmp_path):
+    out = stage2["out"]
+    code, stdout, stderr = run_cli("--json", "erc", "evaluate", str(out))
+    assert code == 0, stderr
+    again = json_out(stdout)
+    want = json.loads((out / "runs" / "seed0" / "eval" / "test" / "report.json").read_text())["metrics"]
+    for k, v in want.items():
+        assert again["aggregate"][k]["mean"] == pytest.approx(v, abs=1e-5), k
+    code, _, stderr = run_cli("erc", "evaluate", str(out))
+    assert code == 1 and "--overwrite" in stderr  # the same evaluation again
+    code, _, stderr = run_cli("erc", "evaluate", str(out), "--overwrite")
+    assert code == 0, stderr
+    other = tmp_path / "other.jsonl"  # another corpus: its own split field; here every dialogue is "test"
+    other.write_text("".join(json.dumps({**json.loads(x), "split": "test"}) + "\n"
+                             for x in toy["data"].read_text().splitlines()))
+    code, stdout, stderr = run_cli("--json", "erc", "evaluate", str(out), "--data", str(other))
+    assert code == 0, stderr
+    result = json_out(stdout)
+    assert result["name"] == "other-test" and (out / "runs" / "seed0" / "eval" / "other-test" / "report.json").is_file()
+    assert json.loads((out / "runs/seed0/eval/other-test/report.json").read_text())["num_turns"] == sum(
+        1 for _ in toy["data"].open())
+
+
 def test_predict_equals_the_evaluation(stage2, toy, tmp_path):
     test_only = tmp_path / "test.jsonl"
     test_only.write_text("".join(x + "\n" for x in toy["data"].read_text().splitlines()

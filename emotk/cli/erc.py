@@ -127,6 +127,34 @@ def train(
     emit(summary, human)
 
 
+@app.command("evaluate")
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="Output folder of `erc train` (or one of its runs/*)."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Score another conversation manifest."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", "-p",
+                                           help="With --data: its protocol (default: its own split field)."),
+    split: str = typer.Option("test", "--split", help="train, valid, test, or all."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier evaluation of the same name."),
+    root: Optional[List[str]] = RootOpt,
+) -> None:
+    """Score the exported runs on a split (reports, per-turn predictions, confusion matrix per run)."""
+    from emotk.cli.common import parse_roots
+    from emotk.core.context import options
+    from emotk.core.runtime import device_name
+    from emotk.models.erc.evaluate import evaluate as run_evaluate
+
+    result = run_evaluate(run_dir, manifest=data, split=split, protocol=protocol, overwrite=overwrite,
+                          device=device_name(options.device or "cpu"), roots=parse_roots(root))
+
+    def human(r: dict) -> None:
+        table(f"erc evaluate — {r['split']} of {r['data']} ({len(r['runs'])} runs; {r['std_kind']})",
+              ["metric", "mean ± std (%)", "per run"], _rows(r["aggregate"]))
+        for e in r["runs"]:
+            typer.echo(f"report: {Path(r['run_dir']) / e['report']}")
+
+    emit(result, human)
+
+
 @app.command("predict")
 def predict(
     inputs: Optional[Path] = typer.Argument(None, help="Conversation manifest (JSONL); omit or - for stdin."),

@@ -167,7 +167,8 @@ def write_eval(folder: Path, task: ErcTask, outputs: dict[str, Any], info: dict[
 
 
 # ---- the experiment: seeds -----------------------------------------------------------------------------------
-def prepare(cfg: Any, manifest_path: str, roots: dict[str, str] | None = None) -> dict[str, Any]:
+def prepare(cfg: Any, manifest_path: str, roots: dict[str, str] | None = None,
+            need_train: bool = True) -> dict[str, Any]:
     """Load the manifest, check it, and split it into conversations: ``{"manifest", "splits", "classes",
     "inputs"}`` (inputs: the manifest's and protocol's hashes)."""
     from emotk.core.io import sha256_file
@@ -182,11 +183,12 @@ def prepare(cfg: Any, manifest_path: str, roots: dict[str, str] | None = None) -
     splits = conversation_splits(manifest, cfg.data.protocol or None, cfg.data.fold or None,
                                  label_field=cfg.data.label_field, label_map=label_map,
                                  classes=cfg.data.classes, need_text=need_text)
-    if not len(splits["train"]):
+    if need_train and not len(splits["train"]):
         raise DataError(f"{manifest_path}: protocol '{cfg.data.protocol}' gives no training conversation")
     inputs = {"manifest": str(manifest_path), "manifest_sha256": sha256_file(manifest_path),
               "protocol": cfg.data.protocol or "manifest-split"}
-    return {"manifest": manifest, "splits": splits, "classes": list(splits["train"].classes), "inputs": inputs}
+    classes = next(list(s.classes) for s in splits.values())  # one class list for every split
+    return {"manifest": manifest, "splits": splits, "classes": classes, "inputs": inputs}
 
 
 def _label_map(cfg: Any, manifest: Any) -> Any:
