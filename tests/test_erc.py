@@ -130,19 +130,27 @@ def test_predict_equals_the_evaluation(stage2, toy, tmp_path):
     assert code == 2 and "model.context=causal" in stderr and len(stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("compat", ["thesis", "reference"])
-def test_online_equals_batch_causal(toy, tmp_path, compat):
-    out = tmp_path / "causal"
-    code, _, stderr = run_cli(*_args(toy["data"], out, toy["cache"], "--set", "model.context=causal",
-                                     "--set", f"model.compat={compat}", "--set", "train.epochs=2"))
-    assert code == 0, stderr
-    records = [json.loads(x) for x in toy["data"].read_text().splitlines() if json.loads(x)["split"] != "train"]
-    code, stdout, stderr = run_cli("erc", "predict", str(toy["data"]), "-m", str(out))
+@pytest.fixture(scope="module")
+def causal(toy):
+    """Causal stage II runs (thesis and reference) on the toy corpus."""
+    runs = {}
+    for compat in ("thesis", "reference"):
+        out = toy["root"] / f"causal-{compat}"
+        code, _, stderr = run_cli(*_args(toy["data"], out, toy["cache"], "--set", "model.context=causal",
+                                         "--set", f"model.compat={compat}", "--set", "train.epochs=3"))
+        assert code == 0, stderr
+        runs[compat] = out
+    return runs
+
+
+def _online_equals_batch(model: Path, data: Path) -> None:
+    records = [json.loads(x) for x in data.read_text().splitlines() if json.loads(x)["split"] != "train"]
+    code, stdout, stderr = run_cli("erc", "predict", str(data), "-m", str(model))
     assert code == 0, stderr
     batch = {r["id"]: r for r in map(json.loads, stdout.splitlines())}
     # interleave the dialogues: turn 0 of every dialogue, then turn 1, ...
     stream = sorted(records, key=lambda r: (r["turn"], r["dialogue"]))
-    code, stdout, stderr = run_cli("erc", "predict", "-m", str(out), "--online",
+    code, stdout, stderr = run_cli("erc", "predict", "-m", str(model), "--online",
                                    stdin="".join(json.dumps(r) + "\n" for r in stream))
     assert code == 0, stderr
     online = [json.loads(x) for x in stdout.splitlines()]
@@ -150,11 +158,32 @@ def test_online_equals_batch_causal(toy, tmp_path, compat):
     for r in online:
         for c, p in r["probabilities"].items():
             assert p == pytest.approx(batch[r["id"]]["probabilities"][c], abs=1e-5)
-    # a turn arriving out of order is refused
-    bad = [stream[0], {**stream[0], "id": "again", "turn": 0}]
-    code, _, stderr = run_cli("erc", "predict", "-m", str(out), "--online",
+
+
+@pytest.mark.parametrize("compat", ["thesis", "reference"])
+def test_online_equals_batch_causal(toy, causal, compat):
+    _online_equals_batch(causal[compat], toy["data"])
+    first = json.loads(toy["data"].read_text().splitlines()[0])  # a turn arriving out of order is refused
+    bad = [first, {**first, "id": "again", "turn": 0}]
+    code, _, stderr = run_cli("erc", "predict", "-m", str(causal[compat]), "--online",
                               stdin="".join(json.dumps(r) + "\n" for r in bad))
     assert code == 1 and "stdin:2" in stderr and "in order" in stderr
+
+
+def test_stage3_fuses_the_frozen_stage2_runs(toy, causal, tmp_path):
+    """Hierarchical HCAM: stage III reads the turn embeddings of two frozen stage II runs (embed.from_run; here
+    both text-based, the toy corpus has no audio); predictions and online prediction go through all stages."""
+    out = tmp_path / "stage3"
+    code, stdout, stderr = run_cli("--json", *_args(
+        toy["data"], out, toy["cache"], "--stage", "3", "--set", "model.modalities=[text,speech]",
+        "--set", f"embed.text.from_run={causal['thesis']}", "--set", f"embed.speech.from_run={causal['reference']}",
+        "--set", "model.context=causal", "--set", "train.epochs=3"))
+    assert code == 0, stderr
+    summary = json_out(stdout)
+    assert summary["stage"] == 3 and summary["embed"]["speech"]["from_run"] == str(causal["reference"])
+    meta = json.loads((out / "export" / "config.json").read_text())
+    assert meta["dims"]["inputs"] == {"text": 24, "speech": 4 * 24 + 360}  # the stage II embedding widths (skip 360)
+    _online_equals_batch(out, toy["data"])
 
 
 def test_stage1_has_no_context(toy, tmp_path):

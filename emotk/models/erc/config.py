@@ -42,8 +42,11 @@ class ErcData:
 
 @dataclass
 class ErcEmbed:
-    """Stage-I vectors of one modality: a ``features extract`` kind and its config, pooled to one vector."""
+    """Stage-I vectors of one modality: a ``features extract`` kind and its config, pooled to one vector -- or,
+    with ``from_run``, the per-turn embeddings of a trained ``erc train`` run (hierarchical HCAM: stage II on the
+    frozen stage I run, stage III on the frozen stage II runs)."""
 
+    from_run: str = ""  # an `erc train` output folder (or export): its best run's turn embeddings are the vectors
     kind: str = "text"  # text (sentence-encoder mean) | upstream (SSL layers) | acoustic (lld) | whisper-encoder
     config: dict[str, Any] = field(default_factory=dict)  # the kind's config, e.g. {model: minilm}
     layers: Any = "all"  # upstream: which stored layers are averaged ("all" or indices)

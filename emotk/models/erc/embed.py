@@ -59,15 +59,18 @@ def ensure_embeddings(cfg: Any, manifest: Any, cache_root: str | os.PathLike, *,
                       skip_bad: bool = False, progress: bool | None = None) -> dict[str, Any]:
     """Extract (or reuse) the stage-I arrays of every record of ``manifest`` for each modality of ``cfg.model``
     (or ``modalities``) under ``cache_root``; returns ``{modality: extraction summary}`` (cache path, counts)."""
-    from emotk.features.extract import run_extraction
+    from emotk.features.extract import get_extractor, run_extraction
 
     out = {}
     for mod in modalities or list(cfg.model.modalities):
         entry = cfg.embed.get(mod)
         if entry is None:
             raise ConfigError(f"embed.{mod}: no stage-I source for modality '{mod}'")
-        if mod == "speech":
-            manifest.require_audio("erc speech embeddings")
+        if entry.from_run:
+            out[mod] = _run_source(entry.from_run, manifest, device)
+            continue
+        if get_extractor(entry.kind).input == "audio":
+            manifest.require_audio(f"erc {mod} embeddings ({entry.kind})")
         out[mod] = run_extraction(entry.kind, manifest, Path(cache_root), embed_config(entry), shard=shard,
                                   resume=True, skip_bad=skip_bad, progress=progress, device=device)
     return out
@@ -79,6 +82,10 @@ def load_vectors(cfg: Any, summaries: dict[str, Any], ids: list[str]) -> dict[st
 
     out: dict[str, dict[str, np.ndarray]] = {}
     for mod, summary in summaries.items():
+        if "vectors" in summary:  # embeddings of an earlier stage's run (from_run)
+            wanted = set(ids)
+            out[mod] = {u: v for u, v in summary["vectors"].items() if u in wanted}
+            continue
         entry = cfg.embed.get(mod)
         cache = FeatureCache(summary["cache"])
         name = ARRAYS[entry.kind]
@@ -88,3 +95,42 @@ def load_vectors(cfg: Any, summaries: dict[str, Any], ids: list[str]) -> dict[st
                 vectors[uid] = pool(entry, cache.get(uid, name))
         out[mod] = vectors
     return out
+
+
+def _run_source(run: str, manifest: Any, device: str) -> dict[str, Any]:
+    """The per-turn embeddings of ``erc train`` run ``run`` (its export) over every dialogue of ``manifest``:
+    the run's own stage-I vectors (from its experiment's feature cache), then its network in eval mode.
+    Returns ``{"from_run", "export", "config_hash", "vectors": {id: (E,) vector}}``."""
+    import json
+
+    import torch
+
+    from emotk.core.config import from_dict
+    from emotk.data.conversations import collate_conversations, group_conversations
+    from emotk.models.erc.config import ErcConfig
+    from emotk.models.erc.export import find_export, load_export
+
+    export = find_export(run)
+    model, meta, _ = load_export(export, device)
+    source = export.parent  # OUT/export or OUT/runs/<run>/export
+    run_json = source / "run.json"
+    if not run_json.is_file():
+        raise DataError(f"embed.from_run {run}: no run.json beside {export} (pass an `erc train` output folder)")
+    raw = json.loads(run_json.read_text(encoding="utf-8"))["config"]
+    src = from_dict(ErcConfig, {k: v for k, v in raw.items() if k not in ("task", "runtime")})
+    top = source if (source / "runs").is_dir() else source.parent.parent
+    cache_root = Path(src.embed.cache_dir) if src.embed.cache_dir else top / "features"
+    summaries = ensure_embeddings(src, manifest, cache_root, device=device)
+    convs = group_conversations(manifest, label_field="\x00", classes=meta["classes"])
+    base = load_vectors(src, summaries, convs.ids)
+    vectors: dict[str, np.ndarray] = {}
+    with torch.no_grad():
+        for start in range(0, len(convs), 32):
+            batch = collate_conversations(list(convs)[start:start + 32], base)
+            feats = {m: t.to(device) for m, t in batch["features"].items()}
+            _, emb = model(feats, batch["mask"].to(device), batch["speaker"].to(device))
+            for row, ids in enumerate(batch["ids"]):
+                for k, uid in enumerate(ids):
+                    vectors[uid] = emb[row, k].float().cpu().numpy()
+    return {"from_run": str(run), "export": str(export), "config_hash": meta.get("config_hash"),
+            "vectors": vectors}

@@ -44,6 +44,12 @@ class ErcPredictor:
         self.label_field = self.meta.get("label_field") or "emotion"
         self.label_map = self._label_map()
         self._fns: dict[str, Any] = {}
+        # hierarchical models: a modality whose vectors are an earlier stage's turn embeddings (embed.from_run)
+        self.sources = {m: ErcPredictor(e.from_run, device=str(self.device))
+                        for m, e in self.embed.items() if e.from_run}
+        if self.causal and any(not p.causal for p in self.sources.values()):
+            raise DataError(f"{self.folder}: a causal model built on a non-causal earlier stage (embed.from_run) "
+                            "would see the future; train every stage with model.context=causal")
 
     def _label_map(self) -> Any:
         name = self.meta.get("label_map")
@@ -66,6 +72,8 @@ class ErcPredictor:
 
         out: dict[str, list[np.ndarray]] = {}
         for mod in self.modalities:
+            if mod in self.sources:
+                continue  # an earlier stage's embeddings: they need the dialogue (see dialogue_outputs)
             entry = self.embed[mod]
             spec = get_extractor(entry.kind)
             if mod not in self._fns:
@@ -86,14 +94,40 @@ class ErcPredictor:
     # ---- the network --------------------------------------------------------------------------------------------
     def logits(self, vectors: dict[str, list[np.ndarray]], speakers: list[int]) -> torch.Tensor:
         """One dialogue's turn vectors (``{modality: [T vectors]}``) and speaker indices -> (T, C) logits."""
+        return self._forward(vectors, speakers)[0]
+
+    def _forward(self, vectors: dict[str, Any], speakers: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         t = len(speakers)
-        feats = {m: torch.as_tensor(np.stack(vectors[m]), dtype=torch.float32, device=self.device)[None]
-                 for m in self.modalities}
+        feats = {m: torch.as_tensor(np.stack([np.asarray(v) for v in vectors[m]]), dtype=torch.float32,
+                                    device=self.device)[None] for m in self.modalities}
         mask = torch.ones(1, t, dtype=torch.bool, device=self.device)
         speaker = torch.as_tensor(speakers, dtype=torch.long, device=self.device)[None]
         with torch.no_grad():
-            logits, _ = self.model(feats, mask, speaker)
-        return logits[0].float().cpu()
+            logits, embedding = self.model(feats, mask, speaker)
+        return logits[0].float().cpu(), embedding[0].float().cpu()
+
+    def dialogue_outputs(self, records: list[dict[str, Any]], speakers: list[int]
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One whole dialogue (turn records in order, speaker indices) -> (logits (T, C), embeddings (T, E)),
+        embedding its turns first (earlier stages' models run over the dialogue for ``from_run`` modalities)."""
+        vectors: dict[str, Any] = self.embed_turns(records)
+        for mod, source in self.sources.items():
+            vectors[mod] = list(source.dialogue_outputs(records, speakers)[1])
+        return self._forward(vectors, speakers)
+
+    def step_turn(self, record: dict[str, Any], speaker: int, state: Any = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """Online: one new turn of a dialogue -> (logits (C,), embedding, state); ``state`` None at its first turn.
+        Causal models only; earlier stages (``from_run``) advance with their own states."""
+        state = state or {"net": None, "sources": {}}
+        vectors = self.embed_turns([record])
+        feats = {m: torch.as_tensor(vectors[m][0], dtype=torch.float32, device=self.device) for m in vectors}
+        for mod, source in self.sources.items():
+            _, emb, state["sources"][mod] = source.step_turn(record, speaker, state["sources"].get(mod))
+            feats[mod] = emb.to(self.device)
+        with torch.no_grad():
+            logits, embedding, state["net"] = self.model.step(feats, speaker, state["net"])
+        return logits.float().cpu(), embedding.float().cpu(), state
 
     def row(self, record: dict[str, Any], dialogue: str, logits: torch.Tensor) -> dict[str, Any]:
         """The output object of one turn (see the module docstring)."""
@@ -136,12 +170,12 @@ def predict(model_dir: "str | os.PathLike | ErcPredictor", manifest: Any, *, dev
 
     predictor = model_dir if isinstance(model_dir, ErcPredictor) else ErcPredictor(model_dir, device=device)
     m = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest)
-    need_text = any(predictor.embed[x].kind == "text" for x in predictor.modalities)
+    need_text = any(predictor.embed[x].kind == "text" and not predictor.embed[x].from_run for x in predictor.modalities)
     convs = group_conversations(m, label_field="\x00", classes=predictor.classes, need_text=need_text)
     by_id = {r.get("id"): r for r in m.records}
     for conv in convs:
         records = [by_id[u] for u in conv.ids]
-        logits = predictor.logits(predictor.embed_turns(records), list(conv.speakers))
+        logits, _ = predictor.dialogue_outputs(records, list(conv.speakers))
         for rec, row in zip(records, logits):
             yield predictor.row(rec, conv.name, row)
 
@@ -173,13 +207,9 @@ class OnlineSession:
             raise DataError(f"{where}: turn {turn} of dialogue '{dialogue}' arrives after turn {st['turns'][-1]}; "
                             "online turns must come in order")
         record = {**record, "id": uid}
-        vectors = self.predictor.embed_turns([record])
         speakers = st["speakers"]
         speaker = speakers.setdefault(str(record["speaker"]), len(speakers))
-        p = self.predictor
-        feats = {m: torch.as_tensor(vectors[m][0], dtype=torch.float32, device=p.device) for m in p.modalities}
-        with torch.no_grad():
-            logits, _, st["net"] = p.model.step(feats, speaker, st["net"])
+        logits, _, st["net"] = self.predictor.step_turn(record, speaker, st["net"])
         st["ids"].add(uid)
         st["turns"].append(turn if turn is not None else len(st["turns"]))
-        return p.row(record, str(dialogue), logits.float().cpu())
+        return self.predictor.row(record, str(dialogue), logits)

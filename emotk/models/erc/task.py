@@ -176,8 +176,9 @@ def prepare(cfg: Any, manifest_path: str, roots: dict[str, str] | None = None,
     from emotk.data.manifest import Manifest
 
     manifest = Manifest.load(manifest_path, roots=roots) if roots else Manifest.load(manifest_path)
-    need_text = any(cfg.embed.get(m) is not None and cfg.embed.get(m).kind == "text" for m in cfg.model.modalities)
-    if "speech" in cfg.model.modalities:
+    need_text = any(cfg.embed.get(m) is not None and cfg.embed.get(m).kind == "text" and not cfg.embed.get(m).from_run
+                    for m in cfg.model.modalities)
+    if "speech" in cfg.model.modalities and not cfg.embed.speech.from_run and cfg.embed.speech.kind != "text":
         manifest.require_audio("erc train with the speech modality")
     label_map = _label_map(cfg, manifest)
     splits = conversation_splits(manifest, cfg.data.protocol or None, cfg.data.fold or None,
