@@ -39,7 +39,8 @@ def _task(store, ids, *overrides, speakers=None):
 
 
 @pytest.mark.parametrize("extra", [[], ["model.feature_norm=true"], ["data.speaker_norm=per-speaker"],
-                                   ["model.feature_norm=true", "model.layers=[0,2]", "model.head=linear"]])
+                                   ["model.feature_norm=true", "model.layers=[0,2]", "model.head=linear"],
+                                   ["model.feature_norm=true", "model.layer_combine=concat"]])
 def test_mean_std_statistics_items_give_the_frame_path_outputs(tmp_path, extra):
     """Two frames per layer (mean -/+ std) reproduce every frame's per-layer mean and std -- after any per-dim
     affine standardisation too -- so training on them is exact."""
@@ -88,6 +89,14 @@ def test_linear_head_and_layer_choice():
         SuperbDownstream(dims, layers=[4])
     mlp = SuperbDownstream(dims, head="mlp", head_hidden=5, pooling="mean_std")
     assert [m.out_features for m in mlp.head.modules() if isinstance(m, torch.nn.Linear)] == [5, 3]
+    cat = SuperbDownstream(dims, head="linear", pooling="mean", layers=[0, 2], layer_combine="concat").eval()
+    (linear,) = [m for m in cat.head.modules() if isinstance(m, torch.nn.Linear)]
+    assert linear.in_features == 2 * 6  # layers 0 and 2, each pooled on its own, side by side
+    with torch.no_grad():  # = a linear layer on [mean of layer 0 ; mean of layer 2] over the valid frames
+        want = linear(torch.cat([x[:, 0, :4].mean(1), x[:, 2, :4].mean(1)], dim=-1))[1]
+    assert torch.allclose(cat(x, lengths)[1], want, atol=1e-5)
+    with pytest.raises(ConfigError, match="layer_combine"):
+        SuperbDownstream(dims, pooling="attentive_stats", layer_combine="concat")
 
 
 def test_strong_model_survives_export(tmp_path):

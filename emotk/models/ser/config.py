@@ -67,6 +67,8 @@ class SerModel:
     # thesis: masked mean; mean_std: each layer's masked mean + std over time, then the weighted layer sum
     pooling: Literal["mean", "mean_std", "attentive_stats"] = "mean"
     layers: Any = "all"  # which of the cached upstream layers the head combines: "all" or indices, e.g. [-1]
+    # weighted_sum: the thesis's learned softmax layer weights; concat: each layer pooled on its own, side by side
+    layer_combine: Literal["weighted_sum", "concat"] = "weighted_sum"
     layer_norm: bool = False  # normalise each layer before the weighted sum (s3prl option)
     compat: Literal["thesis", "reference"] = "thesis"  # reference: head without ReLU (CARE reference code)
     # standardise features per layer and dim with training-set statistics. Helps within a corpus; when test
@@ -132,6 +134,9 @@ class SerConfig:
             raise ConfigError("model.head_hidden must be >= 0 and model.dropout / model.input_dropout in [0, 1)")
         if m.head not in ("mlp", "linear"):
             raise ConfigError(f"model.head: expected mlp or linear, got {m.head!r}")
+        if m.layer_combine == "concat" and m.pooling == "attentive_stats":
+            raise ConfigError("model.layer_combine=concat pools each layer on its own: use model.pooling mean or "
+                              "mean_std")
         if m.layers != "all" and (not isinstance(m.layers, list) or not m.layers or not all(
                 isinstance(i, int) and not isinstance(i, bool) for i in m.layers)):
             raise ConfigError(f"model.layers: expected \"all\" or a non-empty list of layer indices, e.g. [-1], "

@@ -10,7 +10,8 @@ reference code does.
 emotk's strong recipe (configs/ser/*-strong.yaml; not the thesis's) adds, all as options of the same module:
 ``pooling="mean_std"`` (each layer pooled to its masked mean and standard deviation over time, (L, 2D), then the
 layer-weighted sum of those statistics), ``head="linear"`` (one linear layer: a linear probe), ``input_dropout``
-on the pooled vector and ``layers`` (which of the cached layers the head combines, e.g. ``[-1]``).
+on the pooled vector, ``layers`` (which of the cached layers the head combines, e.g. ``[-1]``) and
+``layer_combine="concat"`` (every layer's pooled statistics side by side instead of their learned weighted sum).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from emotk.nn.layer_sum import WeightedLayerSum
 from emotk.nn.pooling import build_pooling
 
 HEADS = ("mlp", "linear")
+COMBINE = ("weighted_sum", "concat")
 
 
 @dataclass
@@ -67,10 +69,16 @@ class SuperbDownstream(nn.Module):
 
     def __init__(self, dims: SuperbDims, head_hidden: int = 256, dropout: float = 0.0, pooling: str = "mean",
                  layer_norm: bool = False, compat: str = "thesis", feature_norm: bool = False, head: str = "mlp",
-                 input_dropout: float = 0.0, layers: Sequence[int] | None = None) -> None:
+                 input_dropout: float = 0.0, layers: Sequence[int] | None = None,
+                 layer_combine: str = "weighted_sum") -> None:
         super().__init__()
         if head not in HEADS:
             raise ConfigError(f"model.head: {head!r} is not one of {', '.join(HEADS)}")
+        if layer_combine not in COMBINE:
+            raise ConfigError(f"model.layer_combine: {layer_combine!r} is not one of {', '.join(COMBINE)}")
+        if layer_combine == "concat" and pooling == "attentive_stats":
+            raise ConfigError("model.layer_combine=concat pools each layer on its own: use model.pooling mean or "
+                              "mean_std (attentive_stats pools the weighted layer sum)")
         self.dims = dims
         self.feature_norm = bool(feature_norm)
         if self.feature_norm:  # training-set statistics, set by the task (set_feature_stats); saved with the weights
@@ -78,11 +86,14 @@ class SuperbDownstream(nn.Module):
             self.register_buffer("feature_std", torch.ones(dims.num_layers, dims.dim))
         self.layers = layer_indices(list(layers) if layers is not None else None, dims.num_layers)
         used = len(self.layers) if self.layers is not None else dims.num_layers
-        self.layerwise = pooling == "mean_std"  # statistics per layer, then the weighted sum of the statistics
+        # statistics per layer, then their weighted sum (or, concat, all layers' statistics side by side)
+        self.concat = layer_combine == "concat"
+        self.layerwise = pooling == "mean_std" or self.concat
         self.layer_norm = bool(layer_norm)
         self.layer_sum = WeightedLayerSum(used, layer_norm=layer_norm and not self.layerwise)
         self.pooling = build_pooling(pooling, dims.dim)
-        self.head = MLPHead(self.pooling.out_dim, dims.num_outputs, hidden=0 if head == "linear" else head_hidden,
+        in_dim = self.pooling.out_dim * (used if self.concat else 1)
+        self.head = MLPHead(in_dim, dims.num_outputs, hidden=0 if head == "linear" else head_hidden,
                             dropout=dropout, compat=compat, input_dropout=input_dropout)
 
     @classmethod
@@ -94,7 +105,7 @@ class SuperbDownstream(nn.Module):
         return cls(dims, head_hidden=m["head_hidden"], dropout=m["dropout"], pooling=m["pooling"],
                    layer_norm=m["layer_norm"], compat=m["compat"], feature_norm=m.get("feature_norm", False),
                    head=m.get("head", "mlp"), input_dropout=m.get("input_dropout", 0.0),
-                   layers=None if layers == "all" else layers)
+                   layers=None if layers == "all" else layers, layer_combine=m.get("layer_combine", "weighted_sum"))
 
     def forward(self, hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if hidden.ndim != 4:
@@ -113,7 +124,7 @@ class SuperbDownstream(nn.Module):
             if self.layer_norm:
                 hidden = nn.functional.layer_norm(hidden, hidden.shape[-1:])
             stats = self.pooling(hidden.reshape(b * n, t, d), lengths=lengths.repeat_interleave(n))
-            x = self.layer_sum(stats.reshape(b, n, 1, -1))[:, 0]
+            x = stats.reshape(b, -1) if self.concat else self.layer_sum(stats.reshape(b, n, 1, -1))[:, 0]
         else:
             x = self.layer_sum(hidden)
             x = self.pooling(x, lengths=lengths)
