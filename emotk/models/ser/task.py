@@ -140,18 +140,26 @@ class SerDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         it = self.items[index]
-        if self.pooled:
-            mean, mean_sq, _ = self.store.summary(it.id)
-            if self.pooled == "mean":
-                frames = mean[:, None, :]
-            else:
-                std = np.sqrt(np.maximum(mean_sq - mean * mean, 0.0))
-                frames = np.stack([mean - std, mean + std], axis=1)
-        else:
-            frames = self.store.get(it.id)
+        if self.pooled:  # small (L, 1|2, D) tensors, made once: epochs then cost no numpy work per item
+            memo = self.__dict__.setdefault("_pooled_memo", {})
+            if index not in memo:
+                memo[index] = self._pooled_item(it)
+            return {"id": it.id, "hidden": memo[index], "target": it.target}
+        frames = self.store.get(it.id)
         if self.norm is not None:
             frames = normalize(frames, self.norm[it.id])
         return {"id": it.id, "hidden": torch.from_numpy(np.asarray(frames)), "target": it.target}
+
+    def _pooled_item(self, it: SerItem) -> torch.Tensor:
+        mean, mean_sq, _ = self.store.summary(it.id)
+        if self.pooled == "mean":
+            frames = mean[:, None, :]
+        else:
+            std = np.sqrt(np.maximum(mean_sq - mean * mean, 0.0))
+            frames = np.stack([mean - std, mean + std], axis=1)
+        if self.norm is not None:
+            frames = normalize(frames, self.norm[it.id])
+        return torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32))
 
 
 def collate_features(items: list[dict[str, Any]], regression: bool) -> dict[str, Any]:
