@@ -57,7 +57,7 @@ def test_demo_runs_every_stage(cli, tmp_path, monkeypatch, capsys):
     _human(summary)
     shown = capsys.readouterr().out
     assert "S2S-ZEST" in shown and "style direction –" in shown and "EST report" in shown
-    assert "thesis recipe (ser/demo)" in shown and "strong recipe (ser/demo-strong)" in shown
+    assert "SER recipes: thesis = ser/demo, strong = ser/demo-strong (emotk's" in shown
     assert "not comparable with the thesis" in shown  # Emo-Sim from the bundle's own encoder is flagged
     again = cli("demo", "-o", out)
     assert again.code == 1 and "--overwrite" in again.err

@@ -68,9 +68,11 @@ def _human(s: dict) -> None:
             return f"{v['mean'] * 100:.1f} ± {v['std'] * 100:.1f}"
 
         table(f"speech emotion recognition on the demo corpus ({ser['upstream']}, {ser['folds']} speaker folds, "
-              "test mean ± std)", ["metric", f"thesis recipe ({ser['config']}) %",
-                                   *([f"strong recipe ({strong['config']}) %"] if strong else [])],
+              "test mean ± std)", ["metric", "thesis recipe %", *(["strong recipe %"] if strong else [])],
               [[k, pct(ser, k), *([pct(strong, k)] if strong else [])] for k in ser["test"]])
+        typer.echo(f"SER recipes: thesis = {ser['config']}"
+                   + (f", strong = {strong['config']} (emotk's: mean+std statistics, dropout, weight decay, early "
+                      "stopping, lr chosen on validation)" if strong else ""))
     if "care" in st:
         care = st["care"]
         pre = care["pretrain"]
