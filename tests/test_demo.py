@@ -19,7 +19,7 @@ def test_demo_runs_every_stage(cli, tmp_path, monkeypatch, capsys):
     assert res.code == 0, res.err[-2000:]
     summary = json.loads(res.out)
     st = summary["stages"]
-    assert set(st) == {"corpus", "validate", "split", "prosody", "ser", "care", "zest", "est"}
+    assert set(st) == {"corpus", "validate", "split", "prosody", "ser", "erc", "care", "zest", "est"}
     assert st["corpus"]["utterances"] >= 250 and st["corpus"]["speakers"] >= 6
     assert st["validate"]["ok"] and st["validate"]["errors"] == 0
     assert len(st["split"]["folds"]) == 3
@@ -32,6 +32,10 @@ def test_demo_runs_every_stage(cli, tmp_path, monkeypatch, capsys):
     strong = st["ser"]["strong"]  # emotk's recipe beside the thesis's, on the same features and folds
     assert strong["config"] == "ser/demo-strong" and strong["test"]["balanced_accuracy"]["mean"] > 0.45
     assert len(strong["search"]) == 3 and all("train.optim.lr" in v for v in strong["search"].values())
+    erc = st["erc"]  # hierarchical HCAM on the demo dialogues: text, speech, then their fusion
+    assert erc["dialogues"] == {"train": 4, "valid": 1, "test": 1} and erc["turns"] == 42
+    assert [erc[k]["stage"] for k in ("text", "speech", "fusion")] == [2, 2, 3]
+    assert erc["speech"]["test"]["weighted_f1"] > 0.5  # the demo styles differ acoustically (chance: 0.25)
     care = st["care"]
     assert care["pretrain"]["semantic_loss"]["last"] < care["pretrain"]["semantic_loss"]["first"]
     assert care["pretrain"]["acoustic_loss"]["last"] < care["pretrain"]["acoustic_loss"]["first"]
@@ -58,6 +62,7 @@ def test_demo_runs_every_stage(cli, tmp_path, monkeypatch, capsys):
     shown = capsys.readouterr().out
     assert "S2S-ZEST" in shown and "style direction –" in shown and "EST report" in shown
     assert "SER recipes: thesis = ser/demo, strong = ser/demo-strong (emotk's" in shown
+    assert "emotion recognition in conversations on the demo dialogues" in shown
     assert "not comparable with the thesis" in shown  # Emo-Sim from the bundle's own encoder is flagged
     again = cli("demo", "-o", out)
     assert again.code == 1 and "--overwrite" in again.err

@@ -73,6 +73,14 @@ def _human(s: dict) -> None:
         typer.echo(f"SER recipes: thesis = {ser['config']}"
                    + (f", strong = {strong['config']} (emotk's: mean+std statistics, dropout, weight decay, early "
                       "stopping, lr chosen on validation)" if strong else ""))
+    if "erc" in st:
+        erc = st["erc"]
+        d = erc["dialogues"]
+        table(f"emotion recognition in conversations on the demo dialogues (HCAM; {d['train']} train / {d['valid']} "
+              f"valid / {d['test']} test dialogues, {erc['turns']} turns)", ["model", "test weighted F1 %",
+                                                                          "test macro F1 %"],
+              [[f"{name} (stage {erc[name]['stage']})", f"{erc[name]['test']['weighted_f1'] * 100:.1f}",
+                f"{erc[name]['test']['macro_f1'] * 100:.1f}"] for name in ("text", "speech", "fusion")])
     if "care" in st:
         care = st["care"]
         pre = care["pretrain"]

@@ -2,17 +2,18 @@
 
 :class:`DemoConfig` (task ``demo``, configs/demo.yaml) and :func:`run_demo`; one module per stage, each calling
 the public API of the task it shows: :mod:`.corpus` (corpus, validate, split), :mod:`.prosody`, :mod:`.ser`,
-:mod:`.care`, :mod:`.zest` and :mod:`.est`.
+:mod:`.erc`, :mod:`.care`, :mod:`.zest` and :mod:`.est`.
 
 Stages (each later capability adds its own): corpus (synthesise or reuse the cached demo corpus) ->
 validate -> split (speaker-independent folds) -> prosody (per-style F0 / rate / energy, showing that the
 styles differ the way the corpus promises) -> ser (SUPERB SER head on the built-in lld descriptors, every
-speaker fold, mean ± std of the test metrics) -> care (pre-train a tiny CARE on the corpus and compare SER on
-its upstream with the same architecture untrained) -> zest (train a tiny S2S-ZEST, convert held-out sentences
-between every pair of styles with the WORLD backend, save the wavs and a before/after F0 plot, measure how far
-F0 moves toward the reference; a few BigVGAN steps) -> est (``emotk evaluate est`` on those held-out
-sentences: Table 5.2 for the bundle vs the training-free floors). Every stage's result lands in one summary JSON
-in the run dir.
+speaker fold, mean ± std of the test metrics, the thesis's and emotk's strong recipe) -> erc (HCAM on the
+demo dialogues: text and speech stage II, then their stage III fusion) -> care (pre-train a tiny CARE on the
+corpus and compare SER on its upstream with the same architecture untrained) -> zest (train a tiny S2S-ZEST,
+convert held-out sentences between every pair of styles with the WORLD backend, save the wavs and a before/after
+F0 plot, measure how far F0 moves toward the reference; a few BigVGAN steps) -> est (``emotk evaluate est`` on
+those held-out sentences: Table 5.2 for the bundle vs the training-free floors). Every stage's result lands in one
+summary JSON in the run dir.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 from emotk.core.config import Resolved
 from emotk.data.synth import SynthConfig
 
-STAGES = ("corpus", "validate", "split", "prosody", "ser", "care", "zest", "est")
+STAGES = ("corpus", "validate", "split", "prosody", "ser", "erc", "care", "zest", "est")
 
 
 @dataclass
@@ -110,6 +111,13 @@ def run_demo(resolved: Resolved, out_dir: Path, overwrite: bool = False,
             stages["ser"]["strong"] = {**ser_stage(manifest_path, protocol_path, out_dir / "ser-strong", cfg.seed,
                                                    config=cfg.ser_strong_config, cache_dir=ser_cache),
                                        "seconds": round(time.perf_counter() - t0, 2)}
+
+    if "erc" in cfg.stages:
+        from emotk.demo.erc import erc_stage
+
+        t0 = time.perf_counter()
+        stages["erc"] = {**erc_stage(manifest_path, out_dir / "erc", cfg.seed),
+                         "seconds": round(time.perf_counter() - t0, 2)}
 
     if "care" in cfg.stages:
         from emotk.demo.care import care_demo_stage
