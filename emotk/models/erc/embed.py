@@ -1,8 +1,9 @@
 """Stage-I utterance vectors for ERC (``emotk erc embed``): one vector per utterance, from the feature cache.
 
 Each modality's ``embed`` entry names a ``features extract`` kind and its config; :func:`ensure_embeddings` runs
-:func:`emotk.features.extract.run_extraction` (sharded, resumable, cached under ``<cache root>/<kind>-<hash12>/``,
-shared by every run and seed) and pools what it stores to one (D,) vector per utterance:
+:func:`emotk.features.extract.run_extraction` (sharded, resumable, cached under
+``<cache root>/set-<ids12>/<kind>-<hash12>/``, shared by every run and seed) and pools what it stores to one (D,)
+vector per utterance:
 
 ==================  ==============================  =============================================================
 kind                stored                          vector
@@ -59,8 +60,12 @@ def ensure_embeddings(cfg: Any, manifest: Any, cache_root: str | os.PathLike, *,
                       skip_bad: bool = False, progress: bool | None = None) -> dict[str, Any]:
     """Extract (or reuse) the stage-I arrays of every record of ``manifest`` for each modality of ``cfg.model``
     (or ``modalities``) under ``cache_root``; returns ``{modality: extraction summary}`` (cache path, counts)."""
+    from emotk.features.cache import ids_sha256
     from emotk.features.extract import get_extractor, run_extraction
 
+    # one sharded cache per utterance set (the cache holds exactly a manifest's ids): several manifests can share
+    # a cache root without colliding; every run and seed over one manifest shares the vectors
+    root = Path(cache_root) / f"set-{ids_sha256(manifest.ids)[:12]}"
     out = {}
     for mod in modalities or list(cfg.model.modalities):
         entry = cfg.embed.get(mod)
@@ -71,7 +76,7 @@ def ensure_embeddings(cfg: Any, manifest: Any, cache_root: str | os.PathLike, *,
             continue
         if get_extractor(entry.kind).input == "audio":
             manifest.require_audio(f"erc {mod} embeddings ({entry.kind})")
-        out[mod] = run_extraction(entry.kind, manifest, Path(cache_root), embed_config(entry), shard=shard,
+        out[mod] = run_extraction(entry.kind, manifest, root, embed_config(entry), shard=shard,
                                   resume=True, skip_bad=skip_bad, progress=progress, device=device)
     return out
 

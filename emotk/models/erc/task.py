@@ -9,7 +9,7 @@ computed over every labelled turn of the split (``weighted_f1`` selects the chec
 :func:`train` (``emotk erc train``). Layout of an output folder ``OUT``::
 
     OUT/run.json, config.yaml, log.txt     the experiment (resolved config, inputs' hashes, plan)
-    OUT/features/<kind>-<h12>/             stage-I arrays per utterance (``erc embed``; shared by every seed)
+    OUT/features/set-<ids12>/<kind>-<h12>/ stage-I arrays per utterance (``erc embed``; shared by every seed)
     OUT/runs/seed<S>/                      one run per seed: run.json, metrics.jsonl, ckpt/, export/,
                                            eval/{valid,test}/ (report.json, predictions.jsonl, confusion matrix)
     OUT/summary.json                       test and validation metrics: mean ± sample std over seeds, per run
