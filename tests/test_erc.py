@@ -186,6 +186,22 @@ def test_stage3_fuses_the_frozen_stage2_runs(toy, causal, tmp_path):
     _online_equals_batch(out, toy["data"])
 
 
+def test_joint_stage2_and_3_ablation(toy, tmp_path):
+    """model.joint: both stage II networks trained with the fusion from stage-I vectors (Table 4.2's ablation)."""
+    out = tmp_path / "joint"
+    code, stdout, stderr = run_cli("--json", *_args(
+        toy["data"], out, toy["cache"], "--stage", "3", "--set", "model.joint=true", "--set",
+        "model.modalities=[text,speech]", "--set", "embed.speech={kind: text, config: {model: minilm}}",
+        "--set", "model.context=causal", "--set", "train.epochs=3"))
+    assert code == 0, stderr
+    assert json_out(stdout)["stage"] == 3
+    from safetensors.torch import load_file
+
+    keys = load_file(str(out / "export" / "model.safetensors"))
+    assert any(k.startswith("context.text.") for k in keys) and any(k.startswith("context.speech.") for k in keys)
+    _online_equals_batch(out, toy["data"])
+
+
 def test_stage1_has_no_context(toy, tmp_path):
     from emotk.models.erc.infer import ErcPredictor
 

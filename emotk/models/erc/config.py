@@ -73,6 +73,9 @@ class ErcModel:
     fusion_dim: int = 60  # stage III
     fusion_heads: int = 3
     fusion_layers: int = 2
+    # stage 3 only: train the two stage II networks together with the fusion, from stage-I vectors (the joint II+III
+    # ablation of thesis Table 4.2); false = hierarchical (fuse frozen stage II runs given by embed.*.from_run)
+    joint: bool = False
 
 
 @dataclass
@@ -126,6 +129,8 @@ class ErcConfig:
                               f"got {m.modalities!r}")
         if m.stage == 3 and sorted(m.modalities) != sorted(MODALITIES):
             raise ConfigError("model.stage 3 fuses both modalities: set model.modalities=[text,speech]")
+        if m.joint and m.stage != 3:
+            raise ConfigError("model.joint trains stage II together with stage III: set model.stage=3")
         if m.stage < 3 and len(m.modalities) != 1:
             raise ConfigError(f"model.stage {m.stage} models one modality: set model.modalities=[text] or [speech]")
         missing = [x for x in m.modalities if self.embed.get(x) is None]

@@ -9,7 +9,9 @@ and what the next stage reads. By ``model.stage``:
    Linear, the classifier of frozen stage-I vectors (sentence-encoder means, pooled SSL layers, lld functionals);
 2. :func:`emotk.nn.hcam.build_context`: one modality in context -- thesis (bi-GRU -> self-attention -> FFN) or the
    authors' reference (four masked GRU + attention branches with a linear skip);
-3. :class:`emotk.nn.hcam.HcamFusion`: co-attention fusion of the text and speech turn embeddings.
+3. :class:`emotk.nn.hcam.HcamFusion`: co-attention fusion of the text and speech turn embeddings (of frozen stage II
+   runs, ``embed.*.from_run``; or, ``model.joint``, of two stage II networks trained together with it from stage-I
+   vectors: the joint II+III ablation of thesis Table 4.2).
 
 ``model.context: causal`` builds every stage so that a turn's output depends only on turns up to it (online ERC).
 """
@@ -57,6 +59,17 @@ class UtteranceClassifier(nn.Module):
         return self.classifier(embedding), embedding
 
 
+def _context(m: Mapping[str, Any], in_dim: int, num_classes: int, causal: bool) -> nn.Module:
+    """A stage II context network from the ``model`` section (thesis or reference by ``compat``)."""
+    from emotk.nn.hcam import build_context
+
+    options = dict(gru_hidden=m["gru_hidden"], gru_layers=m["gru_layers"], attention_dim=m["attention_dim"],
+                   heads=m["heads"], causal=causal, dropout=m["dropout"])
+    if m.get("compat", "thesis") == "thesis":
+        options["window"] = m.get("window")
+    return build_context(m.get("compat", "thesis"), in_dim, num_classes, **options)
+
+
 class ErcNet(nn.Module):
     """One HCAM stage over a batch of dialogues (see the module docstring).
 
@@ -80,20 +93,19 @@ class ErcNet(nn.Module):
             self.net: nn.Module = UtteranceClassifier(dims.inputs[mod], c, hidden=m["hidden"], dropout=m["dropout"],
                                                       input_dropout=m.get("input_dropout", 0.0))
         elif self.stage == 2:
-            from emotk.nn.hcam import build_context
-
             (mod,) = self.modalities
             self.input_dropout = nn.Dropout(m.get("input_dropout", 0.0))
-            options = dict(gru_hidden=m["gru_hidden"], gru_layers=m["gru_layers"], attention_dim=m["attention_dim"],
-                           heads=m["heads"], causal=causal, dropout=m["dropout"])
-            if m.get("compat", "thesis") == "thesis":
-                options["window"] = m.get("window")
-            self.net = build_context(m.get("compat", "thesis"), dims.inputs[mod], c, **options)
+            self.net = _context(m, dims.inputs[mod], c, causal)
         elif self.stage == 3:
             from emotk.nn.hcam import HcamFusion
 
             self.input_dropout = nn.Dropout(m.get("input_dropout", 0.0))
-            self.net = HcamFusion(dims.inputs["text"], dims.inputs["speech"], c, dim=m["fusion_dim"],
+            inputs = dict(dims.inputs)
+            self.joint = bool(m.get("joint", False))
+            if self.joint:  # Table 4.2's ablation: stage II of both modalities trained together with stage III
+                self.context = nn.ModuleDict({x: _context(m, dims.inputs[x], c, causal) for x in ("text", "speech")})
+                inputs = {x: int(net.out_dim) for x, net in self.context.items()}
+            self.net = HcamFusion(inputs["text"], inputs["speech"], c, dim=m["fusion_dim"],
                                   heads=m["fusion_heads"], layers=m["fusion_layers"], window=m.get("window"),
                                   causal=causal, dropout=m["dropout"])
         else:
@@ -111,6 +123,13 @@ class ErcNet(nn.Module):
             return logits[0, 0], embedding[0, 0], None
         if self.stage == 2:
             return self.net.step(features[self.modalities[0]], speaker, state)
+        if getattr(self, "joint", False):
+            state = state or {"text": None, "speech": None, "fusion": None}
+            emb = {}
+            for x in ("text", "speech"):
+                _, emb[x], state[x] = self.context[x].step(features[x], speaker, state[x])
+            logits, embedding, state["fusion"] = self.net.step(emb["text"], emb["speech"], state["fusion"])
+            return logits, embedding, state
         return self.net.step(features["text"], features["speech"], state)
 
     def forward(self, features: Mapping[str, torch.Tensor], mask: torch.Tensor,
@@ -119,4 +138,8 @@ class ErcNet(nn.Module):
             return self.net(features[self.modalities[0]], mask, speaker)
         if self.stage == 2:
             return self.net(self.input_dropout(features[self.modalities[0]]), mask, speaker)
-        return self.net(self.input_dropout(features["text"]), self.input_dropout(features["speech"]), mask, speaker)
+        text, speech = self.input_dropout(features["text"]), self.input_dropout(features["speech"])
+        if getattr(self, "joint", False):
+            text = self.context["text"](text, mask, speaker)[1]
+            speech = self.context["speech"](speech, mask, speaker)[1]
+        return self.net(text, speech, mask, speaker)
