@@ -8,7 +8,8 @@ of the previous one, for every seed, and reports weighted F1 (mean ± std over s
 * ``data``: manifest (with ``dialogue``, ``turn``, ``speaker``), protocol (``manifest-split`` = the records' own
   ``split`` field), labels;
 * ``embed``: where each modality's stage-I vectors come from (a ``features extract`` kind + its config, pooled
-  over time to one vector per utterance);
+  over time to one vector per utterance; ``from_run``: an earlier ``erc train`` run; ``finetune``: HCAM's
+  fine-tuned stage I, trained by ``model.stage: 1`` -- :mod:`emotk.models.erc.finetune`);
 * ``model``: the stage trained and its sizes (thesis = default, the authors' reference code as ``compat: reference``);
 * ``train``: :class:`emotk.train.config.TrainConfig` (thesis: Adam lr 1e-5, batch 32 conversations, 100 epochs,
   clip 0.25, selection on validation weighted F1);
@@ -51,6 +52,22 @@ class ErcEmbed:
     config: dict[str, Any] = field(default_factory=dict)  # the kind's config, e.g. {model: minilm}
     layers: Any = "all"  # upstream: which stored layers are averaged ("all" or indices)
     pool: Literal["mean", "mean_std"] = "mean"  # frame-level kinds: time pooling to one vector
+    # ---- HCAM's fine-tuned stage I (model.stage 1 trains encoder + head on single utterances; emotk.models.erc
+    # .finetune). The encoder is config.model (+ config.path): kind text = any HF text encoder (minilm offline,
+    # roberta-large, an `emotk pretrain text` export folder); kind upstream = an SSL speech model (hubert-large-ll60k,
+    # wav2vec2-large-robust, tiny-wavlm). Stage II reads the trained run through embed.<m>.from_run.
+    finetune: bool = False  # true: train the encoder with its HCAM head (model.stage 1) instead of pooling it frozen
+    compat: Literal["thesis", "reference"] = "thesis"  # reference: the encoder stays frozen (authors' code)
+    freeze_cnn: bool = True  # speech, thesis: the CNN feature encoder frozen, the transformer fine-tuned
+    encoder_lr: Optional[float] = None  # learning rate of the encoder's parameters (null = train.optim.lr)
+    max_tokens: int = 128  # text: tokens per utterance at most (longer ones are truncated)
+    max_seconds: Optional[float] = None  # speech: audio per utterance at most (its start; null = all)
+    spliced_layers: int = 4  # text head: the last N hidden layers concatenated per token (thesis: 4)
+    gru_hidden: int = 128  # text head: bi-GRU per direction (embedding 2·gru_hidden; the thesis gives none)
+    gru_layers: int = 1
+    head_pool: Literal["mean", "max"] = "mean"  # text head: masked pooling over tokens
+    conv_dim: int = 128  # speech head: 1D-CNN channels = embedding width (reference: 128)
+    kernel_size: int = 1  # speech head: Conv1d kernel (reference: 1)
 
 
 @dataclass
@@ -137,6 +154,8 @@ class ErcConfig:
         if missing:
             raise ConfigError(f"embed.{missing[0]}: model.modalities uses '{missing[0]}' but embed.{missing[0]} is "
                               f"null; set e.g. --set embed.{missing[0]}.kind=upstream")
+        for mod in m.modalities:
+            self._check_finetune(mod, self.embed.get(mod))
         if not 0.0 <= self.loss.beta <= 1.0:
             raise ConfigError(f"loss.beta: must be in [0, 1], got {self.loss.beta}")
         if not self.loss.temperature > 0:
@@ -153,3 +172,41 @@ class ErcConfig:
             raise ConfigError(f"seeds: need at least 1 run, got {self.seeds}")
         if self.train.select_metric not in METRICS:
             raise ConfigError(f"train.select_metric: '{self.train.select_metric}' is not one of {', '.join(METRICS)}")
+
+    def _check_finetune(self, mod: str, entry: ErcEmbed) -> None:
+        key = f"embed.{mod}"
+        if not entry.finetune:
+            return
+        if entry.from_run:
+            raise ConfigError(f"{key}.finetune and {key}.from_run exclude each other: finetune trains stage I "
+                              "(model.stage 1); from_run reads a trained one (stage II / III)")
+        if self.model.stage != 1:
+            raise ConfigError(f"{key}.finetune trains stage I: set model.stage=1 (then point stage II at that run "
+                              f"with {key}.from_run=RUN_DIR and {key}.finetune=false)")
+        want = {"text": "text", "speech": "upstream"}[mod]
+        if entry.kind != want:
+            raise ConfigError(f"{key}.kind: a fine-tuned {mod} stage I needs kind {want} (the encoder is "
+                              f"{key}.config.model), got {entry.kind!r}")
+        if not str(entry.config.get("model") or ("minilm" if mod == "text" else "")):
+            raise ConfigError(f"{key}.config.model: name the {mod} encoder to fine-tune")
+        if entry.max_tokens < 4:
+            raise ConfigError(f"{key}.max_tokens: must be >= 4, got {entry.max_tokens}")
+        if entry.max_seconds is not None and not entry.max_seconds > 0:
+            raise ConfigError(f"{key}.max_seconds: must be > 0 (or null), got {entry.max_seconds}")
+        if entry.encoder_lr is not None and not entry.encoder_lr > 0:
+            raise ConfigError(f"{key}.encoder_lr: must be > 0 (or null), got {entry.encoder_lr}")
+        if min(entry.spliced_layers, entry.gru_hidden, entry.gru_layers, entry.conv_dim) < 1:
+            raise ConfigError(f"{key}: spliced_layers, gru_hidden, gru_layers and conv_dim must be >= 1")
+        if entry.kernel_size < 1 or entry.kernel_size % 2 == 0:
+            raise ConfigError(f"{key}.kernel_size: must be odd and >= 1, got {entry.kernel_size}")
+
+
+def finetuned(cfg: Any) -> Optional[str]:
+    """The modality whose stage I ``cfg`` fine-tunes (``embed.<m>.finetune`` under model.stage 1), else None."""
+    if cfg.model.stage != 1:
+        return None
+    for mod in cfg.model.modalities:
+        entry = cfg.embed.get(mod)
+        if entry is not None and entry.finetune:
+            return mod
+    return None

@@ -13,6 +13,10 @@ upstream            hidden (L, T, D)                mean of ``layers`` -> time `
 acoustic            acoustic (T, D)                 time ``pool`` (lld functionals)
 whisper-encoder     frames (T, D)                   time ``pool``
 ==================  ==============================  =============================================================
+
+``embed.<m>.from_run`` reads an earlier ``erc train`` run instead: a stage II run's turn embeddings (computed over
+each dialogue), or a fine-tuned stage I run's utterance embeddings (:mod:`.finetune`, cached once per export).
+``embed.<m>.finetune`` entries are trained by ``erc train --stage 1``, not extracted here.
 """
 
 from __future__ import annotations
@@ -72,8 +76,12 @@ def ensure_embeddings(cfg: Any, manifest: Any, cache_root: str | os.PathLike, *,
         if entry is None:
             raise ConfigError(f"embed.{mod}: no stage-I source for modality '{mod}'")
         if entry.from_run:
-            out[mod] = _run_source(entry.from_run, manifest, device)
+            out[mod] = _run_source(entry.from_run, manifest, device, cache_root, shard=shard, skip_bad=skip_bad,
+                                   progress=progress)
             continue
+        if entry.finetune:
+            raise ConfigError(f"embed.{mod}.finetune: a fine-tuned stage I is trained, not extracted: run `emotk erc "
+                              f"train --stage 1`, then give stage II its vectors with embed.{mod}.from_run=RUN_DIR")
         if get_extractor(entry.kind).input == "audio":
             manifest.require_audio(f"erc {mod} embeddings ({entry.kind})")
         out[mod] = run_extraction(entry.kind, manifest, root, embed_config(entry), shard=shard,
@@ -91,6 +99,10 @@ def load_vectors(cfg: Any, summaries: dict[str, Any], ids: list[str]) -> dict[st
             wanted = set(ids)
             out[mod] = {u: v for u, v in summary["vectors"].items() if u in wanted}
             continue
+        if "array" in summary:  # a fine-tuned stage-I run's utterance embeddings, cached (from_run)
+            cache = FeatureCache(summary["cache"])
+            out[mod] = {u: np.asarray(cache.get(u, summary["array"]), dtype=np.float32) for u in ids if u in cache}
+            continue
         entry = cfg.embed.get(mod)
         cache = FeatureCache(summary["cache"])
         name = ARRAYS[entry.kind]
@@ -102,10 +114,14 @@ def load_vectors(cfg: Any, summaries: dict[str, Any], ids: list[str]) -> dict[st
     return out
 
 
-def _run_source(run: str, manifest: Any, device: str) -> dict[str, Any]:
+def _run_source(run: str, manifest: Any, device: str, cache_root: str | os.PathLike | None = None,
+                shard: tuple[int, int] | None = None, skip_bad: bool = False,
+                progress: bool | None = None) -> dict[str, Any]:
     """The per-turn embeddings of ``erc train`` run ``run`` (its export) over every dialogue of ``manifest``:
     the run's own stage-I vectors (from its experiment's feature cache), then its network in eval mode.
-    Returns ``{"from_run", "export", "config_hash", "vectors": {id: (E,) vector}}``."""
+    Returns ``{"from_run", "export", "config_hash", "vectors": {id: (E,) vector}}``. A fine-tuned stage-I run
+    embeds each utterance once into the feature cache under ``cache_root`` instead
+    (:func:`emotk.models.erc.finetune.stage1_cache`; the summary then names the cache and its ``array``)."""
     import json
 
     import torch
@@ -116,6 +132,13 @@ def _run_source(run: str, manifest: Any, device: str) -> dict[str, Any]:
     from emotk.models.erc.export import find_export, load_export
 
     export = find_export(run)
+    from emotk.models.erc.finetune import is_stage1_export, stage1_cache
+
+    if is_stage1_export(export):
+        if cache_root is None:
+            raise ConfigError(f"embed.from_run {run}: a fine-tuned stage-I run needs a feature cache folder")
+        return {"from_run": str(run), **stage1_cache(export, manifest, cache_root, device=device, shard=shard,
+                                                     skip_bad=skip_bad, progress=progress)}
     model, meta, _ = load_export(export, device)
     source = export.parent  # OUT/export or OUT/runs/<run>/export
     run_json = source / "run.json"

@@ -48,10 +48,10 @@ def evaluate(run_dir: str | os.PathLike, manifest: str | os.PathLike | None = No
 
     from emotk.core.config import from_dict
     from emotk.metrics import aggregate
-    from emotk.models.erc.config import ErcConfig
+    from emotk.models.erc.config import ErcConfig, finetuned
     from emotk.models.erc.embed import ensure_embeddings, load_vectors
     from emotk.models.erc.export import load_export
-    from emotk.models.erc.task import ErcTask, prepare, write_eval
+    from emotk.models.erc.task import ErcTask, Scorer, prepare, write_eval
 
     if split not in SPLITS:
         raise UsageError(f"--split {split!r}: choose one of {', '.join(SPLITS)}")
@@ -80,19 +80,28 @@ def evaluate(run_dir: str | os.PathLike, manifest: str | os.PathLike | None = No
     if not len(splits[split]):
         raise DataError(f"{cfg.data.manifest}: no {split} conversation to score (protocol {cfg.data.protocol})")
     cache_root = Path(cfg.embed.cache_dir) if cfg.embed.cache_dir else top / "features"
-    summaries = ensure_embeddings(cfg, prepared["manifest"], cache_root, device=device)
-    vectors = load_vectors(cfg, summaries, splits[split].ids)
+    stage1 = finetuned(cfg)  # a fine-tuned stage I: each run's own utterance outputs (cached per export)
+    vectors: dict[str, Any] = {}
+    if stage1 is None:
+        summaries = ensure_embeddings(cfg, prepared["manifest"], cache_root, device=device)
+        vectors = load_vectors(cfg, summaries, splits[split].ids)
     dialogues = {u: c.name for c in splits[split] for u in c.ids}
     reports = []
     for run, target in zip(runs, targets):
-        model, export_meta, _ = load_export(run / "export", device)
+        export_meta = json.loads((run / "export" / "config.json").read_text(encoding="utf-8"))
         classes = export_meta["classes"]
         if classes != prepared["classes"]:
             raise DataError(f"{run}: the model's classes {classes} differ from the data's {prepared['classes']} "
                             "(another label map?)")
-        task = ErcTask(cfg, {split: splits[split]}, vectors, classes)
         outputs: dict[str, list] = {"outputs": [], "target": [], "ids": []}
         convs = list(splits[split])
+        if stage1 is not None:
+            task: Any = Scorer(classes)
+            outputs = _stage1_outputs(run / "export", prepared["manifest"], convs, cache_root, device)
+            convs = []
+        else:
+            model, export_meta, _ = load_export(run / "export", device)
+            task = ErcTask(cfg, {split: splits[split]}, vectors, classes)
         with torch.no_grad():
             for start in range(0, len(convs), 16):
                 batch = task.collate(convs[start:start + 16])
@@ -113,3 +122,21 @@ def evaluate(run_dir: str | os.PathLike, manifest: str | os.PathLike | None = No
     return {"run_dir": str(folder), "split": split, "data": str(cfg.data.manifest), "name": name,
             "std_kind": "sample std (ddof 1) over runs" if len(metrics) > 1 else "one run",
             "runs": reports, "aggregate": agg}
+
+
+def _stage1_outputs(export: Path, manifest: Any, convs: list[Any], cache_root: Path, device: str) -> dict[str, list]:
+    """A fine-tuned stage-I export's logits of every turn of ``convs`` (each turn a group of one, as in training's
+    reports), from the feature cache (:func:`emotk.models.erc.finetune.stage1_cache`, made when missing)."""
+    import torch
+
+    from emotk.features.cache import FeatureCache
+    from emotk.models.erc.finetune import stage1_cache
+
+    cache = FeatureCache(stage1_cache(export, manifest, cache_root, device=device)["cache"])
+    outputs: dict[str, list] = {"outputs": [], "target": [], "ids": []}
+    for conv in convs:
+        for uid, label in zip(conv.ids, conv.labels):
+            outputs["outputs"].append(torch.as_tensor(cache.get(uid, "logits")).float()[None])
+            outputs["target"].append(torch.tensor([label], dtype=torch.long))
+            outputs["ids"].append([uid])
+    return outputs

@@ -1,5 +1,8 @@
 """The ERC inference bundle: ``export/model.safetensors`` + ``export/config.json``.
 
+A fine-tuned stage I (:mod:`emotk.models.erc.finetune`) stores encoder + head in the same ``model.safetensors``,
+its architecture in ``config.json``'s ``finetune`` section and a text model's tokenizer in ``tokenizer/``.
+
 ``config.json`` holds everything inference needs besides the weights: the class list, the network's input widths
 (``dims``), the ``model`` section it was built from, the ``embed`` section (how each modality's stage-I vector is
 made from a turn, so ``erc predict`` embeds new dialogues exactly as training did) and provenance (source run,
@@ -33,9 +36,19 @@ def write_export(folder: str | os.PathLike, model: Any, cfg: Any, dims: Any, cla
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    finetune = getattr(model, "description", None)  # a fine-tuned stage I (emotk.models.erc.finetune.UtteranceNet)
     with atomic_path(folder / WEIGHTS, suffix=".safetensors") as tmp:
-        save_file(state, str(tmp), metadata={"format": EXPORT_FORMAT})
+        if finetune is not None:  # encoder + head; save_model drops the aliases an upstream adapter keeps
+            from safetensors.torch import save_model
+
+            save_model(model, str(tmp), metadata={"format": EXPORT_FORMAT})
+        else:
+            state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+            save_file(state, str(tmp), metadata={"format": EXPORT_FORMAT})
+    if finetune is not None and getattr(model, "tokenizer", None) is not None:
+        from emotk.models.erc.finetune import TOKENIZER_DIR
+
+        model.tokenizer.save_pretrained(str(folder / TOKENIZER_DIR))
     meta = {
         "format": EXPORT_FORMAT, "format_version": EXPORT_VERSION, "task": "erc.hcam", "classes": list(classes),
         "dims": asdict(dims), "model": to_dict(cfg.model),
@@ -43,6 +56,8 @@ def write_export(folder: str | os.PathLike, model: Any, cfg: Any, dims: Any, cla
         "label_field": cfg.data.label_field, "label_map": cfg.data.label_map,
         "emotk_version": __version__, **(extra or {}),
     }
+    if finetune is not None:
+        meta["finetune"] = finetune
     atomic_write_json(folder / CONFIG, meta)
     return folder
 
@@ -73,12 +88,34 @@ def load_export(folder: str | os.PathLike, device: str = "cpu") -> tuple[Any, di
     if int(meta.get("format_version", 0)) > EXPORT_VERSION:
         raise DataError(f"{folder}: export format version {meta['format_version']} is newer than this emotk "
                         f"understands ({EXPORT_VERSION}); upgrade emotk")
+    if meta.get("finetune"):  # a fine-tuned stage I: encoder + utterance head
+        return _load_stage1(folder, meta, device)
     try:
         model = ErcNet(ErcDims(**meta["dims"]), meta["model"])
     except (KeyError, TypeError, ConfigError) as e:
         raise DataError(f"{folder / CONFIG}: the model it describes cannot be built ({e})") from None
     try:
         missing, unexpected = model.load_state_dict(load_file(str(folder / WEIGHTS)), strict=False)
+    except RuntimeError as e:
+        raise DataError(f"{folder / WEIGHTS}: weights do not fit the model in {CONFIG} "
+                        f"({str(e).splitlines()[-1].strip()[:200]})") from None
+    if missing or unexpected:
+        raise DataError(f"{folder / WEIGHTS}: weights do not fit the model in {CONFIG} "
+                        f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
+    return model.to(device).eval(), meta, folder
+
+
+def _load_stage1(folder: Path, meta: dict[str, Any], device: str) -> tuple[Any, dict[str, Any], Path]:
+    from safetensors.torch import load_model
+
+    from emotk.models.erc.finetune import net_from_description
+
+    try:
+        model = net_from_description(meta["finetune"], folder)
+    except (KeyError, TypeError, ValueError, ConfigError) as e:
+        raise DataError(f"{folder / CONFIG}: the stage-I model it describes cannot be built ({e})") from None
+    try:
+        missing, unexpected = load_model(model, str(folder / WEIGHTS), strict=False)
     except RuntimeError as e:
         raise DataError(f"{folder / WEIGHTS}: weights do not fit the model in {CONFIG} "
                         f"({str(e).splitlines()[-1].strip()[:200]})") from None

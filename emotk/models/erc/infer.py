@@ -39,7 +39,9 @@ class ErcPredictor:
         self.model, self.meta, self.folder = load_export(model_dir, str(self.device))
         self.classes: list[str] = list(self.meta["classes"])
         self.modalities: list[str] = list(self.meta["model"]["modalities"])
-        self.causal = self.meta["model"].get("context") == "causal"
+        # stage I has no context: a turn's prediction never depends on the others (online == batch)
+        self.causal = self.meta["model"].get("context") == "causal" or int(self.meta["model"]["stage"]) == 1
+        self.finetuned = bool(self.meta.get("finetune"))  # a fine-tuned stage I: encoder + head on each turn
         self.embed = {m: from_dict(ErcEmbed, self.meta["embed"][m], prefix=f"embed.{m}.") for m in self.modalities}
         self.label_field = self.meta.get("label_field") or "emotion"
         self.label_map = self._label_map()
@@ -72,7 +74,7 @@ class ErcPredictor:
 
         out: dict[str, list[np.ndarray]] = {}
         for mod in self.modalities:
-            if mod in self.sources:
+            if mod in self.sources or self.finetuned:
                 continue  # an earlier stage's embeddings: they need the dialogue (see dialogue_outputs)
             entry = self.embed[mod]
             spec = get_extractor(entry.kind)
@@ -110,6 +112,8 @@ class ErcPredictor:
                          ) -> tuple[torch.Tensor, torch.Tensor]:
         """One whole dialogue (turn records in order, speaker indices) -> (logits (T, C), embeddings (T, E)),
         embedding its turns first (earlier stages' models run over the dialogue for ``from_run`` modalities)."""
+        if self.finetuned:
+            return self.utterance_outputs(records)
         vectors: dict[str, Any] = self.embed_turns(records)
         for mod, source in self.sources.items():
             vectors[mod] = list(source.dialogue_outputs(records, speakers)[1])
@@ -119,6 +123,9 @@ class ErcPredictor:
                   ) -> tuple[torch.Tensor, torch.Tensor, Any]:
         """Online: one new turn of a dialogue -> (logits (C,), embedding, state); ``state`` None at its first turn.
         Causal models only; earlier stages (``from_run``) advance with their own states."""
+        if self.finetuned:
+            logits, embedding = self.utterance_outputs([record])
+            return logits[0], embedding[0], None
         state = state or {"net": None, "sources": {}}
         vectors = self.embed_turns([record])
         feats = {m: torch.as_tensor(vectors[m][0], dtype=torch.float32, device=self.device) for m in vectors}
@@ -128,6 +135,24 @@ class ErcPredictor:
         with torch.no_grad():
             logits, embedding, state["net"] = self.model.step(feats, speaker, state["net"])
         return logits.float().cpu(), embedding.float().cpu(), state
+
+    def utterance_outputs(self, records: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fine-tuned stage I: each turn alone through encoder + head -> (logits (T, C), embeddings (T, E))."""
+        (mod,) = self.modalities
+        if mod == "text":
+            missing = [r for r in records if not isinstance(r.get("text"), str) or not r["text"].strip()]
+            if missing:
+                raise DataError(f"turn '{missing[0].get('id')}' has no 'text': the text model needs it")
+            items: list[Any] = [r["text"] for r in records]
+        else:
+            from emotk.core.audio import SAMPLE_RATE
+            from emotk.data.audio import load_audio
+
+            missing = [r for r in records if not r.get("path")]
+            if missing:
+                raise DataError(f"turn '{missing[0].get('id')}' has no 'path': the speech model needs audio")
+            items = [load_audio(r["path"], sr=SAMPLE_RATE, start=r.get("start"), end=r.get("end")) for r in records]
+        return self.model.run(items)
 
     def row(self, record: dict[str, Any], dialogue: str, logits: torch.Tensor) -> dict[str, Any]:
         """The output object of one turn (see the module docstring)."""

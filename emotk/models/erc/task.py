@@ -5,6 +5,8 @@
 :func:`emotk.data.conversations.collate_conversations` with the frozen stage-I vectors of every turn. The loss is
 β·CE + (1−β)·SupCon over the labelled turns of the batch (:func:`emotk.losses.ce_supcon`); validation metrics are
 computed over every labelled turn of the split (``weighted_f1`` selects the checkpoint, as in the thesis).
+With ``embed.<m>.finetune`` (model.stage 1) the run trains HCAM's fine-tuned stage I instead
+(:class:`emotk.models.erc.finetune.ErcUtteranceTask`: encoder + head on single utterances, same layout and reports).
 
 :func:`train` (``emotk erc train``). Layout of an output folder ``OUT``::
 
@@ -43,7 +45,38 @@ SUMMARY = "summary.json"
 IGNORE = -100
 
 
-class ErcTask(TrainTask):
+class ErcScoring:
+    """Validation metrics and reports over per-group outputs (``outputs`` / ``target`` / ``ids`` lists, a group =
+    a conversation, or one utterance for stage I fine-tuning); ``classes`` is the label list."""
+
+    classes: list[str]
+
+    def validation_metrics(self, outputs: dict[str, Any]) -> dict[str, float]:
+        return self.metrics(outputs)["metrics"]
+
+    def metrics(self, outputs: dict[str, Any]) -> dict[str, Any]:
+        """Scalar ``metrics`` over every labelled turn (selection, logs) plus the full ``report``."""
+        from emotk.losses import cross_entropy
+        from emotk.metrics import classification_report
+
+        logits, target = flat_outputs(outputs)
+        keep = target != IGNORE
+        if not bool(keep.any()):
+            raise DataError("no labelled turn to score in this split")
+        report = classification_report(target[keep].numpy(), logits[keep].argmax(-1).numpy(), labels=self.classes)
+        metrics = {k: float(report[k]) for k in ("weighted_f1", "macro_f1", "accuracy", "balanced_accuracy")}
+        metrics["loss"] = float(cross_entropy(logits, target))
+        return {"metrics": metrics, "report": report}
+
+
+class Scorer(ErcScoring):
+    """:class:`ErcScoring` for a class list alone (``erc evaluate`` of stage-I exports)."""
+
+    def __init__(self, classes: list[str]) -> None:
+        self.classes = list(classes)
+
+
+class ErcTask(ErcScoring, TrainTask):
     """One HCAM stage on frozen stage-I vectors. splits: ``{"train", "valid", "test"}`` -> ConversationSet;
     vectors: ``{modality: {utterance id: (D,) vector}}``; classes: the label list."""
 
@@ -110,25 +143,6 @@ class ErcTask(TrainTask):
                 "target": [batch["labels"][r, :lengths[r]] for r in rows],
                 "ids": [batch["ids"][r] for r in rows]}
 
-    def validation_metrics(self, outputs: dict[str, Any]) -> dict[str, float]:
-        return self.metrics(outputs)["metrics"]
-
-    # ---- reports -----------------------------------------------------------------------------------------------
-    def metrics(self, outputs: dict[str, Any]) -> dict[str, Any]:
-        """Scalar ``metrics`` over every labelled turn (selection, logs) plus the full ``report``."""
-        from emotk.losses import cross_entropy
-        from emotk.metrics import classification_report
-
-        logits, target = flat_outputs(outputs)
-        keep = target != IGNORE
-        if not bool(keep.any()):
-            raise DataError("no labelled turn to score in this split")
-        report = classification_report(target[keep].numpy(), logits[keep].argmax(-1).numpy(), labels=self.classes)
-        metrics = {k: float(report[k]) for k in ("weighted_f1", "macro_f1", "accuracy", "balanced_accuracy")}
-        metrics["loss"] = float(cross_entropy(logits, target))
-        return {"metrics": metrics, "report": report}
-
-
 def flat_outputs(outputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-conversation ``outputs`` / ``target`` lists -> (logits (N, C), target (N,)) over every turn."""
     logits = torch.cat([torch.as_tensor(o).float().cpu() for o in outputs["outputs"]])
@@ -136,7 +150,7 @@ def flat_outputs(outputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     return logits, target
 
 
-def write_eval(folder: Path, task: ErcTask, outputs: dict[str, Any], info: dict[str, Any],
+def write_eval(folder: Path, task: ErcScoring, outputs: dict[str, Any], info: dict[str, Any],
                dialogues: dict[str, str]) -> dict[str, Any]:
     """``report.json``, ``predictions.jsonl`` (one line per turn: id, dialogue, label when known, prediction,
     probabilities) and the confusion matrix (JSON + PNG) of one split. Returns the report."""
@@ -222,6 +236,7 @@ def _train(resolved: Any, out: str | os.PathLike, *, resume: bool, overwrite: bo
            roots: dict[str, str] | None, argv: list[str] | None) -> dict[str, Any]:
     from emotk.core.runs import RunDir
     from emotk.core.runtime import apply_threads, device_name
+    from emotk.models.erc.config import finetuned
     from emotk.models.erc.embed import ensure_embeddings, load_vectors
     from emotk.train import distributed as dist
 
@@ -234,6 +249,10 @@ def _train(resolved: Any, out: str | os.PathLike, *, resume: bool, overwrite: bo
     apply_threads(runtime.threads, info.local_world_size)
     out = Path(out)
     prepared = prepare(cfg, cfg.data.manifest, roots)  # every input checked before the output folder exists
+    if finetuned(cfg) is not None:  # the encoder to fine-tune exists and fits its head
+        from emotk.models.erc.finetune import check_encoder
+
+        check_encoder(cfg.embed.get(finetuned(cfg)), f"embed.{finetuned(cfg)}")
     seeds = [cfg.train.seed + k for k in range(cfg.seeds)]
     inputs = prepared["inputs"]
     if dist.is_main():
@@ -244,14 +263,16 @@ def _train(resolved: Any, out: str | os.PathLike, *, resume: bool, overwrite: bo
     dist.barrier()
     cache_root = Path(cfg.embed.cache_dir) if cfg.embed.cache_dir else out / "features"
     summaries: dict[str, Any] = {}
-    if dist.is_main():
-        summaries = ensure_embeddings(cfg, prepared["manifest"], cache_root, device=device, skip_bad=skip_bad)
-    dist.barrier()
-    if not dist.is_main():
-        summaries = ensure_embeddings(cfg, prepared["manifest"], cache_root, device=device, skip_bad=skip_bad,
-                                      progress=False)
-    ids = [u for split in prepared["splits"].values() for u in split.ids]
-    vectors = load_vectors(cfg, summaries, ids)
+    vectors: dict[str, Any] = {}
+    if finetuned(cfg) is None:  # a fine-tuned stage I reads the utterances themselves, not stage-I vectors
+        if dist.is_main():
+            summaries = ensure_embeddings(cfg, prepared["manifest"], cache_root, device=device, skip_bad=skip_bad)
+        dist.barrier()
+        if not dist.is_main():
+            summaries = ensure_embeddings(cfg, prepared["manifest"], cache_root, device=device, skip_bad=skip_bad,
+                                          progress=False)
+        ids = [u for split in prepared["splits"].values() for u in split.ids]
+        vectors = load_vectors(cfg, summaries, ids)
     results = []
     for seed in seeds:
         sub = out / "runs" / f"seed{seed}"
@@ -277,6 +298,7 @@ def _train_one(resolved: Any, cfg: Any, prepared: dict[str, Any], vectors: dict[
                runtime: Any, resume: bool, argv: list[str] | None) -> dict[str, Any]:
     from emotk.core.config import Resolved
     from emotk.core.runs import RunDir
+    from emotk.models.erc.config import finetuned
     from emotk.models.erc.export import write_export
     from emotk.train import distributed as dist
     from emotk.train.trainer import Trainer
@@ -292,7 +314,13 @@ def _train_one(resolved: Any, cfg: Any, prepared: dict[str, Any], vectors: dict[
     dist.barrier()
     if not dist.is_main():
         run = RunDir.open(sub)
-    task = ErcTask(cfg, prepared["splits"], vectors, prepared["classes"])
+    modality = finetuned(cfg)
+    if modality is None:
+        task: Any = ErcTask(cfg, prepared["splits"], vectors, prepared["classes"])
+    else:  # HCAM's fine-tuned stage I: encoder + head on single utterances
+        from emotk.models.erc.finetune import ErcUtteranceTask
+
+        task = ErcUtteranceTask(cfg, prepared["splits"], prepared["manifest"], prepared["classes"], modality)
     sizes = {k: len(v) for k, v in prepared["splits"].items()}
     log.info(f"erc: run {name}: stage {cfg.model.stage} ({', '.join(cfg.model.modalities)}), dialogues "
              f"{sizes.get('train', 0)} train / {sizes.get('valid', 0)} valid / {sizes.get('test', 0)} test")
