@@ -139,7 +139,7 @@ def test_stage2_on_the_finetuned_stage1(text1, toy, tmp_path):
     assert code == 0, stderr
     summary = json_out(stdout)
     assert summary["stage"] == 2 and summary["test"]["weighted_f1"]["mean"] > 0.5
-    folders = sorted(cache.glob(f"{TEXT_KIND}-*"))
+    folders = sorted(cache.glob(f"set-*/{TEXT_KIND}-*"))  # one sharded cache per utterance set
     assert len(folders) == 1
     net, _, _ = load_export(text1["out"])
     stored = FeatureCache(folders[0])

@@ -109,6 +109,22 @@ def is_initialized() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
+def start(runtime: Any) -> tuple[Any, DistInfo]:
+    """The start of every training command: ``runtime`` (a RuntimeConfig) with its device resolved
+    (:func:`emotk.core.runtime.device_name`), the process group joined (:func:`init`), and the compute threads
+    sized for this machine's local processes (:func:`emotk.core.runtime.apply_threads`). Returns
+    ``(runtime, info)``."""
+    import dataclasses
+
+    from emotk.core.runtime import apply_threads, device_name
+
+    device = device_name(runtime.device)
+    runtime = dataclasses.replace(runtime, device=device)
+    info = init(device)
+    apply_threads(runtime.threads, info.local_world_size)
+    return runtime, info
+
+
 def init(device: "torch.device | str" = "cpu", info: DistInfo | None = None, timeout_s: float = 1800.0) -> DistInfo:
     """Join the process group when the environment names more than one process; idempotent.
 

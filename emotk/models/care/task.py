@@ -15,7 +15,6 @@ export/ (the CARE upstream bundle, :mod:`emotk.models.care.export`), result.json
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from pathlib import Path
@@ -303,7 +302,6 @@ def _train(resolved: Any, out: str | os.PathLike, *, resume: bool, overwrite: bo
            argv: list[str] | None) -> dict[str, Any]:
     from emotk.core.io import atomic_write_json
     from emotk.core.runs import RunDir
-    from emotk.core.runtime import apply_threads, device_name
     from emotk.models.care.export import write_export
     from emotk.train import distributed as dist
     from emotk.train.trainer import Trainer
@@ -311,10 +309,8 @@ def _train(resolved: Any, out: str | os.PathLike, *, resume: bool, overwrite: bo
     cfg = resolved.config
     out = Path(out)
     manifest, train_ids, valid_ids, root = _data(cfg, out)
-    device = device_name(resolved.runtime.device)
-    runtime = dataclasses.replace(resolved.runtime, device=device)
-    info = dist.init(device)
-    apply_threads(runtime.threads, info.local_world_size)
+    runtime, _ = dist.start(resolved.runtime)  # device, process group, threads (extraction too)
+    device = runtime.device
     inputs = {"manifest": str(cfg.data.manifest), "manifest_sha256": manifest.sha256}
     continuing = resume and (out / "run.json").is_file()
     if not continuing:  # a missing target model fails before OUT is made

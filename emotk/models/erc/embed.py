@@ -132,7 +132,7 @@ def _run_source(run: str, manifest: Any, device: str, cache_root: str | os.PathL
     from emotk.models.erc.export import find_export, load_export
 
     export = find_export(run)
-    from emotk.models.erc.finetune import is_stage1_export, stage1_cache
+    from emotk.models.erc.stage1 import is_stage1_export, stage1_cache
 
     if is_stage1_export(export):
         if cache_root is None:

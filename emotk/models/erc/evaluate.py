@@ -51,7 +51,8 @@ def evaluate(run_dir: str | os.PathLike, manifest: str | os.PathLike | None = No
     from emotk.models.erc.config import ErcConfig, finetuned
     from emotk.models.erc.embed import ensure_embeddings, load_vectors
     from emotk.models.erc.export import load_export
-    from emotk.models.erc.task import ErcTask, Scorer, prepare, write_eval
+    from emotk.models.erc.scoring import Scorer, write_eval
+    from emotk.models.erc.task import ErcTask, prepare
 
     if split not in SPLITS:
         raise UsageError(f"--split {split!r}: choose one of {', '.join(SPLITS)}")
@@ -130,7 +131,7 @@ def _stage1_outputs(export: Path, manifest: Any, convs: list[Any], cache_root: P
     import torch
 
     from emotk.features.cache import FeatureCache
-    from emotk.models.erc.finetune import stage1_cache
+    from emotk.models.erc.stage1 import stage1_cache
 
     cache = FeatureCache(stage1_cache(export, manifest, cache_root, device=device)["cache"])
     outputs: dict[str, list] = {"outputs": [], "target": [], "ids": []}

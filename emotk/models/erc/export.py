@@ -11,12 +11,12 @@ seed, config hash, input hashes, validation/test metrics).
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from emotk.core.bundle import find_bundle, load_weights, read_bundle_config
 from emotk.core.io import atomic_path, atomic_write_json
 from emotk.errors import ConfigError, DataError
 
@@ -64,62 +64,29 @@ def write_export(folder: str | os.PathLike, model: Any, cfg: Any, dims: Any, cla
 
 def find_export(folder: str | os.PathLike) -> Path:
     """The export folder for ``folder``: itself or ``folder/export``; DataError naming what is missing."""
-    folder = Path(folder)
-    for cand in (folder, folder / "export"):
-        if (cand / CONFIG).is_file() and (cand / WEIGHTS).is_file():
-            return cand
-    raise DataError(f"{folder}: no ERC export here (expected {CONFIG} and {WEIGHTS}, e.g. RUN_DIR/export); "
-                    "train one with `emotk erc train`")
+    return find_bundle(folder, CONFIG, WEIGHTS, "ERC export", "train one with `emotk erc train`")
 
 
 def load_export(folder: str | os.PathLike, device: str = "cpu") -> tuple[Any, dict[str, Any], Path]:
     """An export folder (or a run folder holding ``export/``) -> ``(ErcNet in eval mode, meta, folder)``."""
-    from safetensors.torch import load_file
-
     from emotk.models.erc.model import ErcDims, ErcNet
 
     folder = find_export(folder)
-    try:
-        meta = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"{folder / CONFIG}: unreadable export config ({e})") from None
-    if meta.get("format") != EXPORT_FORMAT:
-        raise DataError(f"{folder}: not an emotk ERC export (format {meta.get('format')!r})")
-    if int(meta.get("format_version", 0)) > EXPORT_VERSION:
-        raise DataError(f"{folder}: export format version {meta['format_version']} is newer than this emotk "
-                        f"understands ({EXPORT_VERSION}); upgrade emotk")
+    meta = read_bundle_config(folder, CONFIG, EXPORT_FORMAT, EXPORT_VERSION, "ERC export")
     if meta.get("finetune"):  # a fine-tuned stage I: encoder + utterance head
         return _load_stage1(folder, meta, device)
     try:
         model = ErcNet(ErcDims(**meta["dims"]), meta["model"])
     except (KeyError, TypeError, ConfigError) as e:
         raise DataError(f"{folder / CONFIG}: the model it describes cannot be built ({e})") from None
-    try:
-        missing, unexpected = model.load_state_dict(load_file(str(folder / WEIGHTS)), strict=False)
-    except RuntimeError as e:
-        raise DataError(f"{folder / WEIGHTS}: weights do not fit the model in {CONFIG} "
-                        f"({str(e).splitlines()[-1].strip()[:200]})") from None
-    if missing or unexpected:
-        raise DataError(f"{folder / WEIGHTS}: weights do not fit the model in {CONFIG} "
-                        f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
-    return model.to(device).eval(), meta, folder
+    return load_weights(model, folder / WEIGHTS, CONFIG).to(device).eval(), meta, folder
 
 
 def _load_stage1(folder: Path, meta: dict[str, Any], device: str) -> tuple[Any, dict[str, Any], Path]:
-    from safetensors.torch import load_model
-
     from emotk.models.erc.finetune import net_from_description
 
     try:
         model = net_from_description(meta["finetune"], folder)
     except (KeyError, TypeError, ValueError, ConfigError) as e:
         raise DataError(f"{folder / CONFIG}: the stage-I model it describes cannot be built ({e})") from None
-    try:
-        missing, unexpected = load_model(model, str(folder / WEIGHTS), strict=False)
-    except RuntimeError as e:
-        raise DataError(f"{folder / WEIGHTS}: weights do not fit the model in {CONFIG} "
-                        f"({str(e).splitlines()[-1].strip()[:200]})") from None
-    if missing or unexpected:
-        raise DataError(f"{folder / WEIGHTS}: weights do not fit the model in {CONFIG} "
-                        f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
-    return model.to(device).eval(), meta, folder
+    return load_weights(model, folder / WEIGHTS, CONFIG).to(device).eval(), meta, folder

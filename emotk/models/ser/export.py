@@ -13,12 +13,12 @@ the feature front-end and runs it over audio.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from emotk.core.bundle import find_bundle, load_weights, read_bundle_config
 from emotk.core.io import atomic_path, atomic_write_json
 from emotk.errors import ConfigError, DataError
 
@@ -64,12 +64,7 @@ def write_export(folder: str | os.PathLike, model: Any, cfg: Any, classes: list[
 
 def find_export(folder: str | os.PathLike) -> Path:
     """The export folder for ``folder``: itself, ``folder/export``, or DataError naming what is missing."""
-    folder = Path(folder)
-    for cand in (folder, folder / "export"):
-        if (cand / CONFIG).is_file() and (cand / WEIGHTS).is_file():
-            return cand
-    raise DataError(f"{folder}: no SER export here (expected {CONFIG} and {WEIGHTS}, e.g. RUN_DIR/export); "
-                    "train one with `emotk ser train`")
+    return find_bundle(folder, CONFIG, WEIGHTS, "SER export", "train one with `emotk ser train`")
 
 
 def load_export(folder: str | os.PathLike, device: str = "cpu") -> tuple[Any, dict[str, Any], Path]:
@@ -79,31 +74,12 @@ def load_export(folder: str | os.PathLike, device: str = "cpu") -> tuple[Any, di
     meta: the parsed ``config.json``. DataError when the folder is not a readable SER export of a format
     version this emotk understands, or when the weights do not fit the model it describes.
     """
-    from safetensors.torch import load_file
-
     from emotk.models.ser.model import SuperbDims, SuperbDownstream
 
     folder = find_export(folder)
-    try:
-        meta = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"{folder / CONFIG}: unreadable export config ({e})") from None
-    if meta.get("format") != EXPORT_FORMAT:
-        raise DataError(f"{folder}: not an emotk SER export (format {meta.get('format')!r})")
-    if int(meta.get("format_version", 0)) > EXPORT_VERSION:
-        raise DataError(f"{folder}: export format version {meta['format_version']} is newer than this "
-                        f"emotk understands ({EXPORT_VERSION}); upgrade emotk")
+    meta = read_bundle_config(folder, CONFIG, EXPORT_FORMAT, EXPORT_VERSION, "SER export")
     try:
         model = SuperbDownstream.from_config(SuperbDims(**meta["dims"]), meta["model"])
     except (KeyError, TypeError, ConfigError) as e:
         raise DataError(f"{folder / CONFIG}: the model it describes cannot be built ({e})") from None
-    state = load_file(str(folder / WEIGHTS))
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as e:  # shape mismatches
-        raise DataError(f"{folder / WEIGHTS}: weights do not fit the model in {CONFIG} "
-                        f"({str(e).splitlines()[-1].strip()[:200]})") from None
-    if missing or unexpected:
-        raise DataError(f"{folder / WEIGHTS}: weights do not fit the model in {CONFIG} "
-                        f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
-    return model.to(device).eval(), meta, folder
+    return load_weights(model, folder / WEIGHTS, CONFIG).to(device).eval(), meta, folder

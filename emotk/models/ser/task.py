@@ -444,7 +444,6 @@ def train(resolved: Any, out: str | os.PathLike, *, resume: bool = False, overwr
 def _train(resolved: Any, out: str | os.PathLike, *, resume: bool, overwrite: bool, skip_bad: bool,
            roots: dict[str, str] | None, argv: list[str] | None) -> dict[str, Any]:
     from emotk.core.runs import RunDir
-    from emotk.core.runtime import apply_threads, device_name
     from emotk.models.ser.data import prepare
     from emotk.models.ser.features import check_upstream
     from emotk.train import distributed as dist
@@ -452,10 +451,8 @@ def _train(resolved: Any, out: str | os.PathLike, *, resume: bool, overwrite: bo
     cfg = resolved.config
     if not cfg.data.manifest:
         raise UsageError("no manifest: pass --data MANIFEST.jsonl (or set data.manifest)")
-    device = device_name(resolved.runtime.device)
-    runtime = dataclasses.replace(resolved.runtime, device=device)
-    info = dist.init(device)
-    apply_threads(runtime.threads, info.local_world_size)  # extraction too, not only the trainer
+    runtime, _ = dist.start(resolved.runtime)  # device, process group, threads (extraction too)
+    device = runtime.device
     out = Path(out)
     prepared = prepare(cfg, cfg.data.manifest, roots=roots)
     speakers = speakers_of(cfg, prepared)  # before extraction: a record without speaker fails at once
