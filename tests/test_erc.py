@@ -88,6 +88,9 @@ def test_stage2_trains_reports_and_exports(stage2):
 
 def test_evaluate_rescores_the_training_report(stage2, toy, tmp_path):
     out = stage2["out"]
+    code, stdout, stderr = run_cli("--json", "evaluate", "erc", str(out))  # thesis Table 4.1 row names
+    assert code == 0, stderr
+    assert json_out(stdout)["rows"][0]["label"] == "text II"
     code, stdout, stderr = run_cli("--json", "erc", "evaluate", str(out))
     assert code == 0, stderr
     again = json_out(stdout)

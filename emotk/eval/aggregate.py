@@ -175,13 +175,37 @@ def _labels(paths: Sequence[Path]) -> list[str]:
             depth[i] = min(depth[i] + 1, len(parts[i]))
 
 
+STAGES = {1: "I", 2: "II", 3: "III"}
+
+
+def erc_labels(paths: Sequence[Path]) -> list[str] | None:
+    """Thesis Table 4.1 row names for ERC folders -- modality and stage, e.g. ``text II``, ``speech+text III``
+    (``(joint)`` for the II+III ablation, ``, causal`` for online models) -- from each ``summary.json``; None when
+    a folder has none or two rows would get the same name."""
+    labels = []
+    for path in paths:
+        try:
+            s = json.loads((Path(path) / "summary.json").read_text(encoding="utf-8"))
+            mods = "+".join(sorted(s["modalities"], key=lambda m: m != "speech"))
+            label = f"{mods} {STAGES.get(int(s['stage']), s['stage'])}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if s.get("joint"):
+            label += " (joint)"
+        if s.get("context") == "causal":
+            label += ", causal"
+        labels.append(label)
+    return labels if len(set(labels)) == len(labels) else None
+
+
 def aggregate_runs(paths: Sequence[str | os.PathLike], task: str, split: str = "test",
                    labels: Sequence[str] | None = None) -> dict[str, Any]:
     """Mean ± std of every metric of ``split`` over the (fold, seed) runs of each folder in ``paths``.
 
     paths: experiment folders (``emotk ser train -o OUT``) or single run folders, one table row each, in the given
     order. task: ``"ser"`` or ``"erc"`` (a folder whose run.json/summary.json names another task is a DataError).
-    labels: row labels (default: the folder names, widened with parents when two are equal). Returns
+    labels: row labels (default: ERC -- modality and stage as in thesis Table 4.1 (:func:`erc_labels`); else the
+    folder names, widened with parents when two are equal). Returns
     ``{"task", "split", "metrics": [names, first-seen order], "rows": [{"label", "path", "n", "provenance",
     "runs": [{"run", "fold", "seed", "metrics"}], "incomplete": [run names without metrics],
     "metrics": {name: {"mean", "std", "n", "values"}}}]}``; NaN values are left out of a mean (``n`` counts the
@@ -196,7 +220,7 @@ def aggregate_runs(paths: Sequence[str | os.PathLike], task: str, split: str = "
     folders = [Path(p) for p in paths]
     if labels is not None and len(labels) != len(folders):
         raise UsageError(f"{len(labels)} labels for {len(folders)} run folders")
-    names = list(labels) if labels is not None else _labels(folders)
+    names = list(labels) if labels is not None else ((task == "erc" and erc_labels(folders)) or _labels(folders))
     rows, order = [], {}
     for folder, label in zip(folders, names):
         row = _read_folder(folder, task, split)

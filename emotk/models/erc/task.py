@@ -284,7 +284,8 @@ def summarise(cfg: Any, prepared: dict[str, Any], results: list[dict[str, Any]],
     summary: dict[str, Any] = {
         "task": "erc.hcam", "config_hash": config_hash, **prepared["inputs"], "classes": prepared["classes"],
         "stage": cfg.model.stage, "modalities": list(cfg.model.modalities), "context": cfg.model.context,
-        "compat": cfg.model.compat, "embed": {m: dataclasses.asdict(cfg.embed.get(m)) for m in cfg.model.modalities},
+        "compat": cfg.model.compat, "joint": bool(getattr(cfg.model, "joint", False)),
+        "embed": {m: dataclasses.asdict(cfg.embed.get(m)) for m in cfg.model.modalities},
         "runs_total": len(results), "seeds": [r["seed"] for r in results],
         "std_kind": "sample std (ddof 1) over seeds" if len(results) > 1 else "one run",
     }
