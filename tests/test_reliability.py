@@ -1,4 +1,5 @@
-"""Issue 15 items 1, 6, 7: names from data files stay names, resume trusts nothing it can check, writes are durable."""
+"""Issue 15 items 1, 4 (part), 6, 7: names from data files stay names, wrong input is refused, resume trusts nothing
+it can check, writes are durable."""
 
 from __future__ import annotations
 
@@ -340,3 +341,17 @@ def test_ser_train_with_an_unknown_upstream_makes_no_run_folder(cli, tmp_path, h
                   "--set", "data.fold=fold0", "--set", f"upstream.name={name}", "-o", tmp_path / "run")
         assert res.code != 0 and message in res.err and len(res.err.strip().splitlines()) == 1, res.err
         assert not (tmp_path / "run").exists()
+
+
+# ---- item 4 (part): inputs that are wrong but were accepted --------------------------------------------------------
+def test_an_empty_manifest_is_not_valid(cli, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    res = cli("data", "validate", str(empty))
+    assert res.code == 1 and "no records" in res.out + res.err and "ok: 0 utterances" not in res.out
+
+
+def test_ser_predict_refuses_a_batch_size_below_one(cli, tmp_path):
+    for bad in ("0", "-1"):
+        res = cli("ser", "predict", "-m", str(tmp_path), "-b", bad, "x.wav")
+        assert res.code == 2 and "--batch-size" in res.err and "Traceback" not in res.err

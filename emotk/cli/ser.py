@@ -171,7 +171,7 @@ def predict(
     model: Path = typer.Option(..., "--model", "-m", help="Export folder (RUN_DIR/export) or a run folder."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the JSONL here instead of stdout."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Report bad inputs on stderr and go on."),
-    batch_size: int = typer.Option(16, "--batch-size", "-b", help="Utterances per forward pass."),
+    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Utterances per forward pass."),
     score: bool = typer.Option(False, "--score",
                                help="Also score the predictions against the inputs' labels as `ser evaluate` does "
                                     "(report.json, predictions.jsonl, confusion matrix); needs -o OUT."),

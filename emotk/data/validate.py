@@ -128,6 +128,8 @@ def validate_manifest(
                 continue
             audio_jobs.append((lineno, rec, audio_path))
 
+    if report.utterances == 0 and not report.issues:  # an empty file is not a valid manifest of 0 utterances
+        add("error", 1, None, None, "the manifest holds no records (an empty file?)")
     if unknown and label_map is not None:
         from emotk.data.labels import unknown_labels_message
 
