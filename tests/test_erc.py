@@ -110,6 +110,9 @@ def test_evaluate_rescores_the_training_report(stage2, toy, tmp_path):
     assert result["name"] == "other-test" and (out / "runs" / "seed0" / "eval" / "other-test" / "report.json").is_file()
     assert json.loads((out / "runs/seed0/eval/other-test/report.json").read_text())["num_turns"] == sum(
         1 for _ in toy["data"].open())
+    (out / "runs/seed0/eval/other-test/report.json").write_text("{broken")  # unreadable: kept unless told
+    code, _, stderr = run_cli("erc", "evaluate", str(out), "--data", str(other))
+    assert code == 1 and "--overwrite" in stderr
 
 
 def test_predict_equals_the_evaluation(stage2, toy, tmp_path):
@@ -128,6 +131,13 @@ def test_predict_equals_the_evaluation(stage2, toy, tmp_path):
             assert g["probabilities"][c] == pytest.approx(p, abs=1e-4)
     assert all(r["model"] == json.loads((stage2["out"] / "export/config.json").read_text())["config_hash"]
                for r in got.values())
+    # the same dialogues on stdin; a bad line is named as stdin:LINE
+    code, stdout, stderr = run_cli("erc", "predict", "-m", str(stage2["out"]), stdin=test_only.read_text())
+    assert code == 0, stderr
+    assert {r["id"]: r["prediction"] for r in map(json.loads, stdout.splitlines())} == {
+        k: v["prediction"] for k, v in got.items()}
+    code, _, stderr = run_cli("erc", "predict", "-m", str(stage2["out"]), stdin='{"id": "x"}\n{oops\n')
+    assert code == 1 and "stdin:" in stderr and len(stderr.strip().splitlines()) == 1
     # --online needs a causal model
     code, _, stderr = run_cli("erc", "predict", "-m", str(stage2["out"]), "--online", stdin="")
     assert code == 2 and "model.context=causal" in stderr and len(stderr.strip().splitlines()) == 1

@@ -205,12 +205,7 @@ def predict(
 
 
 def _stdin_manifest():
-    """A conversation manifest read from stdin (JSON lines)."""
-    import tempfile
-
+    """A conversation manifest read from stdin (JSON lines; errors name ``stdin:LINE``)."""
     from emotk.data.manifest import Manifest
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "stdin.jsonl"
-        path.write_text(sys.stdin.read(), encoding="utf-8")
-        return Manifest.load(path)
+    return Manifest.loads(sys.stdin.read(), name="stdin")

@@ -189,3 +189,13 @@ class RunDir:
     @property
     def config_hash(self) -> str | None:
         return self.meta.get("config_hash")
+
+
+def report_written_by(folder: str | os.PathLike) -> str | None:
+    """The ``written_by`` of ``folder/report.json`` (which command made an evaluation report; "" when it does not
+    say, as training's own reports); None when the report is missing or unreadable -- callers then keep it unless
+    told to overwrite."""
+    try:
+        return str(json.loads((Path(folder) / "report.json").read_text(encoding="utf-8")).get("written_by") or "")
+    except (OSError, ValueError, AttributeError):
+        return None

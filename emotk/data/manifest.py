@@ -87,19 +87,31 @@ class Manifest:
         path = Path(path)
         if not path.is_file():
             raise DataError(f"manifest not found: {path}")
+        return cls._from_rows(iter_jsonl(path), str(path), path, roots, strict)
+
+    @classmethod
+    def loads(cls, text: str, name: str = "stdin", roots: dict[str, str] | None = None,
+              strict: bool = True) -> "Manifest":
+        """A manifest from JSONL text (e.g. standard input), checked like :meth:`load`; errors name ``name:line``
+        and relative audio paths count from the current directory."""
+        return cls._from_rows(_iter_lines(text.splitlines()), name, None, roots, strict)
+
+    @classmethod
+    def _from_rows(cls, rows: Iterable[tuple[int, Any, str | None]], where: str, path: Path | None,
+                   roots: dict[str, str] | None, strict: bool) -> "Manifest":
         records, lines = [], []
         seen: dict[str, int] = {}
-        for lineno, rec, err in iter_jsonl(path):
+        for lineno, rec, err in rows:
             if err is not None:
                 if strict:
-                    raise DataError(f"{path}:{lineno}: {err}")
+                    raise DataError(f"{where}:{lineno}: {err}")
                 continue
             problems = record_problems(rec)
             if problems and strict:
                 key, msg = problems[0]
-                raise DataError(f"{path}:{lineno}: {msg}")
+                raise DataError(f"{where}:{lineno}: {msg}")
             if strict and rec["id"] in seen:
-                raise DataError(f"{path}:{lineno}: duplicate id '{rec['id']}' (first on line {seen[rec['id']]})")
+                raise DataError(f"{where}:{lineno}: duplicate id '{rec['id']}' (first on line {seen[rec['id']]})")
             if not problems:
                 seen.setdefault(rec["id"], lineno)
             records.append(rec)
@@ -228,22 +240,28 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any, str | None]]:
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror})") from None
     with handle:
-        lineno = 0
-        while True:
-            try:
-                line = handle.readline()
-            except UnicodeDecodeError:
-                yield lineno + 1, None, "not valid UTF-8 text"
-                return
-            if not line:
-                return
-            lineno += 1
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line), None
-            except json.JSONDecodeError as e:
-                yield lineno, None, f"invalid JSON ({e.msg} at column {e.colno})"
+        yield from _iter_lines(handle)
+
+
+def _iter_lines(lines: Iterable[str]) -> Iterator[tuple[int, Any, str | None]]:
+    """:func:`iter_jsonl` over lines of text (a file handle or a list)."""
+    lineno = 0
+    it = iter(lines)
+    while True:
+        try:
+            line = next(it)
+        except StopIteration:
+            return
+        except UnicodeDecodeError:
+            yield lineno + 1, None, "not valid UTF-8 text"
+            return
+        lineno += 1
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line), None
+        except json.JSONDecodeError as e:
+            yield lineno, None, f"invalid JSON ({e.msg} at column {e.colno})"
 
 
 def resolve_audio_path(path: str, base_dir: Path, roots: dict[str, str] | None = None) -> Path:

@@ -17,17 +17,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from emotk.core.runs import report_written_by
 from emotk.errors import DataError, OutputExistsError, UsageError
 
 SPLITS = ("train", "valid", "test", "all")
 WRITTEN_BY = "emotk erc evaluate"  # report.json's written_by: what an evaluation without overwrite may not replace
-
-
-def _written_by(folder: Path) -> str | None:
-    try:
-        return json.loads((folder / "report.json").read_text(encoding="utf-8")).get("written_by")
-    except (OSError, ValueError, AttributeError):
-        return "unreadable"
 
 
 def _runs(folder: Path) -> list[Path]:
@@ -64,7 +58,8 @@ def evaluate(run_dir: str | os.PathLike, manifest: str | os.PathLike | None = No
     cfg = from_dict(ErcConfig, raw)
     name = split if manifest is None else f"{Path(manifest).stem}-{split}"
     targets = [r / "eval" / name for r in runs]
-    existing = [t for t in targets if t.exists() and _written_by(t) == WRITTEN_BY]  # training's reports: rescored
+    # training's own reports are rescored; an earlier evaluation, or a report that cannot be read, is kept
+    existing = [t for t in targets if t.exists() and report_written_by(t) in (WRITTEN_BY, None)]
     if existing and not overwrite:
         raise OutputExistsError(f"{existing[0]} already holds an `erc evaluate` report; pass --overwrite to "
                                 "replace it")

@@ -22,6 +22,7 @@ from typing import Any
 
 from emotk.core.io import atomic_write_json
 from emotk.core.log import get_logger, track
+from emotk.core.runs import report_written_by
 from emotk.errors import DataError, OutputExistsError, UsageError
 
 log = get_logger("ser")
@@ -49,18 +50,12 @@ def check_outputs(runs: list[Path], root: Path, name: str, overwrite: bool) -> N
         return
     for sub in runs:
         folder = sub / "eval" / name
-        if folder.exists() and (name not in ("valid", "test") or _written_by(folder) == WRITTEN_BY):
+        made_by = report_written_by(folder)
+        if folder.exists() and (name not in ("valid", "test") or made_by in (WRITTEN_BY, None)):
             raise OutputExistsError(f"{folder} already holds a `ser evaluate` report; pass --overwrite to replace it")
     aggregate_file = root / f"evaluate-{name}.json"
     if runs[0] != root and aggregate_file.exists():
         raise OutputExistsError(f"{aggregate_file} already exists; pass --overwrite to replace it")
-
-
-def _written_by(folder: Path) -> str | None:
-    try:
-        return json.loads((folder / "report.json").read_text(encoding="utf-8")).get("written_by")
-    except (OSError, ValueError, AttributeError):
-        return WRITTEN_BY  # unreadable: not a report of ser train, keep it unless told
 
 
 EVAL_LABEL_HINT = "map them with --map SOURCE=CLASS (repeatable; SOURCE= drops it) or --map-file FILE"
