@@ -77,3 +77,15 @@ def parse_roots(items: Any) -> dict[str, str]:
         name, value = item.split("=", 1)
         roots[name.strip()] = value
     return roots
+
+
+def metric_rows(agg: dict, percent: bool = False) -> list[list[str]]:
+    """Table rows ``[metric, "mean ± std", per-run values]`` of an aggregate (``{name: {"mean", "std",
+    "values"}}``); ``percent`` shows means and stds x 100 (the loss stays as it is)."""
+    rows = []
+    for name, v in agg.items():
+        scale = 100.0 if percent and name != "loss" else 1.0
+        digits = 2 if scale == 100.0 else 4
+        rows.append([name, f"{v['mean'] * scale:.{digits}f} ± {v['std'] * scale:.{digits}f}",
+                     ", ".join(f"{x:.4f}" for x in v["values"])])
+    return rows

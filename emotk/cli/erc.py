@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import typer
 
-from emotk.cli.common import ConfigOpt, OverwriteOpt, RootOpt, SetOpt, emit, table
+from emotk.cli.common import ConfigOpt, OverwriteOpt, RootOpt, SetOpt, emit, metric_rows, table
 
 app = typer.Typer(
     help="Emotion recognition in conversations: HCAM stages over frozen utterance vectors (text, speech, fusion).",
@@ -36,11 +36,6 @@ def _resolve(config: Optional[str], set_: Optional[List[str]], data: Optional[Pa
         overrides.append(f"train.seed={options.seed}")
     spec = task_spec(TASK)
     return spec, resolve_config(spec.schema_class(), TASK, find_config(config) if config else None, overrides)
-
-
-def _rows(agg: dict) -> list[list[str]]:
-    return [[k, f"{v['mean'] * 100:.2f} ± {v['std'] * 100:.2f}" if k != "loss" else f"{v['mean']:.4f}",
-             ", ".join(f"{x:.4f}" for x in v["values"])] for k, v in agg.items()]
 
 
 DataOpt = typer.Option(None, "--data", "-d", help="Conversation manifest (JSONL with dialogue, turn, speaker).")
@@ -117,7 +112,7 @@ def train(
             what = "test" if split == "test" else "VALIDATION (the protocol has no test split)"
             table(f"erc stage {s['stage']} ({', '.join(s['modalities'])}, context {s['context']}) — {what} "
                   f"({s['runs_total']} runs; {s['std_kind']})", ["metric", "mean ± std (%)", "per run"],
-                  _rows(s[split]))
+                  metric_rows(s[split], percent=True))
         if s.get("late_best_runs"):
             typer.echo(f"warning: {len(s['late_best_runs'])} run(s) selected an epoch in the last 10% of training "
                        "(under-trained?): raise train.epochs", err=True)
@@ -148,7 +143,7 @@ def evaluate(
 
     def human(r: dict) -> None:
         table(f"erc evaluate — {r['split']} of {r['data']} ({len(r['runs'])} runs; {r['std_kind']})",
-              ["metric", "mean ± std (%)", "per run"], _rows(r["aggregate"]))
+              ["metric", "mean ± std (%)", "per run"], metric_rows(r["aggregate"], percent=True))
         for e in r["runs"]:
             typer.echo(f"report: {Path(r['run_dir']) / e['report']}")
 

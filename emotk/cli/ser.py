@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import typer
 
-from emotk.cli.common import ConfigOpt, OverwriteOpt, RootOpt, SetOpt, emit, table
+from emotk.cli.common import ConfigOpt, OverwriteOpt, RootOpt, SetOpt, emit, metric_rows, table
 
 app = typer.Typer(
     help="Speech emotion recognition: SUPERB downstream on a frozen upstream (or lld features), VAD regression.",
@@ -26,14 +26,6 @@ def _device() -> str | None:
     from emotk.core.context import options
 
     return options.device
-
-
-def _metric_rows(agg: dict) -> list[list[str]]:
-    rows = []
-    for name, v in agg.items():
-        values = ", ".join(f"{x:.4f}" for x in v["values"])
-        rows.append([name, f"{v['mean']:.4f} ± {v['std']:.4f}", values])
-    return rows
 
 
 def _values(values: dict) -> str:
@@ -108,10 +100,10 @@ def train(
         if split in s:
             what = "test" if split == "test" else "VALIDATION (the protocol has no test split)"
             table(f"ser {s['upstream']} — {what} ({s['runs_total']} runs; folds {', '.join(s['folds'])}; "
-                  "population std over runs)", ["metric", "mean ± std", "per run"], _metric_rows(s[split]))
+                  "population std over runs)", ["metric", "mean ± std", "per run"], metric_rows(s[split]))
         if "test_over_folds" in s:
             table(f"test over {len(s['per_fold'])} folds — mean ± sample std of the fold means",
-                  ["metric", "mean ± std", "per fold"], _metric_rows(s["test_over_folds"]))
+                  ["metric", "mean ± std", "per fold"], metric_rows(s["test_over_folds"]))
         for fold, chosen in s.get("search", {}).get("folds", {}).items():
             typer.echo(f"search {fold}: {chosen['trial']} ({_values(chosen['chosen'])}), chosen on "
                        f"{s['search']['selected_on']}")
@@ -158,7 +150,7 @@ def evaluate(
 
     def human(r: dict) -> None:
         table(f"ser evaluate — {r['split']} ({len(r['runs'])} runs)", ["metric", "mean ± std", "per run"],
-              _metric_rows(r["aggregate"]))
+              metric_rows(r["aggregate"]))
         for e in r["runs"]:
             typer.echo(f"report: {Path(r['run_dir']) / e['report']}")
 

@@ -85,6 +85,20 @@ def cache_dir_name(kind: str, config: Any) -> tuple[str, str]:
 # ---------------------------------------------------------------------------------------------
 # the cache
 # ---------------------------------------------------------------------------------------------
+def _read_meta(folder: Path, fmt: str, what: str) -> dict[str, Any]:
+    """A cache folder's meta.json, checked to be format ``fmt``; one-line DataError otherwise."""
+    meta_path = folder / "meta.json"
+    if not meta_path.is_file():
+        raise DataError(f"{folder}: not a feature cache (no meta.json)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{meta_path}: invalid JSON ({e.msg})") from None
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        raise DataError(f"{meta_path}: not an emotk {what}")
+    return meta
+
+
 class FeatureCache:
     """Read/write access to one ``<kind>-<hash12>`` cache folder.
 
@@ -94,15 +108,7 @@ class FeatureCache:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        meta_path = self.path / "meta.json"
-        if not meta_path.is_file():
-            raise DataError(f"{self.path}: not a feature cache (no meta.json)")
-        try:
-            self.meta: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise DataError(f"{meta_path}: invalid JSON ({e.msg})") from None
-        if self.meta.get("format") != CACHE_FORMAT:
-            raise DataError(f"{meta_path}: not an emotk feature cache")
+        self.meta: dict[str, Any] = _read_meta(self.path, CACHE_FORMAT, "feature cache")
         self.bad_shards: dict[int, str] = {}  # shard -> why it was recomputed (create(resume=True))
         self._where: dict[str, tuple[int, dict[str, Any]]] | None = None  # id -> (shard, index entry)
 
@@ -501,15 +507,7 @@ class UtteranceCache:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        meta_path = self.path / "meta.json"
-        if not meta_path.is_file():
-            raise DataError(f"{self.path}: not a feature cache (no meta.json)")
-        try:
-            self.meta: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise DataError(f"{meta_path}: invalid JSON ({e.msg})") from None
-        if self.meta.get("format") != UTTERANCE_FORMAT:
-            raise DataError(f"{meta_path}: not an emotk per-utterance feature cache")
+        self.meta: dict[str, Any] = _read_meta(self.path, UTTERANCE_FORMAT, "per-utterance feature cache")
         self._chunks: dict[str, list[dict[str, Any]]] = {}
         self._by_id: dict[str, list[dict[str, Any]]] = {}
         self._by_sha: dict[tuple[str, float | None, float | None], dict[str, Any]] = {}
